@@ -1,0 +1,208 @@
+//! Small cryptographic building blocks: random secrets, the keyed hash for high-entropy
+//! credentials, the master key that wraps key material, and argon2id for human passwords.
+//!
+//! This module and [`crate::token`] are the only places that know the crypto crates.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::secret::Secret;
+
+/// Fills a fresh array from the operating system's CSPRNG.
+///
+/// # Panics
+/// Only if the operating system has no random source at all, in which case no token could be
+/// issued safely anyway.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).expect("the OS random source failed");
+    b
+}
+
+/// A 256-bit random secret in base64url, prefixed so that leaked credentials are recognisable
+/// by secret scanners (`tsr_` for project API tokens, `tsk_` for operator API keys).
+pub fn new_secret(prefix: &str) -> Secret<String> {
+    Secret::new(format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+    ))
+}
+
+/// The master key: 32 bytes kept outside the database. It wraps every key stored in the
+/// database and keys the credential hash.
+#[derive(Clone)]
+pub struct MasterKey {
+    wrap: Aes256Gcm,
+    credential_hash_key: [u8; 32],
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+/// The master key could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the master key must be base64 of exactly 32 bytes")]
+pub struct BadMasterKey;
+
+/// Key material could not be unwrapped: wrong master key or damaged row.
+#[derive(Debug, thiserror::Error)]
+#[error("stored key material could not be unwrapped with this master key")]
+pub struct UnwrapError;
+
+impl MasterKey {
+    /// Builds the master key from raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        // Sub-keys are derived with HMAC under distinct labels so that the wrapping key and the
+        // credential hash key are never the same bytes.
+        let derive = |label: &[u8]| -> [u8; 32] {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length");
+            mac.update(label);
+            mac.finalize().into_bytes().into()
+        };
+        let wrap_key = derive(b"tessera/v1/key-wrap");
+        MasterKey {
+            wrap: Aes256Gcm::new(&wrap_key.into()),
+            credential_hash_key: derive(b"tessera/v1/credential-hash"),
+        }
+    }
+
+    /// Parses the base64 (standard alphabet, surrounding white space ignored) text form.
+    pub fn from_base64(text: &str) -> Result<Self, BadMasterKey> {
+        let raw = STANDARD.decode(text.trim()).map_err(|_| BadMasterKey)?;
+        let bytes: [u8; 32] = raw.try_into().map_err(|_| BadMasterKey)?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// A new random master key and its base64 text form.
+    pub fn generate() -> (Self, Secret<String>) {
+        let bytes = random_bytes::<32>();
+        (Self::from_bytes(bytes), Secret::new(STANDARD.encode(bytes)))
+    }
+
+    /// Encrypts key material for storage; `label` (the kid) is bound as associated data so a
+    /// wrapped key cannot be moved to another row.
+    pub fn wrap(&self, label: &str, material: &[u8; 32]) -> Vec<u8> {
+        let nonce = random_bytes::<12>();
+        let mut out = nonce.to_vec();
+        let ct = self
+            .wrap
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: material,
+                    aad: label.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption of 32 bytes cannot fail");
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Reverses [`MasterKey::wrap`].
+    pub fn unwrap(&self, label: &str, wrapped: &[u8]) -> Result<[u8; 32], UnwrapError> {
+        if wrapped.len() != 12 + 32 + 16 {
+            return Err(UnwrapError);
+        }
+        let (nonce, ct) = wrapped.split_at(12);
+        let pt = self
+            .wrap
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: label.as_bytes(),
+                },
+            )
+            .map_err(|_| UnwrapError)?;
+        pt.try_into().map_err(|_| UnwrapError)
+    }
+
+    /// The keyed hash under which high-entropy credentials (API tokens, API keys, embed tokens,
+    /// refresh ids) are stored. A fast keyed hash is right here: the inputs carry 128+ bits of
+    /// entropy, so there is nothing to brute-force, and a database leak alone does not let
+    /// anyone test guesses without the master key.
+    pub fn credential_hash(&self, secret: &str) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.credential_hash_key).expect("any key length");
+        mac.update(secret.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// Compares two byte strings in constant time (for equal lengths).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// argon2id with OWASP's minimum parameters (m = 19 MiB, t = 2, p = 1). The parameters are
+/// stored inside the PHC string, so they can be raised later without invalidating old hashes.
+pub mod password {
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+
+    fn hasher() -> Argon2<'static> {
+        let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    /// Hashes a password into a PHC string. Costs ~20 ms of CPU: call it off the async threads.
+    pub fn hash(password: &str) -> String {
+        let salt_bytes = super::random_bytes::<16>();
+        let salt = SaltString::encode_b64(&salt_bytes).expect("16 bytes is a valid salt");
+        hasher()
+            .hash_password(password.as_bytes(), &salt)
+            .expect("argon2 with valid parameters cannot fail")
+            .to_string()
+    }
+
+    /// Checks a password against a PHC string; a malformed stored hash never matches.
+    pub fn verify(password: &str, phc: &str) -> bool {
+        match PasswordHash::new(phc) {
+            Ok(parsed) => hasher()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_round_trips_and_binds_the_label() {
+        let (mk, _) = MasterKey::generate();
+        let material = random_bytes::<32>();
+        let wrapped = mk.wrap("kid-1", &material);
+        assert_eq!(mk.unwrap("kid-1", &wrapped).unwrap(), material);
+        assert!(mk.unwrap("kid-2", &wrapped).is_err());
+        let (other, _) = MasterKey::generate();
+        assert!(other.unwrap("kid-1", &wrapped).is_err());
+    }
+
+    #[test]
+    fn master_key_text_form_is_strict() {
+        let (_, text) = MasterKey::generate();
+        assert!(MasterKey::from_base64(text.expose()).is_ok());
+        assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
+        assert!(format!("{:?}", MasterKey::from_base64(text.expose()).unwrap()).contains("redacted"));
+    }
+
+    #[test]
+    fn password_hash_verifies_only_the_right_password() {
+        let h = password::hash("hunter22");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(password::verify("hunter22", &h));
+        assert!(!password::verify("hunter23", &h));
+        assert!(!password::verify("hunter22", "not a hash"));
+    }
+}

@@ -1,0 +1,342 @@
+//! Domain records. These are not wire types: the server converts them to each dialect's JSON
+//! by hand at its edge.
+
+use uuid::Uuid;
+
+use crate::clock::UnixTime;
+use crate::ids::{AddressId, ApiTokenId, EmbedId, FamilyId, ProjectId, ResourceId};
+use crate::token::{KeyPurpose, KeyState, PrincipalKind};
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// Its id, also the Basic-auth user name.
+    pub id: ProjectId,
+    /// A human name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// A project API token as stored: never the secret itself, only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Record id (for listing and revoking).
+    pub id: ApiTokenId,
+    /// Owning project.
+    pub project_id: ProjectId,
+    /// Optional human name.
+    pub name: String,
+    /// Keyed hash of the secret.
+    pub hash: [u8; 32],
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Set once revoked; a revoked token authenticates nothing.
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// The kind of a Fabric resource, which is also its address's display type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// A subscriber (end user).
+    Subscriber,
+    /// A conference room.
+    Room,
+    /// An application.
+    App,
+}
+
+impl ResourceKind {
+    /// Stable text form, equal to the Fabric address `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Subscriber => "subscriber",
+            ResourceKind::Room => "room",
+            ResourceKind::App => "app",
+        }
+    }
+
+    /// Parses [`ResourceKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "subscriber" => Some(ResourceKind::Subscriber),
+            "room" => Some(ResourceKind::Room),
+            "app" => Some(ResourceKind::App),
+            _ => None,
+        }
+    }
+
+    /// The address context: subscribers are private, rooms and applications public.
+    pub fn context(self) -> &'static str {
+        match self {
+            ResourceKind::Subscriber => "private",
+            ResourceKind::Room | ResourceKind::App => "public",
+        }
+    }
+}
+
+/// A subscriber's profile. Unset fields are empty strings, as the wire contract prefers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriberProfile {
+    /// Email address (the reference of subscribers created by token requests).
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Job title.
+    pub job_title: String,
+    /// Time zone.
+    pub timezone: String,
+    /// Country.
+    pub country: String,
+    /// Region.
+    pub region: String,
+    /// Company name.
+    pub company_name: String,
+}
+
+/// A partial update of a subscriber profile: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriberPatch {
+    /// New email.
+    pub email: Option<String>,
+    /// New first name.
+    pub first_name: Option<String>,
+    /// New last name.
+    pub last_name: Option<String>,
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New job title.
+    pub job_title: Option<String>,
+    /// New time zone.
+    pub timezone: Option<String>,
+    /// New country.
+    pub country: Option<String>,
+    /// New region.
+    pub region: Option<String>,
+    /// New company name.
+    pub company_name: Option<String>,
+}
+
+impl SubscriberPatch {
+    /// Applies the patch to a profile.
+    pub fn apply(&self, p: &mut SubscriberProfile) {
+        let set = |dst: &mut String, src: &Option<String>| {
+            if let Some(v) = src {
+                dst.clone_from(v);
+            }
+        };
+        set(&mut p.email, &self.email);
+        set(&mut p.first_name, &self.first_name);
+        set(&mut p.last_name, &self.last_name);
+        set(&mut p.display_name, &self.display_name);
+        set(&mut p.job_title, &self.job_title);
+        set(&mut p.timezone, &self.timezone);
+        set(&mut p.country, &self.country);
+        set(&mut p.region, &self.region);
+        set(&mut p.company_name, &self.company_name);
+    }
+}
+
+/// A Fabric resource: a subscriber, room or application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// Resource id (for subscribers, also the subscriber id).
+    pub id: ResourceId,
+    /// Owning project.
+    pub project_id: ProjectId,
+    /// What it is.
+    pub kind: ResourceKind,
+    /// Short name, used in its address.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Last update time.
+    pub updated_at: UnixTime,
+    /// The subscriber profile, for subscribers.
+    pub subscriber: Option<SubscriberProfile>,
+    /// Free-form fields a client stored on a room or application (a JSON object).
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A Fabric address: the unit of permission for restricted tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Address id.
+    pub id: AddressId,
+    /// Owning project.
+    pub project_id: ProjectId,
+    /// The resource it reaches.
+    pub resource_id: ResourceId,
+    /// The resource's kind (the address display type).
+    pub kind: ResourceKind,
+    /// Name within its context (`/private/<name>`).
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Whether it refuses calls.
+    pub locked: bool,
+    /// Cover image URL (may be empty).
+    pub cover_url: String,
+    /// Preview image URL (may be empty).
+    pub preview_url: String,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// A new resource with its one address, created together.
+#[derive(Debug, Clone)]
+pub struct NewResource {
+    /// The resource.
+    pub resource: Resource,
+    /// Its address.
+    pub address: Address,
+    /// For subscribers: the argon2id PHC string of the password.
+    pub password_hash: Option<String>,
+}
+
+/// A room update: fields present replace, `data` members are merged in.
+#[derive(Debug, Clone, Default)]
+pub struct RoomPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New display name.
+    pub display_name: Option<String>,
+    /// Members to merge into the stored fields.
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A token request's subscriber upsert, keyed on `reference` (case-insensitive) or on the
+/// subscriber id when the reference is one (fabric-api.md §13 item 9).
+#[derive(Debug, Clone)]
+pub struct SubscriberUpsert {
+    /// The reference as given.
+    pub reference: String,
+    /// Fields to set or update.
+    pub patch: SubscriberPatch,
+    /// A new password hash, when the request carried a non-empty password.
+    pub password_hash: Option<String>,
+    /// The resource to create when no subscriber matches (its id, name, address, times).
+    pub create: NewResource,
+}
+
+/// A session family: one grant and all of its refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    /// Family id (carried by every token of the family).
+    pub id: FamilyId,
+    /// Owning project.
+    pub project_id: ProjectId,
+    /// Principal kind.
+    pub kind: PrincipalKind,
+    /// The subject (subscriber id or guest id).
+    pub subject: Uuid,
+    /// The generation the current refresh token may spend.
+    pub generation: i64,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Absolute expiry: nothing in the family works after it.
+    pub expires_at: UnixTime,
+    /// When the generation last advanced (for the grace window).
+    pub rotated_at: Option<UnixTime>,
+    /// Set once revoked.
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// The result of trying to spend a refresh generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The generation was current and is now spent; the family moved to the returned one.
+    Rotated(Family),
+    /// The generation was not current (already spent, or never issued). The family as it is
+    /// now is returned so the caller can apply the grace window or revoke it.
+    Stale(Family),
+    /// The family is revoked or past its absolute expiry.
+    Dead,
+    /// No such family in this project.
+    NotFound,
+}
+
+/// A click-to-call widget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Embed {
+    /// Widget id.
+    pub id: EmbedId,
+    /// Owning project.
+    pub project_id: ProjectId,
+    /// Keyed hash of its public `c2c_` token.
+    pub token_hash: [u8; 32],
+    /// The addresses its guests may reach.
+    pub addresses: Vec<AddressId>,
+    /// Disabled widgets answer 403.
+    pub enabled: bool,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// A key as stored: its material wrapped under the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id.
+    pub kid: String,
+    /// Purpose.
+    pub purpose: KeyPurpose,
+    /// Life-cycle state.
+    pub state: KeyState,
+    /// Material wrapped by [`crate::crypto::MasterKey::wrap`] (empty once destroyed).
+    pub wrapped: Vec<u8>,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// When it became active.
+    pub activated_at: Option<UnixTime>,
+    /// When it was retired.
+    pub retired_at: Option<UnixTime>,
+    /// How many tokens it has sealed (persisted periodically).
+    pub sealed: i64,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("purpose", &self.purpose)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which addresses a listing should return.
+#[derive(Debug, Clone, Default)]
+pub struct AddressQuery {
+    /// Only this display type.
+    pub kind: Option<ResourceKind>,
+    /// Only this display name (exact).
+    pub display_name: Option<String>,
+    /// Only the addresses of this resource.
+    pub resource_id: Option<ResourceId>,
+    /// Subscriber scope: only non-subscriber addresses plus this subscriber's own.
+    pub visible_to: Option<ResourceId>,
+}
+
+/// A keyset page request: up to `size` items with ids greater than `after`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Page size (already clamped by the caller).
+    pub size: u32,
+    /// The last id of the previous page.
+    pub after: Option<Uuid>,
+}
+
+/// One page of results and whether more follow.
+#[derive(Debug, Clone)]
+pub struct PageOf<T> {
+    /// The items, in id (creation) order.
+    pub items: Vec<T>,
+    /// Whether a next page exists.
+    pub more: bool,
+}

@@ -1,0 +1,492 @@
+//! The token service: every Fabric grant, refresh and credential check, independent of HTTP.
+//!
+//! Handlers parse wire input into the request types here, call one method, and render the
+//! result. Rules that do not depend on the wire (address limits, project scoping, rotation and
+//! reuse detection) live here so every dialect and every backend gets them the same way.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::clock::{Clock, UnixTime};
+use crate::crypto::{password, MasterKey};
+use crate::ids::{AddressId, FamilyId, ProjectId, ResourceId, TokenId};
+use crate::model::*;
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+use crate::token::{check_time, Claims, KeyRing, PrincipalKind, TokenClass, TokenError};
+
+/// At most this many addresses in one restricted token.
+pub const MAX_ALLOWED_ADDRESSES: usize = 10;
+
+/// The scope that lets a browser holder refresh its own token.
+pub const SCOPE_SAT_REFRESH: &str = "sat:refresh";
+
+/// Lifetimes and windows. Every value is in seconds.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// Default access-token lifetime (2 h).
+    pub access_lifetime: i64,
+    /// How much longer a refresh token lives than its access token (5 min).
+    pub refresh_extra: i64,
+    /// The furthest expiry a caller may ask for (24 h).
+    pub max_lifetime: i64,
+    /// Absolute lifetime of a session family, whatever the activity (30 days).
+    pub family_lifetime: i64,
+    /// Lifetime of guest tokens made from click-to-call widgets (1 h).
+    pub embed_lifetime: i64,
+    /// Lifetime of a `sat:refresh` token that is not bound to a fingerprint (60 s).
+    pub unbound_refresh_scope_lifetime: i64,
+    /// Window in which a just-spent refresh token is still honoured (honest concurrent
+    /// retries); 0 disables it.
+    pub refresh_grace: i64,
+    /// Clock-skew tolerance for `exp` and `iat`.
+    pub leeway: i64,
+    /// The relay host to announce in the `ch` header, if any.
+    pub relay_host: Option<String>,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        TokenPolicy {
+            access_lifetime: 2 * 3600,
+            refresh_extra: 300,
+            max_lifetime: 24 * 3600,
+            family_lifetime: 30 * 24 * 3600,
+            embed_lifetime: 3600,
+            unbound_refresh_scope_lifetime: 60,
+            refresh_grace: 5,
+            leeway: 5,
+            relay_host: None,
+        }
+    }
+}
+
+/// A domain rule a request broke. The server maps each to its dialect's error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// More than [`MAX_ALLOWED_ADDRESSES`] addresses.
+    TooManyAddresses,
+    /// No addresses at all.
+    NoAddresses,
+    /// One or more addresses are not the project's.
+    AddressesNotInProject,
+    /// An invite address that is not a subscriber address the caller may invite to.
+    InvalidInviteAddress,
+    /// `application_id` names no application of the project.
+    UnknownApplication,
+    /// An access token was presented where a refresh token is due.
+    NotARefreshToken,
+    /// The refresh token has expired.
+    TokenExpired,
+    /// The token is not valid (tampered, revoked, spent, another project's, unknown key).
+    TokenInvalid,
+    /// An embed token without the `c2c_` prefix.
+    EmbedTokenPrefix,
+    /// A subscriber with this email already exists in the project.
+    EmailTaken,
+}
+
+/// Why a service call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Missing or wrong credentials.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The thing does not exist (in this project).
+    #[error("not found")]
+    NotFound,
+    /// It exists but may not be used (a disabled widget).
+    #[error("forbidden")]
+    Forbidden,
+    /// A domain rule was broken.
+    #[error("rule broken: {0:?}")]
+    Rule(Rule),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// No active key for a purpose: the node is not ready to issue tokens.
+    #[error("no active key")]
+    NoKey,
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ServiceError::NotFound,
+            StoreError::Conflict(ref what) if what == "email" => ServiceError::Rule(Rule::EmailTaken),
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+/// Shorthand for service results.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// An access token and, for refreshable grants, its refresh token.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    /// The access token (SAT).
+    pub access: Secret<String>,
+    /// The refresh token, if the grant is refreshable.
+    pub refresh: Option<Secret<String>>,
+    /// The claims sealed into the access token.
+    pub claims: Claims,
+}
+
+/// A subscriber token request (Fabric T1), already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriberGrant {
+    /// Upsert key.
+    pub reference: String,
+    /// Expiry; `None` for the default lifetime. Already range-checked.
+    pub expire_at: Option<UnixTime>,
+    /// Application the token is bound to.
+    pub application_id: Option<ResourceId>,
+    /// New password (non-empty), if any.
+    pub password: Option<Secret<String>>,
+    /// Profile fields to set.
+    pub patch: SubscriberPatch,
+    /// Requested scope.
+    pub scope: Option<String>,
+    /// Device fingerprint, if bound.
+    pub fingerprint: Option<String>,
+}
+
+/// Runs argon2 on a bounded set of blocking threads so that password work cannot take every
+/// thread the token hot path needs.
+#[derive(Debug)]
+pub struct PasswordPool {
+    permits: Semaphore,
+}
+
+impl PasswordPool {
+    /// A pool running at most `parallel` hashes at once.
+    pub fn new(parallel: usize) -> Self {
+        PasswordPool {
+            permits: Semaphore::new(parallel.max(1)),
+        }
+    }
+
+    /// Hashes a password off the async threads.
+    pub async fn hash(&self, pw: Secret<String>) -> ServiceResult<String> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Store(StoreError::Unavailable("shutting down".into())))?;
+        tokio::task::spawn_blocking(move || password::hash(pw.expose()))
+            .await
+            .map_err(|e| ServiceError::Store(StoreError::Unavailable(e.to_string())))
+    }
+}
+
+/// The token service. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+    master: MasterKey,
+    policy: TokenPolicy,
+    passwords: PasswordPool,
+}
+
+impl TokenService {
+    /// Assembles the service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        master: MasterKey,
+        policy: TokenPolicy,
+    ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        TokenService {
+            store,
+            keys,
+            clock,
+            master,
+            policy,
+            passwords: PasswordPool::new(cores),
+        }
+    }
+
+    /// The store, for read-only resource operations that need no token logic.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.policy
+    }
+
+    /// The master key (for hashing credentials at the edge).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The password pool.
+    pub fn passwords(&self) -> &PasswordPool {
+        &self.passwords
+    }
+
+    /// Checks a project's Basic credentials.
+    pub async fn authenticate_project(&self, project: ProjectId, secret: &str) -> ServiceResult<()> {
+        let hash = self.master.credential_hash(secret);
+        match self.store.find_api_token(project, hash).await? {
+            Some(t) if crate::crypto::ct_eq(&t.hash, &hash) => Ok(()),
+            _ => Err(ServiceError::Unauthorized),
+        }
+    }
+
+    /// Checks a Bearer access token: a valid SAT whose family is alive. Returns its claims.
+    pub async fn authenticate_bearer(&self, token: &str) -> ServiceResult<Claims> {
+        let claims = self
+            .keys
+            .open(TokenClass::Access, token)
+            .map_err(|_| ServiceError::Unauthorized)?;
+        let now = self.clock.now();
+        check_time(&claims, now, self.policy.leeway).map_err(|_| ServiceError::Unauthorized)?;
+        let fam = match self.store.get_family(claims.fam).await {
+            Ok(f) => f,
+            Err(StoreError::NotFound) => return Err(ServiceError::Unauthorized),
+            Err(e) => return Err(e.into()),
+        };
+        if fam.revoked_at.is_some() || fam.expires_at <= now || fam.project_id != claims.pid {
+            return Err(ServiceError::Unauthorized);
+        }
+        Ok(claims)
+    }
+
+    fn new_family(&self, project: ProjectId, kind: PrincipalKind, subject: Uuid, generation: i64) -> Family {
+        let now = self.clock.now();
+        Family {
+            id: FamilyId::random(),
+            project_id: project,
+            kind,
+            subject,
+            generation,
+            created_at: now,
+            expires_at: now.plus(self.policy.family_lifetime),
+            rotated_at: None,
+            revoked_at: None,
+        }
+    }
+
+    /// Seals the access token for `claims` and, when `generation` is given, a refresh token
+    /// for that generation living `refresh_extra` longer (both capped by the family's end).
+    fn mint(&self, claims: Claims, generation: Option<i64>, family_end: UnixTime) -> ServiceResult<IssuedTokens> {
+        let ch = self.policy.relay_host.as_deref();
+        let access = self
+            .keys
+            .seal(TokenClass::Access, &claims, ch)
+            .map_err(|_| ServiceError::NoKey)?;
+        let refresh = match generation {
+            Some(g) => {
+                let mut rc = claims.clone();
+                rc.jti = TokenId::random();
+                rc.gen = Some(g);
+                rc.exp = claims.exp.saturating_add(self.policy.refresh_extra).min(family_end.0);
+                Some(Secret::new(
+                    self.keys
+                        .seal(TokenClass::Refresh, &rc, ch)
+                        .map_err(|_| ServiceError::NoKey)?,
+                ))
+            }
+            None => None,
+        };
+        Ok(IssuedTokens {
+            access: Secret::new(access),
+            refresh,
+            claims,
+        })
+    }
+
+    fn claims(&self, fam: &Family, exp: UnixTime, adr: Vec<AddressId>, app: Option<Uuid>, scp: Option<String>) -> Claims {
+        Claims {
+            sub: fam.subject,
+            pid: fam.project_id,
+            knd: fam.kind,
+            fam: fam.id,
+            jti: TokenId::random(),
+            iat: self.clock.now().0,
+            exp: exp.0.min(fam.expires_at.0),
+            adr,
+            app,
+            gen: None,
+            scp,
+        }
+    }
+
+    /// Fabric T1: upserts the subscriber by reference and issues its tokens.
+    pub async fn grant_subscriber(
+        &self,
+        project: ProjectId,
+        req: SubscriberGrant,
+        create: NewResource,
+    ) -> ServiceResult<(ResourceId, IssuedTokens)> {
+        let now = self.clock.now();
+        if let Some(app) = req.application_id {
+            match self.store.get_resource(project, app).await {
+                Ok(r) if r.kind == ResourceKind::App => {}
+                Ok(_) | Err(StoreError::NotFound) => {
+                    return Err(ServiceError::Rule(Rule::UnknownApplication))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let password_hash = match req.password {
+            Some(pw) => Some(self.passwords.hash(pw).await?),
+            None => None,
+        };
+        let mut exp = req
+            .expire_at
+            .unwrap_or(now.plus(self.policy.access_lifetime));
+        if req.scope.as_deref() == Some(SCOPE_SAT_REFRESH) && req.fingerprint.is_none() {
+            exp = exp.min(now.plus(self.policy.unbound_refresh_scope_lifetime));
+        }
+        let mut fam = self.new_family(project, PrincipalKind::Subscriber, Uuid::nil(), 1);
+        let upsert = SubscriberUpsert {
+            reference: req.reference,
+            patch: req.patch,
+            password_hash,
+            create,
+        };
+        let sid = self
+            .store
+            .grant_subscriber(project, upsert, fam.clone(), now)
+            .await?;
+        fam.subject = sid.0;
+        let claims = self.claims(&fam, exp, Vec::new(), req.application_id.map(|a| a.0), req.scope);
+        Ok((sid, self.mint(claims, Some(1), fam.expires_at)?))
+    }
+
+    /// Fabric T3: a guest token for up to ten of the project's addresses.
+    pub async fn grant_guest(
+        &self,
+        project: ProjectId,
+        addresses: Vec<AddressId>,
+        expire_at: Option<UnixTime>,
+    ) -> ServiceResult<IssuedTokens> {
+        let addresses = self.check_addresses(project, addresses).await?;
+        let fam = self.new_family(project, PrincipalKind::Guest, Uuid::new_v4(), 1);
+        self.store.create_family(fam.clone()).await?;
+        let exp = expire_at.unwrap_or(self.clock.now().plus(self.policy.access_lifetime));
+        let claims = self.claims(&fam, exp, addresses, None, None);
+        self.mint(claims, Some(1), fam.expires_at)
+    }
+
+    /// Deduplicates and checks a restricted token's addresses: 1 to 10, all the project's.
+    async fn check_addresses(&self, project: ProjectId, mut ids: Vec<AddressId>) -> ServiceResult<Vec<AddressId>> {
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|a| seen.insert(*a));
+        if ids.is_empty() {
+            return Err(ServiceError::Rule(Rule::NoAddresses));
+        }
+        if ids.len() > MAX_ALLOWED_ADDRESSES {
+            return Err(ServiceError::Rule(Rule::TooManyAddresses));
+        }
+        let found = self.store.existing_addresses(project, &ids).await?;
+        if found.len() != ids.len() {
+            return Err(ServiceError::Rule(Rule::AddressesNotInProject));
+        }
+        Ok(ids)
+    }
+
+    /// Fabric T4: an invite to one subscriber address. With `inviter` (Bearer subscriber
+    /// scope) only the inviter's own address qualifies.
+    pub async fn grant_invite(
+        &self,
+        project: ProjectId,
+        address: AddressId,
+        expires_at: Option<UnixTime>,
+        inviter: Option<ResourceId>,
+    ) -> ServiceResult<IssuedTokens> {
+        let addr = match self.store.get_address(project, address).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound) => return Err(ServiceError::Rule(Rule::InvalidInviteAddress)),
+            Err(e) => return Err(e.into()),
+        };
+        if addr.kind != ResourceKind::Subscriber || inviter.is_some_and(|s| s != addr.resource_id) {
+            return Err(ServiceError::Rule(Rule::InvalidInviteAddress));
+        }
+        let fam = self.new_family(project, PrincipalKind::Invite, Uuid::new_v4(), 0);
+        self.store.create_family(fam.clone()).await?;
+        let exp = expires_at.unwrap_or(self.clock.now().plus(self.policy.access_lifetime));
+        let claims = self.claims(&fam, exp, vec![address], None, None);
+        self.mint(claims, None, fam.expires_at)
+    }
+
+    /// Fabric T5: exchanges a public `c2c_` widget token for a short-lived guest token.
+    pub async fn grant_embed(&self, c2c: &str) -> ServiceResult<IssuedTokens> {
+        let Some(rest) = c2c.strip_prefix("c2c_") else {
+            return Err(ServiceError::Rule(Rule::EmbedTokenPrefix));
+        };
+        if rest.len() != 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ServiceError::NotFound);
+        }
+        let hash = self.master.credential_hash(&c2c.to_ascii_lowercase());
+        let embed = self.store.find_embed(hash).await?.ok_or(ServiceError::NotFound)?;
+        if !embed.enabled {
+            return Err(ServiceError::Forbidden);
+        }
+        let fam = self.new_family(embed.project_id, PrincipalKind::Embed, Uuid::new_v4(), 0);
+        self.store.create_family(fam.clone()).await?;
+        let exp = self.clock.now().plus(self.policy.embed_lifetime);
+        let claims = self.claims(&fam, exp, embed.addresses, None, None);
+        self.mint(claims, None, fam.expires_at)
+    }
+
+    /// Fabric T2: rotates a refresh token. The family's generation advances in one conditional
+    /// update; presenting a spent generation outside the grace window revokes the family.
+    pub async fn refresh(&self, project: ProjectId, token: &str) -> ServiceResult<IssuedTokens> {
+        let claims = self.keys.open(TokenClass::Refresh, token).map_err(|e| {
+            ServiceError::Rule(match e {
+                TokenError::WrongType => Rule::NotARefreshToken,
+                _ => Rule::TokenInvalid,
+            })
+        })?;
+        let now = self.clock.now();
+        match check_time(&claims, now, self.policy.leeway) {
+            Ok(()) => {}
+            Err(TokenError::Expired) => return Err(ServiceError::Rule(Rule::TokenExpired)),
+            Err(_) => return Err(ServiceError::Rule(Rule::TokenInvalid)),
+        }
+        // A refresh token is bound to the project that got it: another project's credentials
+        // see "invalid", exactly as for a token that never existed.
+        if claims.pid != project {
+            return Err(ServiceError::Rule(Rule::TokenInvalid));
+        }
+        let generation = claims.gen.unwrap_or(-1);
+        let fam = match self.store.rotate_family(project, claims.fam, generation, now).await? {
+            RotateOutcome::Rotated(f) => f,
+            RotateOutcome::Stale(f) => {
+                let in_grace = self.policy.refresh_grace > 0
+                    && generation == f.generation - 1
+                    && f.rotated_at.is_some_and(|t| now.0 <= t.0 + self.policy.refresh_grace);
+                if !in_grace {
+                    tracing::warn!(family = %f.id, project = %project, "refresh token reuse detected; family revoked");
+                    self.store.revoke_family(f.id, now).await?;
+                    return Err(ServiceError::Rule(Rule::TokenInvalid));
+                }
+                // An honest concurrent retry: answer with the current generation instead of
+                // advancing, so exactly one chain survives.
+                f
+            }
+            RotateOutcome::Dead | RotateOutcome::NotFound => {
+                return Err(ServiceError::Rule(Rule::TokenInvalid))
+            }
+        };
+        let exp = now.plus(self.policy.access_lifetime);
+        let new = self.claims(&fam, exp, claims.adr, claims.app, claims.scp);
+        self.mint(new, Some(fam.generation), fam.expires_at)
+    }
+}

@@ -1,0 +1,151 @@
+//! The storage contract. Backends (SQLite, later PostgreSQL) implement [`Store`]; everything
+//! above it sees only domain records and [`StoreError`].
+//!
+//! Every Fabric query takes the project id and filters by it *in the store*, so a record of
+//! another project is indistinguishable from a missing one even if a handler forgets a check.
+//! Every write method returns only after its transaction has committed: callers may hand out
+//! tokens as soon as a write returns `Ok`.
+
+use async_trait::async_trait;
+
+use crate::clock::UnixTime;
+use crate::ids::{AddressId, ApiTokenId, FamilyId, ProjectId, ResourceId};
+use crate::model::*;
+
+/// The few ways a store can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record does not exist (in this project).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was violated; the string names the rule (e.g. `email`).
+    #[error("conflict on {0}")]
+    Conflict(String),
+    /// The database failed or is unreachable; the message is for logs only.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Tessera's storage.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    // --- projects and credentials ---
+
+    /// Creates a project with its first API token.
+    async fn create_project(&self, project: Project, token: ApiToken) -> StoreResult<()>;
+    /// Reads a project.
+    async fn get_project(&self, id: ProjectId) -> StoreResult<Project>;
+    /// Adds an API token to an existing project (`NotFound` if the project does not exist).
+    async fn create_api_token(&self, token: ApiToken) -> StoreResult<()>;
+    /// Lists a project's API tokens, revoked ones included.
+    async fn list_api_tokens(&self, project: ProjectId) -> StoreResult<Vec<ApiToken>>;
+    /// Revokes an API token.
+    async fn revoke_api_token(&self, id: ApiTokenId, at: UnixTime) -> StoreResult<()>;
+    /// Finds a live API token of a project by the hash of its secret.
+    async fn find_api_token(
+        &self,
+        project: ProjectId,
+        hash: [u8; 32],
+    ) -> StoreResult<Option<ApiToken>>;
+
+    // --- keys ---
+
+    /// All keys, destroyed ones included.
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Inserts a new key.
+    async fn insert_key(&self, key: StoredKey) -> StoreResult<()>;
+
+    // --- resources and addresses ---
+
+    /// Creates a resource and its address. `Conflict("email")` when a subscriber with the
+    /// same email (case-insensitive) exists in the project.
+    async fn create_resource(&self, new: NewResource) -> StoreResult<()>;
+    /// Reads a resource of a project (any kind).
+    async fn get_resource(&self, project: ProjectId, id: ResourceId) -> StoreResult<Resource>;
+    /// Lists a project's resources, optionally of one kind.
+    async fn list_resources(
+        &self,
+        project: ProjectId,
+        kind: Option<ResourceKind>,
+        page: Page,
+    ) -> StoreResult<PageOf<Resource>>;
+    /// Updates a subscriber's profile and optionally its password hash.
+    async fn update_subscriber(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        patch: SubscriberPatch,
+        password_hash: Option<String>,
+        at: UnixTime,
+    ) -> StoreResult<Resource>;
+    /// Updates a room (or application): replaces given fields, merges `data`.
+    async fn update_room(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        kind: ResourceKind,
+        patch: RoomPatch,
+        at: UnixTime,
+    ) -> StoreResult<Resource>;
+    /// Deletes a resource of the given kind with its address; for subscribers, also revokes
+    /// every family whose subject it is.
+    async fn delete_resource(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        kind: ResourceKind,
+        at: UnixTime,
+    ) -> StoreResult<()>;
+    /// Reads an address of a project.
+    async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address>;
+    /// Lists a project's addresses.
+    async fn list_addresses(
+        &self,
+        project: ProjectId,
+        query: AddressQuery,
+        page: Page,
+    ) -> StoreResult<PageOf<Address>>;
+    /// Of `ids`, returns those that exist in the project.
+    async fn existing_addresses(
+        &self,
+        project: ProjectId,
+        ids: &[AddressId],
+    ) -> StoreResult<Vec<Address>>;
+
+    // --- grants and families ---
+
+    /// Upserts a subscriber by reference and opens a family for it, in one transaction.
+    /// Returns the subscriber id (the family's subject is set to it by the store).
+    async fn grant_subscriber(
+        &self,
+        project: ProjectId,
+        upsert: SubscriberUpsert,
+        family: Family,
+        at: UnixTime,
+    ) -> StoreResult<ResourceId>;
+    /// Opens a family (guest, invite and embed grants).
+    async fn create_family(&self, family: Family) -> StoreResult<()>;
+    /// Reads a family.
+    async fn get_family(&self, id: FamilyId) -> StoreResult<Family>;
+    /// Spends `generation` of a family of `project` in one conditional update.
+    async fn rotate_family(
+        &self,
+        project: ProjectId,
+        id: FamilyId,
+        generation: i64,
+        at: UnixTime,
+    ) -> StoreResult<RotateOutcome>;
+    /// Revokes a family (idempotent).
+    async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()>;
+
+    // --- embeds ---
+
+    /// Creates an embed widget.
+    async fn create_embed(&self, embed: Embed) -> StoreResult<()>;
+    /// Finds a widget by the hash of its public token.
+    async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>>;
+}
+

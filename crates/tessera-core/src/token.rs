@@ -1,0 +1,626 @@
+//! Fabric token formats: compact JWE with `alg=dir`, `enc=A256GCM`, and the key ring that
+//! seals and opens them.
+//!
+//! The algorithm set is fixed per token class. Validation never trusts the header: it must name
+//! exactly `dir` / `A256GCM`, carry no parameter outside a short allow-list (so `zip`, `jku`,
+//! `x5u`, `jwk`, `crit` are all refused), have the `typ` of the expected class, and name a
+//! `kid` that exists in the local ring *for that class's purpose*. Only then does any crypto
+//! run. Access and refresh tokens are sealed under different keys, so even a forged `typ`
+//! cannot make one class decrypt as the other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::clock::UnixTime;
+use crate::crypto::random_bytes;
+use crate::ids::{AddressId, FamilyId, ProjectId, TokenId};
+
+/// Tokens longer than this are refused before any decoding: the parser never allocates in
+/// proportion to a hostile length.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+const MAX_HEADER_B64: usize = 512;
+
+/// What a key is for. Each purpose has its own keys, so a key never serves two token classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    /// Fabric access tokens (SAT).
+    Access,
+    /// Fabric refresh tokens.
+    Refresh,
+}
+
+impl KeyPurpose {
+    /// Stable text form used in storage and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::Access => "access",
+            KeyPurpose::Refresh => "refresh",
+        }
+    }
+
+    /// Parses [`KeyPurpose::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "access" => Some(KeyPurpose::Access),
+            "refresh" => Some(KeyPurpose::Refresh),
+            _ => None,
+        }
+    }
+
+    /// Every purpose, for start-up checks.
+    pub const ALL: [KeyPurpose; 2] = [KeyPurpose::Access, KeyPurpose::Refresh];
+}
+
+/// A key's life cycle: pending → active → retired (decrypt only) → destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Loaded by nodes but not yet used to seal.
+    Pending,
+    /// Seals new tokens (one per purpose) and opens old ones.
+    Active,
+    /// Opens tokens it made until they have all expired; seals nothing.
+    Retired,
+    /// Gone: tokens it made no longer open.
+    Destroyed,
+}
+
+impl KeyState {
+    /// Stable text form used in storage and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Pending => "pending",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+            KeyState::Destroyed => "destroyed",
+        }
+    }
+
+    /// Parses [`KeyState::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(KeyState::Pending),
+            "active" => Some(KeyState::Active),
+            "retired" => Some(KeyState::Retired),
+            "destroyed" => Some(KeyState::Destroyed),
+            _ => None,
+        }
+    }
+}
+
+/// The token classes Tessera seals as JWE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenClass {
+    /// Access token, header `typ: SAT`.
+    Access,
+    /// Refresh token, header `typ: Refresh`.
+    Refresh,
+}
+
+impl TokenClass {
+    fn typ(self) -> &'static str {
+        match self {
+            TokenClass::Access => "SAT",
+            TokenClass::Refresh => "Refresh",
+        }
+    }
+
+    fn purpose(self) -> KeyPurpose {
+        match self {
+            TokenClass::Access => KeyPurpose::Access,
+            TokenClass::Refresh => KeyPurpose::Refresh,
+        }
+    }
+}
+
+/// The kind of principal a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    /// A project's end user.
+    Subscriber,
+    /// An anonymous visitor limited to listed addresses.
+    Guest,
+    /// A guest invited to one subscriber address.
+    Invite,
+    /// A guest arriving through a click-to-call widget.
+    Embed,
+}
+
+impl PrincipalKind {
+    /// Stable text form used in storage and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Subscriber => "subscriber",
+            PrincipalKind::Guest => "guest",
+            PrincipalKind::Invite => "invite",
+            PrincipalKind::Embed => "embed",
+        }
+    }
+
+    /// Parses [`PrincipalKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "subscriber" => Some(PrincipalKind::Subscriber),
+            "guest" => Some(PrincipalKind::Guest),
+            "invite" => Some(PrincipalKind::Invite),
+            "embed" => Some(PrincipalKind::Embed),
+            _ => None,
+        }
+    }
+}
+
+/// The claims inside a Fabric token. Short field names keep tokens small; they are private to
+/// Tessera (clients cannot read a JWE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject: the subscriber id, or a fresh id for a guest.
+    pub sub: Uuid,
+    /// The project that issued the token.
+    pub pid: ProjectId,
+    /// The principal kind.
+    pub knd: PrincipalKind,
+    /// The session family.
+    pub fam: FamilyId,
+    /// The token's own id.
+    pub jti: TokenId,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+    /// For restricted tokens: the addresses the holder may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adr: Vec<AddressId>,
+    /// The application the token is bound to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<Uuid>,
+    /// Refresh tokens only: the family generation this token may spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen: Option<i64>,
+    /// An optional scope (`sat:refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<String>,
+}
+
+/// Why a token was refused. Deliberately coarse: callers map these to wire errors and never
+/// tell a client which check failed beyond "wrong type" and "expired".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a well-formed compact JWE of our profile (including forbidden header parameters).
+    #[error("malformed token")]
+    Malformed,
+    /// A well-formed token of another class (e.g. an access token where a refresh token is due).
+    #[error("wrong token type")]
+    WrongType,
+    /// The `kid` is not in the local ring for this purpose (unknown, or destroyed).
+    #[error("unknown key")]
+    UnknownKey,
+    /// Authentication failed: the token was altered or made with another key.
+    #[error("invalid token")]
+    Invalid,
+    /// The token has expired.
+    #[error("token expired")]
+    Expired,
+    /// The token claims to be issued in the future beyond the leeway.
+    #[error("token issued in the future")]
+    NotYetValid,
+}
+
+/// The protected header. Unknown members are refused (`deny_unknown_fields`), which is how
+/// `zip`, `jku`, `x5u`, `jwk` and `crit` are all rejected.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header<'a> {
+    alg: &'a str,
+    enc: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+    #[serde(default)]
+    #[allow(dead_code)]
+    ch: Option<&'a str>,
+}
+
+/// One key as loaded in memory.
+struct LoadedKey {
+    cipher: Aes256Gcm,
+    /// Seals performed with this key since it was loaded; persisted by the key manager.
+    sealed: AtomicU64,
+}
+
+#[derive(Default)]
+struct PurposeRing {
+    active: Option<String>,
+    keys: HashMap<String, Arc<LoadedKey>>,
+}
+
+/// A key as handed to the ring: its id, purpose, state and plain material.
+pub struct KeyMaterial {
+    /// The key id carried in token headers.
+    pub kid: String,
+    /// What the key is for.
+    pub purpose: KeyPurpose,
+    /// Its state; destroyed keys are never loaded.
+    pub state: KeyState,
+    /// The 256-bit key.
+    pub material: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterial")
+            .field("kid", &self.kid)
+            .field("purpose", &self.purpose)
+            .field("state", &self.state)
+            .field("material", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The in-memory key ring: for each purpose, the keys that may open tokens and the one that
+/// seals new ones. Cheap to share (`Arc`) and to swap wholesale when keys change.
+#[derive(Default)]
+pub struct KeyRing {
+    rings: RwLock<HashMap<KeyPurpose, PurposeRing>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRing([redacted])")
+    }
+}
+
+impl KeyRing {
+    /// A ring holding `keys` (destroyed keys are skipped; pending keys open but never seal).
+    pub fn new(keys: impl IntoIterator<Item = KeyMaterial>) -> Self {
+        let ring = KeyRing::default();
+        ring.replace(keys);
+        ring
+    }
+
+    /// Replaces the ring's contents. Keys already loaded keep their in-memory seal counters.
+    pub fn replace(&self, keys: impl IntoIterator<Item = KeyMaterial>) {
+        let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
+        let mut fresh: HashMap<KeyPurpose, PurposeRing> = HashMap::new();
+        for k in keys {
+            if k.state == KeyState::Destroyed {
+                continue;
+            }
+            let old = rings.get(&k.purpose).and_then(|r| r.keys.get(&k.kid)).cloned();
+            let loaded = old.unwrap_or_else(|| {
+                Arc::new(LoadedKey {
+                    cipher: Aes256Gcm::new(&k.material.into()),
+                    sealed: AtomicU64::new(0),
+                })
+            });
+            let pr = fresh.entry(k.purpose).or_default();
+            if k.state == KeyState::Active {
+                pr.active = Some(k.kid.clone());
+            }
+            pr.keys.insert(k.kid, loaded);
+        }
+        *rings = fresh;
+    }
+
+    /// Whether a purpose has an active key.
+    pub fn has_active(&self, purpose: KeyPurpose) -> bool {
+        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+        rings.get(&purpose).is_some_and(|r| r.active.is_some())
+    }
+
+    /// Seal counts per kid since load, for the key manager to persist.
+    pub fn seal_counts(&self) -> Vec<(String, u64)> {
+        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+        rings
+            .values()
+            .flat_map(|r| r.keys.iter())
+            .map(|(kid, k)| (kid.clone(), k.sealed.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Seals `claims` as a compact JWE of `class` with the purpose's active key.
+    ///
+    /// # Errors
+    /// `UnknownKey` when the purpose has no active key (a start-up invariant violated).
+    pub fn seal(
+        &self,
+        class: TokenClass,
+        claims: &Claims,
+        ch: Option<&str>,
+    ) -> Result<String, TokenError> {
+        let (kid, key) = {
+            let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+            let pr = rings.get(&class.purpose()).ok_or(TokenError::UnknownKey)?;
+            let kid = pr.active.clone().ok_or(TokenError::UnknownKey)?;
+            let key = pr.keys.get(&kid).cloned().ok_or(TokenError::UnknownKey)?;
+            (kid, key)
+        };
+        // Member order follows the originals (alg, enc, then typ) so clients that print the
+        // header see what they expect.
+        let mut header = serde_json::json!({"alg": "dir", "enc": "A256GCM"});
+        if let Some(ch) = ch {
+            header["ch"] = ch.into();
+        }
+        header["typ"] = class.typ().into();
+        header["kid"] = kid.into();
+        let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
+        let mut buf = serde_json::to_vec(claims).expect("claims always serialize");
+        let iv = random_bytes::<12>();
+        let tag = key
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&iv), header_b64.as_bytes(), &mut buf)
+            .map_err(|_| TokenError::Invalid)?;
+        key.sealed.fetch_add(1, Ordering::Relaxed);
+        let mut out = String::with_capacity(header_b64.len() + buf.len() * 4 / 3 + 48);
+        out.push_str(&header_b64);
+        out.push_str("..");
+        URL_SAFE_NO_PAD.encode_string(iv, &mut out);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&buf, &mut out);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        Ok(out)
+    }
+
+    /// Opens a token of `class`, checking the header profile, the key and the authentication
+    /// tag. Time is *not* checked here: see [`check_time`].
+    pub fn open(&self, class: TokenClass, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(ek), Some(iv), Some(ct), Some(tag), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(TokenError::Malformed);
+        };
+        if !ek.is_empty() || h.len() > MAX_HEADER_B64 || iv.len() != 16 || tag.len() != 22 {
+            return Err(TokenError::Malformed);
+        }
+        let header_json = URL_SAFE_NO_PAD
+            .decode(h)
+            .map_err(|_| TokenError::Malformed)?;
+        let header: Header<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        if header.alg != "dir" || header.enc != "A256GCM" {
+            return Err(TokenError::Malformed);
+        }
+        if header.typ != class.typ() {
+            return if header.typ == "SAT" || header.typ == "Refresh" {
+                Err(TokenError::WrongType)
+            } else {
+                Err(TokenError::Malformed)
+            };
+        }
+        let key = {
+            let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+            rings
+                .get(&class.purpose())
+                .and_then(|r| r.keys.get(header.kid))
+                .cloned()
+                .ok_or(TokenError::UnknownKey)?
+        };
+        let iv = URL_SAFE_NO_PAD
+            .decode(iv)
+            .map_err(|_| TokenError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TokenError::Malformed)?;
+        let mut buf = URL_SAFE_NO_PAD
+            .decode(ct)
+            .map_err(|_| TokenError::Malformed)?;
+        key.cipher
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&iv),
+                h.as_bytes(),
+                &mut buf,
+                Tag::from_slice(&tag),
+            )
+            .map_err(|_| TokenError::Invalid)?;
+        let claims: Claims = serde_json::from_slice(&buf).map_err(|_| TokenError::Invalid)?;
+        // A refresh token must carry a generation and an access token must not: one more guard
+        // against a token being used as the other class.
+        if (class == TokenClass::Refresh) != claims.gen.is_some() {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
+    }
+}
+
+/// Checks expiry (with `leeway` seconds of tolerance for clock skew) and that `iat` is not in
+/// the future beyond the same leeway.
+pub fn check_time(claims: &Claims, now: UnixTime, leeway: i64) -> Result<(), TokenError> {
+    if claims.exp.saturating_add(leeway) <= now.0 {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat > now.0.saturating_add(leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// A new key id for a purpose: a short prefix naming the purpose plus 64 random bits.
+pub fn new_kid(purpose: KeyPurpose) -> String {
+    let prefix = match purpose {
+        KeyPurpose::Access => "a",
+        KeyPurpose::Refresh => "r",
+    };
+    let mut s = String::from(prefix);
+    s.push('-');
+    URL_SAFE_NO_PAD.encode_string(random_bytes::<8>(), &mut s);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::new([
+            KeyMaterial {
+                kid: "a1".into(),
+                purpose: KeyPurpose::Access,
+                state: KeyState::Active,
+                material: random_bytes(),
+            },
+            KeyMaterial {
+                kid: "r1".into(),
+                purpose: KeyPurpose::Refresh,
+                state: KeyState::Active,
+                material: random_bytes(),
+            },
+        ])
+    }
+
+    fn claims(gen: Option<i64>) -> Claims {
+        Claims {
+            sub: Uuid::new_v4(),
+            pid: ProjectId::random(),
+            knd: PrincipalKind::Guest,
+            fam: FamilyId::random(),
+            jti: TokenId::random(),
+            iat: 1_700_000_000,
+            exp: 1_700_007_200,
+            adr: vec![AddressId::random(); 10],
+            app: None,
+            gen,
+            scp: None,
+        }
+    }
+
+    fn b64json(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn round_trip_both_classes() {
+        let r = ring();
+        let c = claims(None);
+        let t = r.seal(TokenClass::Access, &c, None).unwrap();
+        assert_eq!(t.split('.').count(), 5);
+        assert_eq!(t.split('.').nth(1), Some(""));
+        assert_eq!(r.open(TokenClass::Access, &t).unwrap(), c);
+        let c = claims(Some(3));
+        let t = r.seal(TokenClass::Refresh, &c, Some("relay.example")).unwrap();
+        assert_eq!(r.open(TokenClass::Refresh, &t).unwrap(), c);
+    }
+
+    #[test]
+    fn header_has_the_expected_profile() {
+        let r = ring();
+        let t = r.seal(TokenClass::Access, &claims(None), None).unwrap();
+        let h = URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(h).unwrap(),
+            r#"{"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"a1"}"#
+        );
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_rejected() {
+        let r = ring();
+        for (class, gen) in [(TokenClass::Access, None), (TokenClass::Refresh, Some(1))] {
+            let t = r.seal(class, &claims(gen), None).unwrap();
+            let bytes = t.as_bytes();
+            for i in 0..bytes.len() {
+                for bit in 0..8 {
+                    let mut b = bytes.to_vec();
+                    b[i] ^= 1 << bit;
+                    // A flip may produce invalid UTF-8; such a token cannot even be presented
+                    // as a string, which is a rejection too.
+                    if let Ok(s) = String::from_utf8(b) {
+                        assert!(r.open(class, &s).is_err(), "flip at byte {i} bit {bit} accepted");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_class_is_rejected_as_wrong_type() {
+        let r = ring();
+        let access = r.seal(TokenClass::Access, &claims(None), None).unwrap();
+        let refresh = r.seal(TokenClass::Refresh, &claims(Some(1)), None).unwrap();
+        assert_eq!(r.open(TokenClass::Refresh, &access), Err(TokenError::WrongType));
+        assert_eq!(r.open(TokenClass::Access, &refresh), Err(TokenError::WrongType));
+    }
+
+    /// Re-heads a valid token with a different header; the tag no longer matches (the header
+    /// is the AAD), but the point is that the header checks refuse it before any crypto.
+    fn with_header(t: &str, header: serde_json::Value) -> String {
+        let rest: Vec<&str> = t.splitn(2, '.').collect();
+        format!("{}.{}", b64json(&header), rest[1])
+    }
+
+    #[test]
+    fn other_algorithms_zip_and_unknown_kid_are_rejected_before_crypto() {
+        let r = ring();
+        let t = r.seal(TokenClass::Access, &claims(None), None).unwrap();
+        let cases = [
+            serde_json::json!({"alg":"none","enc":"A256GCM","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"A256KW","enc":"A256GCM","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"RSA1_5","enc":"A256GCM","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"PBES2-HS256+A128KW","enc":"A256GCM","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"DIR","enc":"A256GCM","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"dir","enc":"A128GCM","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"dir","enc":"A256CBC-HS512","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"dir","enc":"a256gcm","typ":"SAT","kid":"a1"}),
+            serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"a1","zip":"DEF"}),
+            serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"a1","jku":"http://x"}),
+            serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"JWT","kid":"a1"}),
+            serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"sat","kid":"a1"}),
+        ];
+        for h in cases {
+            assert_eq!(r.open(TokenClass::Access, &with_header(&t, h.clone())), Err(TokenError::Malformed), "{h}");
+        }
+        let unknown = serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"zz"});
+        assert_eq!(r.open(TokenClass::Access, &with_header(&t, unknown)), Err(TokenError::UnknownKey));
+        // The refresh key's kid does not open access tokens.
+        let cross = serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"r1"});
+        assert_eq!(r.open(TokenClass::Access, &with_header(&t, cross)), Err(TokenError::UnknownKey));
+        // A correct-looking header that differs from the sealed one fails authentication.
+        let same = serde_json::json!({"enc":"A256GCM","alg":"dir","typ":"SAT","kid":"a1"});
+        assert_eq!(r.open(TokenClass::Access, &with_header(&t, same)), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let r = ring();
+        for g in ["", ".", "....", "a.b.c.d.e", "eyJ9..AAAAAAAAAAAAAAAA.x.AAAAAAAAAAAAAAAAAAAAAA", &"x".repeat(MAX_TOKEN_LEN + 1)] {
+            assert!(r.open(TokenClass::Access, g).is_err());
+        }
+    }
+
+    #[test]
+    fn a_destroyed_key_no_longer_opens_its_tokens() {
+        let material = random_bytes();
+        let key = |state| KeyMaterial { kid: "a1".into(), purpose: KeyPurpose::Access, state, material };
+        let r = KeyRing::new([key(KeyState::Active)]);
+        let t = r.seal(TokenClass::Access, &claims(None), None).unwrap();
+        r.replace([key(KeyState::Retired)]);
+        assert!(r.open(TokenClass::Access, &t).is_ok());
+        assert_eq!(r.seal(TokenClass::Access, &claims(None), None), Err(TokenError::UnknownKey));
+        r.replace([key(KeyState::Destroyed)]);
+        assert_eq!(r.open(TokenClass::Access, &t), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn expiry_uses_the_given_time_and_leeway() {
+        let c = claims(None);
+        assert!(check_time(&c, UnixTime(c.exp - 1), 0).is_ok());
+        assert_eq!(check_time(&c, UnixTime(c.exp), 0), Err(TokenError::Expired));
+        assert!(check_time(&c, UnixTime(c.exp + 5), 10).is_ok());
+        assert_eq!(check_time(&c, UnixTime(c.iat - 100), 10), Err(TokenError::NotYetValid));
+    }
+}
