@@ -1,1 +1,263 @@
-fn main() {}
+//! The `tessera` binary: `serve` runs the server, `admin …` works directly on the database.
+//! Every admin command prints one JSON object on stdout; errors go to stderr with exit code 1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
+use tessera_core::{Secret, SystemClock};
+use tessera_server::admin::Admin;
+use tessera_server::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN};
+use tessera_server::startup::{open_store, resolve_master_key};
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "A self-hosted token authority")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Administer the database directly.
+    Admin {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// Where the database and master key are; shared by every command.
+#[derive(Args, Clone)]
+struct DbArgs {
+    /// Database URL.
+    #[arg(long = "database", env = "TESSERA_DATABASE_URL", default_value = DEFAULT_DATABASE, global = true)]
+    database: String,
+    /// File holding the master key (base64 of 32 bytes). Default: beside the SQLite file.
+    #[arg(long, env = "TESSERA_MASTER_KEY_FILE", global = true)]
+    master_key_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TESSERA_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Seconds a just-spent refresh token is still honoured (0 disables).
+    #[arg(long, env = "TESSERA_REFRESH_GRACE_SECONDS", default_value_t = 5)]
+    refresh_grace_seconds: i64,
+    /// Default access-token lifetime in seconds.
+    #[arg(long, env = "TESSERA_ACCESS_TOKEN_LIFETIME_SECONDS", default_value_t = 7200)]
+    access_token_lifetime_seconds: i64,
+    /// The furthest token expiry a caller may request, seconds from now.
+    #[arg(long, env = "TESSERA_MAX_TOKEN_LIFETIME_SECONDS", default_value_t = 86400)]
+    max_token_lifetime_seconds: i64,
+    /// Largest request body in bytes.
+    #[arg(long, env = "TESSERA_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// Embed exchanges allowed per client address per minute.
+    #[arg(long, env = "TESSERA_EMBED_RATE_PER_MINUTE", default_value_t = 60)]
+    embed_rate_per_minute: u32,
+    /// Relay host announced in token headers (`ch`).
+    #[arg(long, env = "TESSERA_RELAY_HOST")]
+    relay_host: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Project API tokens.
+    #[command(name = "api-token")]
+    ApiToken {
+        #[command(subcommand)]
+        command: ApiTokenCommand,
+    },
+    /// Applications.
+    Application {
+        #[command(subcommand)]
+        command: ApplicationCommand,
+    },
+    /// Click-to-call embed widgets.
+    Embed {
+        #[command(subcommand)]
+        command: EmbedCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project and its first API token.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiTokenCommand {
+    /// Create an API token (shown once).
+    Create {
+        #[arg(long)]
+        project: ProjectId,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List a project's API tokens.
+    List {
+        #[arg(long)]
+        project: ProjectId,
+    },
+    /// Revoke an API token.
+    Revoke {
+        #[arg(long)]
+        id: ApiTokenId,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApplicationCommand {
+    /// Create an application.
+    Create {
+        #[arg(long)]
+        project: ProjectId,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmbedCommand {
+    /// Create an embed widget for up to ten addresses.
+    Create {
+        #[arg(long)]
+        project: ProjectId,
+        #[arg(long = "address", required = true)]
+        addresses: Vec<AddressId>,
+    },
+}
+
+fn master_key_env() -> Option<Secret<String>> {
+    std::env::var("TESSERA_MASTER_KEY").ok().filter(|s| !s.is_empty()).map(Secret::new)
+}
+
+fn config_for(db: &DbArgs) -> Config {
+    Config {
+        database_url: db.database.clone(),
+        master_key: master_key_env(),
+        master_key_file: db.master_key_file.clone(),
+        ..Config::default()
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("{}", json!({ "error": message.to_string() }));
+    std::process::exit(1);
+}
+
+async fn serve(args: ServeArgs) {
+    let config = Config {
+        listen: args.listen,
+        refresh_grace_seconds: args.refresh_grace_seconds,
+        access_token_lifetime_seconds: args.access_token_lifetime_seconds,
+        max_token_lifetime_seconds: args.max_token_lifetime_seconds,
+        body_limit: args.body_limit,
+        embed_rate_per_minute: args.embed_rate_per_minute,
+        relay_host: args.relay_host,
+        ..config_for(&args.db)
+    };
+    let listen = config.listen;
+    let state = tessera_server::prepare(config, Arc::new(SystemClock))
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .unwrap_or_else(|e| fail(format!("cannot listen on {listen}: {e}")));
+    let addr = listener.local_addr().unwrap_or_else(|e| fail(e));
+    tracing::info!(%addr, "listening");
+    // One plain line on stdout, so scripts and tests can learn the port when listening on 0.
+    println!("listening on http://{addr}");
+    if let Err(e) = tessera_server::serve(listener, state, shutdown_signal()).await {
+        fail(e);
+    }
+    tracing::info!("stopped");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down; draining in-flight requests");
+}
+
+async fn admin(db: DbArgs, command: AdminCommand) {
+    let config = config_for(&db);
+    let master = resolve_master_key(&config).unwrap_or_else(|e| fail(e));
+    let store = open_store(&config.database_url).unwrap_or_else(|e| fail(e));
+    let admin = Admin {
+        store,
+        master,
+        clock: Arc::new(SystemClock),
+    };
+    let out = match command {
+        AdminCommand::Project {
+            command: ProjectCommand::Create { name },
+        } => admin.create_project(&name).await,
+        AdminCommand::ApiToken { command } => match command {
+            ApiTokenCommand::Create { project, name } => admin.create_api_token(project, &name).await,
+            ApiTokenCommand::List { project } => admin.list_api_tokens(project).await,
+            ApiTokenCommand::Revoke { id } => admin.revoke_api_token(id).await,
+        },
+        AdminCommand::Application {
+            command: ApplicationCommand::Create { project, name },
+        } => admin.create_application(project, &name).await,
+        AdminCommand::Embed {
+            command: EmbedCommand::Create { project, addresses },
+        } => admin.create_embed(project, &addresses).await,
+    };
+    match out {
+        Ok(v) => println!("{v}"),
+        Err(e) => fail(e),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tessera_server::telemetry::init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Admin { db, command } => admin(db, command).await,
+        }
+    });
+}

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::clock::UnixTime;
+use crate::clock::{Clock, UnixTime};
 use crate::ids::{AddressId, ApiTokenId, EmbedId, FamilyId, ProjectId, ResourceId};
 use crate::token::{KeyPurpose, KeyState, PrincipalKind};
 
@@ -198,6 +198,68 @@ pub struct NewResource {
     pub address: Address,
     /// For subscribers: the argon2id PHC string of the password.
     pub password_hash: Option<String>,
+}
+
+/// An address name from free text: lower-case letters, digits and dashes, never empty.
+pub fn address_name(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    for c in source.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() {
+        "resource".into()
+    } else {
+        out
+    }
+}
+
+impl NewResource {
+    /// A new resource of `kind` with its one address. Ids are time-ordered so that listings,
+    /// which page by id, follow creation order.
+    pub fn build(
+        clock: &dyn Clock,
+        project: ProjectId,
+        kind: ResourceKind,
+        name_source: &str,
+        display_name: String,
+        subscriber: Option<SubscriberProfile>,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> NewResource {
+        let now = clock.now();
+        let id = ResourceId::ordered(clock.now_millis());
+        let name = address_name(name_source);
+        NewResource {
+            address: Address {
+                id: AddressId::ordered(clock.now_millis()),
+                project_id: project,
+                resource_id: id,
+                kind,
+                name: name.clone(),
+                display_name: display_name.clone(),
+                locked: false,
+                cover_url: String::new(),
+                preview_url: String::new(),
+                created_at: now,
+            },
+            resource: Resource {
+                id,
+                project_id: project,
+                kind,
+                name,
+                display_name,
+                created_at: now,
+                updated_at: now,
+                subscriber,
+                data,
+            },
+            password_hash: None,
+        }
+    }
 }
 
 /// A room update: fields present replace, `data` members are merged in.

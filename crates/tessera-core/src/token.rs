@@ -224,7 +224,7 @@ struct Header<'a> {
     kid: &'a str,
     #[serde(default)]
     #[allow(dead_code)]
-    ch: Option<&'a str>,
+    ch: Option<String>,
 }
 
 /// One key as loaded in memory.
@@ -343,13 +343,17 @@ impl KeyRing {
         };
         // Member order follows the originals (alg, enc, then typ) so clients that print the
         // header see what they expect.
-        let mut header = serde_json::json!({"alg": "dir", "enc": "A256GCM"});
-        if let Some(ch) = ch {
-            header["ch"] = ch.into();
-        }
-        header["typ"] = class.typ().into();
-        header["kid"] = kid.into();
-        let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
+        // Kids are our own base64url text and `ch` is validated configuration, so the header
+        // can be written directly; a JSON string is still produced with escaping for `ch`.
+        let header = match ch {
+            Some(ch) => format!(
+                r#"{{"alg":"dir","enc":"A256GCM","ch":{},"typ":"{}","kid":"{kid}"}}"#,
+                serde_json::Value::from(ch),
+                class.typ()
+            ),
+            None => format!(r#"{{"alg":"dir","enc":"A256GCM","typ":"{}","kid":"{kid}"}}"#, class.typ()),
+        };
+        let header_b64 = URL_SAFE_NO_PAD.encode(header);
         let mut buf = serde_json::to_vec(claims).expect("claims always serialize");
         let iv = random_bytes::<12>();
         let tag = key

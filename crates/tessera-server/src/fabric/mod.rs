@@ -1,0 +1,243 @@
+//! The Fabric dialect (fabric-api.md): routes, and the hand-written conversion of domain
+//! records to the wire JSON.
+
+mod resources;
+mod tokens;
+
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use tessera_core::model::{Address, Page, PageOf, Resource, ResourceKind};
+use uuid::Uuid;
+
+use crate::error::{FabricError, FieldError};
+use crate::state::AppState;
+
+/// Every Fabric route.
+pub fn routes() -> Router<AppState> {
+    use resources::*;
+    use tokens::*;
+    Router::new()
+        .route("/api/fabric/subscribers/tokens", post(subscriber_token))
+        .route("/api/fabric/subscribers/tokens/refresh", post(refresh_token))
+        .route("/api/fabric/guests/tokens", post(guest_token))
+        .route("/api/fabric/subscriber/invites", post(invite_token))
+        .route("/api/fabric/embeds/tokens", post(embed_token))
+        .route("/api/fabric/resources", get(list_resources))
+        .route("/api/fabric/resources/subscribers", get(list_subscribers).post(create_subscriber))
+        .route(
+            "/api/fabric/resources/subscribers/{id}",
+            get(get_subscriber).put(update_subscriber).delete(delete_subscriber),
+        )
+        .route("/api/fabric/resources/subscribers/{id}/addresses", get(resource_addresses))
+        .route("/api/fabric/resources/conference_rooms", get(list_rooms).post(create_room))
+        .route(
+            "/api/fabric/resources/conference_rooms/{id}",
+            get(get_room).put(update_room).delete(delete_room),
+        )
+        // The SDK's room `list_addresses` uses the singular path; both are served.
+        .route("/api/fabric/resources/conference_rooms/{id}/addresses", get(resource_addresses))
+        .route("/api/fabric/resources/conference_room/{id}/addresses", get(resource_addresses))
+        .route("/api/fabric/resources/{id}", get(get_resource).delete(delete_resource))
+        .route("/api/fabric/resources/{id}/addresses", get(resource_addresses))
+        .route("/api/fabric/addresses", get(list_addresses))
+        .route("/api/fabric/addresses/{id}", get(get_address))
+}
+
+/// Parses an id from a path. A malformed id names nothing, so it is a 404 like any unknown id.
+pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, FabricError> {
+    raw.parse().map_err(|_| FabricError::NotFound)
+}
+
+/// The address's dialable channels (fabric-api.md §13 item 15).
+fn channels(a: &Address) -> Value {
+    let base = format!("/{}/{}", a.kind.context(), a.name);
+    json!({
+        "audio": format!("{base}?channel=audio"),
+        "video": format!("{base}?channel=video"),
+        "messaging": format!("{base}?channel=messaging"),
+    })
+}
+
+/// A `FabricAddress`.
+pub(crate) fn address_json(a: &Address) -> Value {
+    json!({
+        "id": a.id.to_string(),
+        "resource_id": a.resource_id.to_string(),
+        "name": a.name,
+        "display_name": a.display_name,
+        "type": a.kind.as_str(),
+        "cover_url": a.cover_url,
+        "preview_url": a.preview_url,
+        "locked": a.locked,
+        "channels": channels(a),
+        "created_at": a.created_at.to_rfc3339(),
+    })
+}
+
+/// The resource `type` string of each kind.
+fn resource_type(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Subscriber => "subscriber",
+        ResourceKind::Room => "video_room",
+        ResourceKind::App => "application",
+    }
+}
+
+/// A resource envelope: the common fields plus the kind's own object.
+pub(crate) fn resource_json(r: &Resource) -> Value {
+    let mut v = json!({
+        "id": r.id.to_string(),
+        "project_id": r.project_id.to_string(),
+        "display_name": r.display_name,
+        "type": resource_type(r.kind),
+        "created_at": r.created_at.to_rfc3339(),
+        "updated_at": r.updated_at.to_rfc3339(),
+    });
+    match r.kind {
+        ResourceKind::Subscriber => {
+            let p = r.subscriber.clone().unwrap_or_default();
+            v["subscriber"] = json!({
+                "id": r.id.to_string(),
+                "email": p.email,
+                "first_name": p.first_name,
+                "last_name": p.last_name,
+                "display_name": p.display_name,
+                "job_title": p.job_title,
+                "timezone": p.timezone,
+                "country": p.country,
+                "region": p.region,
+                "company_name": p.company_name,
+            });
+        }
+        ResourceKind::Room => {
+            let mut m: Map<String, Value> = r.data.clone();
+            m.insert("id".into(), r.id.to_string().into());
+            m.insert("name".into(), r.name.clone().into());
+            m.insert("display_name".into(), r.display_name.clone().into());
+            v["conference_room"] = Value::Object(m);
+        }
+        ResourceKind::App => {
+            let mut m: Map<String, Value> = r.data.clone();
+            m.insert("id".into(), r.id.to_string().into());
+            m.insert("name".into(), r.name.clone().into());
+            v["application"] = Value::Object(m);
+        }
+    }
+    v
+}
+
+/// Pagination parameters (fabric-api.md §8, §13 item 19).
+pub(crate) struct Paging {
+    pub page: Page,
+    pub number: u64,
+}
+
+/// Default and largest page sizes.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+impl Paging {
+    /// Reads `page_size`, `page_number` and `page_token` from the query.
+    pub(crate) fn parse(q: &std::collections::HashMap<String, String>) -> Result<Paging, FabricError> {
+        let size = match q.get("page_size") {
+            None => DEFAULT_PAGE_SIZE,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+                _ => {
+                    return Err(FieldError::invalid(
+                        "page_size",
+                        &format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
+                    )
+                    .into())
+                }
+            },
+        };
+        let number = match q.get("page_number") {
+            None => 0,
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| FieldError::invalid("page_number", "must be a non-negative integer"))?,
+        };
+        let after = match q.get("page_token") {
+            None => None,
+            Some(t) => Some(
+                t.strip_prefix("PA")
+                    .and_then(|u| Uuid::parse_str(u).ok())
+                    .ok_or_else(|| FieldError::new("page_token_is_invalid", "page_token", "Page token is invalid"))?,
+            ),
+        };
+        if number > 0 && after.is_none() {
+            return Err(FieldError::new(
+                "page_token_required",
+                "page_token",
+                "Page token is required for pages after the first",
+            )
+            .into());
+        }
+        Ok(Paging {
+            page: Page { size, after },
+            number,
+        })
+    }
+}
+
+/// The absolute URL of `path` on this server, from the request's Host header.
+fn base_url(headers: &HeaderMap, path: &str) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost");
+    format!("http://{host}{path}")
+}
+
+/// Renders a `{data, links}` envelope. Links carry every parameter the next request needs
+/// (the SDK re-requests the original path with exactly the `next` query).
+pub(crate) fn envelope<T>(
+    headers: &HeaderMap,
+    path: &str,
+    filters: &[(&str, Option<String>)],
+    paging: &Paging,
+    page: &PageOf<T>,
+    last_id: impl Fn(&T) -> Uuid,
+    render: impl Fn(&T) -> Value,
+) -> Value {
+    let base = base_url(headers, path);
+    let size = paging.page.size;
+    let extra: String = filters
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("&{k}={}", urlencode(v))))
+        .collect();
+    let mut links = json!({
+        "self": match paging.page.after {
+            Some(a) => format!("{base}?page_number={}&page_size={size}&page_token=PA{a}{extra}", paging.number),
+            None => format!("{base}?page_number=0&page_size={size}{extra}"),
+        },
+        "first": format!("{base}?page_number=0&page_size={size}{extra}"),
+    });
+    if page.more {
+        if let Some(last) = page.items.last() {
+            links["next"] = format!(
+                "{base}?page_number={}&page_size={size}&page_token=PA{}{extra}",
+                paging.number + 1,
+                last_id(last)
+            )
+            .into();
+        }
+    }
+    json!({ "data": page.items.iter().map(render).collect::<Vec<_>>(), "links": links })
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,227 @@
+//! Fabric token endpoints T1–T5 (fabric-api.md §3–§5).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+use tessera_core::ids::{AddressId, ResourceId};
+use tessera_core::model::{NewResource, ResourceKind, SubscriberPatch, SubscriberProfile};
+use tessera_core::service::{SubscriberGrant, SCOPE_SAT_REFRESH};
+use tessera_core::Secret;
+
+use crate::error::{FabricError, FieldError};
+use crate::extract::{AnyAuth, Caller, Fields, JsonBody, ProjectAuth};
+use crate::state::AppState;
+
+/// Reads the profile fields T1 may set. Note `time_zone` on the wire is the subscriber's
+/// `timezone`.
+fn profile_patch(f: &mut Fields, tz_field: &str) -> SubscriberPatch {
+    SubscriberPatch {
+        email: None,
+        first_name: f.string("first_name"),
+        last_name: f.string("last_name"),
+        display_name: f.string("display_name"),
+        job_title: f.string("job_title"),
+        timezone: f.string(tz_field),
+        country: f.string("country"),
+        region: f.string("region"),
+        company_name: f.string("company_name"),
+    }
+}
+
+/// T1 `POST /api/fabric/subscribers/tokens` → 200.
+pub(crate) async fn subscriber_token(
+    State(state): State<AppState>,
+    ProjectAuth(project): ProjectAuth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, FabricError> {
+    let svc = &state.service;
+    let now = svc.clock().now();
+    let mut f = Fields::new(body);
+    let reference = f.required_string("reference");
+    let expire_at = f.expiry(&["expire_at", "expires_at"], now, svc.policy().max_lifetime);
+    let application_id: Option<ResourceId> = f.uuid("application_id");
+    let password = f.password("password");
+    let patch = profile_patch(&mut f, "time_zone");
+    let scope = f.string("scope");
+    if scope.as_deref().is_some_and(|s| s != SCOPE_SAT_REFRESH) {
+        f.errors.push(FieldError::invalid("scope", &format!("must be {SCOPE_SAT_REFRESH}")));
+    }
+    let fingerprint = f.string("fingerprint");
+    if let Some(fp) = &fingerprint {
+        if fp.len() != 43 || !fp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            f.errors.push(FieldError::invalid("fingerprint", "must be 43 characters of [A-Za-z0-9_-]"));
+        }
+    }
+    f.finish()?;
+    let reference = reference.unwrap_or_default();
+    let mut profile = SubscriberProfile {
+        email: reference.clone(),
+        ..SubscriberProfile::default()
+    };
+    patch.apply(&mut profile);
+    let create = NewResource::build(svc.clock().as_ref(), project, ResourceKind::Subscriber, &reference, profile.display_name.clone(), Some(profile), Default::default());
+    let grant = SubscriberGrant {
+        reference,
+        expire_at,
+        application_id,
+        password: password.map(Secret::new),
+        patch,
+        scope,
+        fingerprint,
+    };
+    let (sid, tokens) = svc.grant_subscriber(project, grant, create).await?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "subscriber_id": sid.to_string(),
+            "token": tokens.access.expose(),
+            "refresh_token": tokens.refresh.as_ref().map(|r| r.expose().as_str()),
+        })),
+    ))
+}
+
+/// T2 `POST /api/fabric/subscribers/tokens/refresh` → 201.
+pub(crate) async fn refresh_token(
+    State(state): State<AppState>,
+    ProjectAuth(project): ProjectAuth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, FabricError> {
+    let mut f = Fields::new(body);
+    let token = f.required_string("refresh_token");
+    f.finish()?;
+    let tokens = state
+        .service
+        .refresh(project, token.as_deref().unwrap_or_default())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": tokens.access.expose(),
+            "refresh_token": tokens.refresh.as_ref().map(|r| r.expose().as_str()),
+        })),
+    ))
+}
+
+/// Reads `allowed_addresses`: an array of UUID strings, at most ten. The count is checked
+/// before the ids so that eleven addresses always get the limit error.
+fn allowed_addresses(f: &mut Fields) -> Option<Vec<AddressId>> {
+    const ATTR: &str = "allowed_addresses";
+    let Some(raw) = f.raw(ATTR).cloned() else {
+        f.errors.push(FieldError::missing(ATTR));
+        return None;
+    };
+    let Value::Array(items) = raw else {
+        f.errors.push(FieldError::new("not_an_array_of_strings", ATTR, "Allowed Addresses must be an array of strings"));
+        return None;
+    };
+    if items.is_empty() {
+        f.errors.push(FieldError::missing(ATTR));
+        return None;
+    }
+    if items.len() > tessera_core::service::MAX_ALLOWED_ADDRESSES {
+        f.errors.push(FieldError::new(
+            "allowed_address_limit_exceeded",
+            ATTR,
+            format!("maximum number of allowed addresses is {}", tessera_core::service::MAX_ALLOWED_ADDRESSES),
+        ));
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_str().map(str::parse::<AddressId>) {
+            Some(Ok(id)) => out.push(id),
+            Some(Err(_)) => {
+                f.errors.push(FieldError::new("unrecognized_fabric_addresses", ATTR, "Allowed Addresses contains an invalid address id"));
+                return None;
+            }
+            None => {
+                f.errors.push(FieldError::new("not_an_array_of_strings", ATTR, "Allowed Addresses must be an array of strings"));
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// T3 `POST /api/fabric/guests/tokens` → 201.
+pub(crate) async fn guest_token(
+    State(state): State<AppState>,
+    ProjectAuth(project): ProjectAuth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, FabricError> {
+    let svc = &state.service;
+    let mut f = Fields::new(body);
+    let addresses = allowed_addresses(&mut f);
+    let expire_at = f.expiry(&["expire_at", "expires_at"], svc.clock().now(), svc.policy().max_lifetime);
+    f.finish()?;
+    let tokens = svc
+        .grant_guest(project, addresses.unwrap_or_default(), expire_at)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": tokens.access.expose(),
+            "refresh_token": tokens.refresh.as_ref().map(|r| r.expose().as_str()),
+        })),
+    ))
+}
+
+/// T4 `POST /api/fabric/subscriber/invites` → 201. Basic (project scope: any subscriber
+/// address) or a subscriber's Bearer SAT (only its own address).
+pub(crate) async fn invite_token(
+    State(state): State<AppState>,
+    AnyAuth(caller): AnyAuth,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, FabricError> {
+    let svc = &state.service;
+    let mut f = Fields::new(body);
+    let address: Option<AddressId> = if f.raw("address_id").is_none() {
+        f.errors.push(FieldError::missing("address_id"));
+        None
+    } else {
+        match f.string("address_id").map(|s| s.parse()) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => {
+                f.errors.push(FieldError::new("invalid_parameter", "address_id", "Address is invalid"));
+                None
+            }
+            None => None,
+        }
+    };
+    let expires_at = f.expiry(&["expires_at", "expire_at"], svc.clock().now(), svc.policy().max_lifetime);
+    f.finish()?;
+    let inviter = match caller {
+        Caller::Project(_) => None,
+        Caller::Subscriber { subscriber, .. } => Some(subscriber),
+    };
+    let address = address.ok_or_else(|| FieldError::missing("address_id"))?;
+    let tokens = svc
+        .grant_invite(caller.project(), address, expires_at, inviter)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "token": tokens.access.expose() }))))
+}
+
+/// T5 `POST /api/fabric/embeds/tokens` → 201. No authentication (any Authorization header is
+/// ignored); rate-limited per client address.
+pub(crate) async fn embed_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody,
+) -> Result<impl IntoResponse, FabricError> {
+    state
+        .embed_limiter
+        .check(peer.ip())
+        .map_err(FabricError::TooManyRequests)?;
+    let mut f = Fields::new(body);
+    let token = f.required_string("token");
+    f.finish()?;
+    let tokens = state
+        .service
+        .grant_embed(token.as_deref().unwrap_or_default())
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "token": tokens.access.expose() }))))
+}

@@ -1,0 +1,178 @@
+//! Start-up: master key, store, key ring, router, and the serve loop. `main` and the tests
+//! both go through [`prepare`] and [`serve`], so tests exercise the real application.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use tessera_core::crypto::MasterKey;
+use tessera_core::keys::load_ring;
+use tessera_core::service::{TokenPolicy, TokenService};
+use tessera_core::store::Store;
+use tessera_core::Clock;
+use tessera_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::FabricError;
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database URL names no backend this build has.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    UnsupportedDatabase(String),
+    /// The SQLite database could not be opened.
+    #[error(transparent)]
+    Sqlite(#[from] tessera_store_sqlite::OpenError),
+    /// The master key is missing or malformed.
+    #[error("master key: {0}")]
+    MasterKey(String),
+    /// Keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] tessera_core::keys::KeyLoadError),
+    /// Binding or serving failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the store named by `url`. The backend is chosen once, here, from the URL scheme.
+pub fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
+    match tessera_store_sqlite::path_from_url(url) {
+        Some(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+        None => Err(StartError::UnsupportedDatabase(url.to_string())),
+    }
+}
+
+/// Where the master key file lives by default: beside the SQLite file.
+fn default_key_file(database_url: &str) -> Option<PathBuf> {
+    let db = tessera_store_sqlite::path_from_url(database_url)?;
+    let mut name = db.file_name()?.to_os_string();
+    name.push(".master-key");
+    Some(db.with_file_name(name))
+}
+
+/// Resolves the master key: `TESSERA_MASTER_KEY`, else `--master-key-file`, else the file
+/// beside the SQLite database, created (mode 0600) on first use.
+pub fn resolve_master_key(config: &Config) -> Result<MasterKey, StartError> {
+    if let Some(text) = &config.master_key {
+        return MasterKey::from_base64(text.expose()).map_err(|e| StartError::MasterKey(e.to_string()));
+    }
+    let path = match &config.master_key_file {
+        Some(p) => p.clone(),
+        None => default_key_file(&config.database_url).ok_or_else(|| {
+            StartError::MasterKey("set TESSERA_MASTER_KEY or --master-key-file".into())
+        })?,
+    };
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| StartError::MasterKey(format!("cannot read {}: {e}", path.display())))?;
+        return MasterKey::from_base64(&text)
+            .map_err(|e| StartError::MasterKey(format!("{}: {e}", path.display())));
+    }
+    if config.master_key_file.is_some() {
+        return Err(StartError::MasterKey(format!("{} does not exist", path.display())));
+    }
+    let (key, text) = MasterKey::generate();
+    write_private(&path, text.expose())?;
+    tracing::warn!(path = %path.display(), "created a new master key file; back it up, the database is useless without it");
+    Ok(key)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Opens everything the server needs and returns the handler state.
+pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
+    let master = resolve_master_key(&config)?;
+    let store = open_store(&config.database_url)?;
+    let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
+    let policy = TokenPolicy {
+        refresh_grace: config.refresh_grace_seconds.max(0),
+        access_lifetime: config.access_token_lifetime_seconds,
+        max_lifetime: config.max_token_lifetime_seconds,
+        relay_host: config.relay_host.clone(),
+        ..TokenPolicy::default()
+    };
+    let service = Arc::new(TokenService::new(store, ring, clock.clone(), master, policy));
+    Ok(AppState {
+        service,
+        embed_limiter: Arc::new(RateLimiter::new(config.embed_rate_per_minute, clock)),
+        config: Arc::new(config),
+    })
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives every request an id (the caller's, if it is short and plain, else a new one), puts it
+/// on the response and in the request's tracing span, and logs the outcome.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", |p| p.as_str())
+        .to_string();
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", %method, path = %path, request_id = %id);
+    let start = Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    span.in_scope(|| {
+        tracing::debug!(status = resp.status().as_u16(), micros = start.elapsed().as_micros() as u64, "done");
+    });
+    resp
+}
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.body_limit;
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .merge(crate::fabric::routes())
+        .fallback(|| async { FabricError::NotFound })
+        .method_not_allowed_fallback(|| async { FabricError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,19 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use tessera_core::service::TokenService;
+
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The token service (and through it the store, clock and keys).
+    pub service: Arc<TokenService>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Rate limit of the public embed exchange.
+    pub embed_limiter: Arc<RateLimiter>,
+}
