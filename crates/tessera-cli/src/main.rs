@@ -55,10 +55,18 @@ struct ServeArgs {
     #[arg(long, env = "TESSERA_REFRESH_GRACE_SECONDS", default_value_t = 5)]
     refresh_grace_seconds: i64,
     /// Default access-token lifetime in seconds.
-    #[arg(long, env = "TESSERA_ACCESS_TOKEN_LIFETIME_SECONDS", default_value_t = 7200)]
+    #[arg(
+        long,
+        env = "TESSERA_ACCESS_TOKEN_LIFETIME_SECONDS",
+        default_value_t = 7200
+    )]
     access_token_lifetime_seconds: i64,
     /// The furthest token expiry a caller may request, seconds from now.
-    #[arg(long, env = "TESSERA_MAX_TOKEN_LIFETIME_SECONDS", default_value_t = 86400)]
+    #[arg(
+        long,
+        env = "TESSERA_MAX_TOKEN_LIFETIME_SECONDS",
+        default_value_t = 86400
+    )]
     max_token_lifetime_seconds: i64,
     /// Largest request body in bytes.
     #[arg(long, env = "TESSERA_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
@@ -149,7 +157,10 @@ enum EmbedCommand {
 }
 
 fn master_key_env() -> Option<Secret<String>> {
-    std::env::var("TESSERA_MASTER_KEY").ok().filter(|s| !s.is_empty()).map(Secret::new)
+    std::env::var("TESSERA_MASTER_KEY")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
 }
 
 fn config_for(db: &DbArgs) -> Config {
@@ -230,7 +241,9 @@ async fn admin(db: DbArgs, command: AdminCommand) {
             command: ProjectCommand::Create { name },
         } => admin.create_project(&name).await,
         AdminCommand::ApiToken { command } => match command {
-            ApiTokenCommand::Create { project, name } => admin.create_api_token(project, &name).await,
+            ApiTokenCommand::Create { project, name } => {
+                admin.create_api_token(project, &name).await
+            }
             ApiTokenCommand::List { project } => admin.list_api_tokens(project).await,
             ApiTokenCommand::Revoke { id } => admin.revoke_api_token(id).await,
         },

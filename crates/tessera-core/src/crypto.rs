@@ -130,8 +130,8 @@ impl MasterKey {
     /// entropy, so there is nothing to brute-force, and a database leak alone does not let
     /// anyone test guesses without the master key.
     pub fn credential_hash(&self, secret: &str) -> [u8; 32] {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.credential_hash_key).expect("any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.credential_hash_key)
+            .expect("any key length");
         mac.update(secret.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -194,7 +194,9 @@ mod tests {
         let (_, text) = MasterKey::generate();
         assert!(MasterKey::from_base64(text.expose()).is_ok());
         assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
-        assert!(format!("{:?}", MasterKey::from_base64(text.expose()).unwrap()).contains("redacted"));
+        assert!(
+            format!("{:?}", MasterKey::from_base64(text.expose()).unwrap()).contains("redacted")
+        );
     }
 
     #[test]

@@ -21,7 +21,10 @@ pub enum KeyLoadError {
 }
 
 /// Unwraps every usable stored key into ring material.
-pub fn unwrap_all(master: &MasterKey, stored: &[StoredKey]) -> Result<Vec<KeyMaterial>, KeyLoadError> {
+pub fn unwrap_all(
+    master: &MasterKey,
+    stored: &[StoredKey],
+) -> Result<Vec<KeyMaterial>, KeyLoadError> {
     stored
         .iter()
         .filter(|k| k.state != KeyState::Destroyed)

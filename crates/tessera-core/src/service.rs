@@ -115,7 +115,9 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ServiceError::NotFound,
-            StoreError::Conflict(ref what) if what == "email" => ServiceError::Rule(Rule::EmailTaken),
+            StoreError::Conflict(ref what) if what == "email" => {
+                ServiceError::Rule(Rule::EmailTaken)
+            }
             other => ServiceError::Store(other),
         }
     }
@@ -171,11 +173,10 @@ impl PasswordPool {
 
     /// Hashes a password off the async threads.
     pub async fn hash(&self, pw: Secret<String>) -> ServiceResult<String> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ServiceError::Store(StoreError::Unavailable("shutting down".into())))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                ServiceError::Store(StoreError::Unavailable("shutting down".into()))
+            })?;
         tokio::task::spawn_blocking(move || password::hash(pw.expose()))
             .await
             .map_err(|e| ServiceError::Store(StoreError::Unavailable(e.to_string())))
@@ -239,7 +240,11 @@ impl TokenService {
     }
 
     /// Checks a project's Basic credentials.
-    pub async fn authenticate_project(&self, project: ProjectId, secret: &str) -> ServiceResult<()> {
+    pub async fn authenticate_project(
+        &self,
+        project: ProjectId,
+        secret: &str,
+    ) -> ServiceResult<()> {
         let hash = self.master.credential_hash(secret);
         match self.store.find_api_token(project, hash).await? {
             Some(t) if crate::crypto::ct_eq(&t.hash, &hash) => Ok(()),
@@ -266,7 +271,13 @@ impl TokenService {
         Ok(claims)
     }
 
-    fn new_family(&self, project: ProjectId, kind: PrincipalKind, subject: Uuid, generation: i64) -> Family {
+    fn new_family(
+        &self,
+        project: ProjectId,
+        kind: PrincipalKind,
+        subject: Uuid,
+        generation: i64,
+    ) -> Family {
         let now = self.clock.now();
         Family {
             id: FamilyId::random(),
@@ -283,7 +294,12 @@ impl TokenService {
 
     /// Seals the access token for `claims` and, when `generation` is given, a refresh token
     /// for that generation living `refresh_extra` longer (both capped by the family's end).
-    fn mint(&self, claims: Claims, generation: Option<i64>, family_end: UnixTime) -> ServiceResult<IssuedTokens> {
+    fn mint(
+        &self,
+        claims: Claims,
+        generation: Option<i64>,
+        family_end: UnixTime,
+    ) -> ServiceResult<IssuedTokens> {
         let ch = self.policy.relay_host.as_deref();
         let access = self
             .keys
@@ -294,7 +310,10 @@ impl TokenService {
                 let mut rc = claims.clone();
                 rc.jti = TokenId::random();
                 rc.gen = Some(g);
-                rc.exp = claims.exp.saturating_add(self.policy.refresh_extra).min(family_end.0);
+                rc.exp = claims
+                    .exp
+                    .saturating_add(self.policy.refresh_extra)
+                    .min(family_end.0);
                 Some(Secret::new(
                     self.keys
                         .seal(TokenClass::Refresh, &rc, ch)
@@ -310,7 +329,14 @@ impl TokenService {
         })
     }
 
-    fn claims(&self, fam: &Family, exp: UnixTime, adr: Vec<AddressId>, app: Option<Uuid>, scp: Option<String>) -> Claims {
+    fn claims(
+        &self,
+        fam: &Family,
+        exp: UnixTime,
+        adr: Vec<AddressId>,
+        app: Option<Uuid>,
+        scp: Option<String>,
+    ) -> Claims {
         Claims {
             sub: fam.subject,
             pid: fam.project_id,
@@ -365,7 +391,13 @@ impl TokenService {
             .grant_subscriber(project, upsert, fam.clone(), now)
             .await?;
         fam.subject = sid.0;
-        let claims = self.claims(&fam, exp, Vec::new(), req.application_id.map(|a| a.0), req.scope);
+        let claims = self.claims(
+            &fam,
+            exp,
+            Vec::new(),
+            req.application_id.map(|a| a.0),
+            req.scope,
+        );
         Ok((sid, self.mint(claims, Some(1), fam.expires_at)?))
     }
 
@@ -385,7 +417,11 @@ impl TokenService {
     }
 
     /// Deduplicates and checks a restricted token's addresses: 1 to 10, all the project's.
-    async fn check_addresses(&self, project: ProjectId, mut ids: Vec<AddressId>) -> ServiceResult<Vec<AddressId>> {
+    async fn check_addresses(
+        &self,
+        project: ProjectId,
+        mut ids: Vec<AddressId>,
+    ) -> ServiceResult<Vec<AddressId>> {
         let mut seen = std::collections::HashSet::new();
         ids.retain(|a| seen.insert(*a));
         if ids.is_empty() {
@@ -412,7 +448,9 @@ impl TokenService {
     ) -> ServiceResult<IssuedTokens> {
         let addr = match self.store.get_address(project, address).await {
             Ok(a) => a,
-            Err(StoreError::NotFound) => return Err(ServiceError::Rule(Rule::InvalidInviteAddress)),
+            Err(StoreError::NotFound) => {
+                return Err(ServiceError::Rule(Rule::InvalidInviteAddress))
+            }
             Err(e) => return Err(e.into()),
         };
         if addr.kind != ResourceKind::Subscriber || inviter.is_some_and(|s| s != addr.resource_id) {
@@ -434,7 +472,11 @@ impl TokenService {
             return Err(ServiceError::NotFound);
         }
         let hash = self.master.credential_hash(&c2c.to_ascii_lowercase());
-        let embed = self.store.find_embed(hash).await?.ok_or(ServiceError::NotFound)?;
+        let embed = self
+            .store
+            .find_embed(hash)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
         if !embed.enabled {
             return Err(ServiceError::Forbidden);
         }
@@ -466,12 +508,17 @@ impl TokenService {
             return Err(ServiceError::Rule(Rule::TokenInvalid));
         }
         let generation = claims.gen.unwrap_or(-1);
-        let fam = match self.store.rotate_family(project, claims.fam, generation, now).await? {
+        let fam = match self
+            .store
+            .rotate_family(project, claims.fam, generation, now)
+            .await?
+        {
             RotateOutcome::Rotated(f) => f,
             RotateOutcome::Stale(f) => {
                 let in_grace = self.policy.refresh_grace > 0
                     && generation == f.generation - 1
-                    && f.rotated_at.is_some_and(|t| now.0 <= t.0 + self.policy.refresh_grace);
+                    && f.rotated_at
+                        .is_some_and(|t| now.0 <= t.0 + self.policy.refresh_grace);
                 if !in_grace {
                     tracing::warn!(family = %f.id, project = %project, "refresh token reuse detected; family revoked");
                     self.store.revoke_family(f.id, now).await?;

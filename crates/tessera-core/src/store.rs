@@ -148,4 +148,3 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Finds a widget by the hash of its public token.
     async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>>;
 }
-

@@ -292,7 +292,10 @@ impl KeyRing {
             if k.state == KeyState::Destroyed {
                 continue;
             }
-            let old = rings.get(&k.purpose).and_then(|r| r.keys.get(&k.kid)).cloned();
+            let old = rings
+                .get(&k.purpose)
+                .and_then(|r| r.keys.get(&k.kid))
+                .cloned();
             let loaded = old.unwrap_or_else(|| {
                 Arc::new(LoadedKey {
                     cipher: Aes256Gcm::new(&k.material.into()),
@@ -351,7 +354,10 @@ impl KeyRing {
                 serde_json::Value::from(ch),
                 class.typ()
             ),
-            None => format!(r#"{{"alg":"dir","enc":"A256GCM","typ":"{}","kid":"{kid}"}}"#, class.typ()),
+            None => format!(
+                r#"{{"alg":"dir","enc":"A256GCM","typ":"{}","kid":"{kid}"}}"#,
+                class.typ()
+            ),
         };
         let header_b64 = URL_SAFE_NO_PAD.encode(header);
         let mut buf = serde_json::to_vec(claims).expect("claims always serialize");
@@ -516,7 +522,9 @@ mod tests {
         assert_eq!(t.split('.').nth(1), Some(""));
         assert_eq!(r.open(TokenClass::Access, &t).unwrap(), c);
         let c = claims(Some(3));
-        let t = r.seal(TokenClass::Refresh, &c, Some("relay.example")).unwrap();
+        let t = r
+            .seal(TokenClass::Refresh, &c, Some("relay.example"))
+            .unwrap();
         assert_eq!(r.open(TokenClass::Refresh, &t).unwrap(), c);
     }
 
@@ -524,7 +532,9 @@ mod tests {
     fn header_has_the_expected_profile() {
         let r = ring();
         let t = r.seal(TokenClass::Access, &claims(None), None).unwrap();
-        let h = URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap();
+        let h = URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap();
         assert_eq!(
             String::from_utf8(h).unwrap(),
             r#"{"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"a1"}"#
@@ -544,7 +554,10 @@ mod tests {
                     // A flip may produce invalid UTF-8; such a token cannot even be presented
                     // as a string, which is a rejection too.
                     if let Ok(s) = String::from_utf8(b) {
-                        assert!(r.open(class, &s).is_err(), "flip at byte {i} bit {bit} accepted");
+                        assert!(
+                            r.open(class, &s).is_err(),
+                            "flip at byte {i} bit {bit} accepted"
+                        );
                     }
                 }
             }
@@ -556,8 +569,14 @@ mod tests {
         let r = ring();
         let access = r.seal(TokenClass::Access, &claims(None), None).unwrap();
         let refresh = r.seal(TokenClass::Refresh, &claims(Some(1)), None).unwrap();
-        assert_eq!(r.open(TokenClass::Refresh, &access), Err(TokenError::WrongType));
-        assert_eq!(r.open(TokenClass::Access, &refresh), Err(TokenError::WrongType));
+        assert_eq!(
+            r.open(TokenClass::Refresh, &access),
+            Err(TokenError::WrongType)
+        );
+        assert_eq!(
+            r.open(TokenClass::Access, &refresh),
+            Err(TokenError::WrongType)
+        );
     }
 
     /// Re-heads a valid token with a different header; the tag no longer matches (the header
@@ -586,22 +605,42 @@ mod tests {
             serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"sat","kid":"a1"}),
         ];
         for h in cases {
-            assert_eq!(r.open(TokenClass::Access, &with_header(&t, h.clone())), Err(TokenError::Malformed), "{h}");
+            assert_eq!(
+                r.open(TokenClass::Access, &with_header(&t, h.clone())),
+                Err(TokenError::Malformed),
+                "{h}"
+            );
         }
         let unknown = serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"zz"});
-        assert_eq!(r.open(TokenClass::Access, &with_header(&t, unknown)), Err(TokenError::UnknownKey));
+        assert_eq!(
+            r.open(TokenClass::Access, &with_header(&t, unknown)),
+            Err(TokenError::UnknownKey)
+        );
         // The refresh key's kid does not open access tokens.
         let cross = serde_json::json!({"alg":"dir","enc":"A256GCM","typ":"SAT","kid":"r1"});
-        assert_eq!(r.open(TokenClass::Access, &with_header(&t, cross)), Err(TokenError::UnknownKey));
+        assert_eq!(
+            r.open(TokenClass::Access, &with_header(&t, cross)),
+            Err(TokenError::UnknownKey)
+        );
         // A correct-looking header that differs from the sealed one fails authentication.
         let same = serde_json::json!({"enc":"A256GCM","alg":"dir","typ":"SAT","kid":"a1"});
-        assert_eq!(r.open(TokenClass::Access, &with_header(&t, same)), Err(TokenError::Invalid));
+        assert_eq!(
+            r.open(TokenClass::Access, &with_header(&t, same)),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
     fn garbage_never_panics() {
         let r = ring();
-        for g in ["", ".", "....", "a.b.c.d.e", "eyJ9..AAAAAAAAAAAAAAAA.x.AAAAAAAAAAAAAAAAAAAAAA", &"x".repeat(MAX_TOKEN_LEN + 1)] {
+        for g in [
+            "",
+            ".",
+            "....",
+            "a.b.c.d.e",
+            "eyJ9..AAAAAAAAAAAAAAAA.x.AAAAAAAAAAAAAAAAAAAAAA",
+            &"x".repeat(MAX_TOKEN_LEN + 1),
+        ] {
             assert!(r.open(TokenClass::Access, g).is_err());
         }
     }
@@ -609,12 +648,20 @@ mod tests {
     #[test]
     fn a_destroyed_key_no_longer_opens_its_tokens() {
         let material = random_bytes();
-        let key = |state| KeyMaterial { kid: "a1".into(), purpose: KeyPurpose::Access, state, material };
+        let key = |state| KeyMaterial {
+            kid: "a1".into(),
+            purpose: KeyPurpose::Access,
+            state,
+            material,
+        };
         let r = KeyRing::new([key(KeyState::Active)]);
         let t = r.seal(TokenClass::Access, &claims(None), None).unwrap();
         r.replace([key(KeyState::Retired)]);
         assert!(r.open(TokenClass::Access, &t).is_ok());
-        assert_eq!(r.seal(TokenClass::Access, &claims(None), None), Err(TokenError::UnknownKey));
+        assert_eq!(
+            r.seal(TokenClass::Access, &claims(None), None),
+            Err(TokenError::UnknownKey)
+        );
         r.replace([key(KeyState::Destroyed)]);
         assert_eq!(r.open(TokenClass::Access, &t), Err(TokenError::UnknownKey));
     }
@@ -625,6 +672,9 @@ mod tests {
         assert!(check_time(&c, UnixTime(c.exp - 1), 0).is_ok());
         assert_eq!(check_time(&c, UnixTime(c.exp), 0), Err(TokenError::Expired));
         assert!(check_time(&c, UnixTime(c.exp + 5), 10).is_ok());
-        assert_eq!(check_time(&c, UnixTime(c.iat - 100), 10), Err(TokenError::NotYetValid));
+        assert_eq!(
+            check_time(&c, UnixTime(c.iat - 100), 10),
+            Err(TokenError::NotYetValid)
+        );
     }
 }

@@ -63,7 +63,9 @@ impl Admin {
     /// `project create --name NAME` → `{"project_id", "api_token"}`.
     pub async fn create_project(&self, name: &str) -> Result<Value, AdminError> {
         if name.trim().is_empty() {
-            return Err(AdminError::Invalid("the project name must not be empty".into()));
+            return Err(AdminError::Invalid(
+                "the project name must not be empty".into(),
+            ));
         }
         let project = Project {
             id: ProjectId::random(),
@@ -77,8 +79,15 @@ impl Admin {
     }
 
     /// `api-token create --project ID [--name N]` → `{"id", "api_token"}`.
-    pub async fn create_api_token(&self, project: ProjectId, name: &str) -> Result<Value, AdminError> {
-        self.store.get_project(project).await.map_err(not_found("project"))?;
+    pub async fn create_api_token(
+        &self,
+        project: ProjectId,
+        name: &str,
+    ) -> Result<Value, AdminError> {
+        self.store
+            .get_project(project)
+            .await
+            .map_err(not_found("project"))?;
         let (token, secret) = self.new_token(project, name);
         let id = token.id;
         self.store.create_api_token(token).await?;
@@ -87,7 +96,10 @@ impl Admin {
 
     /// `api-token list --project ID` → `{"api_tokens": [...]}` (never the secrets).
     pub async fn list_api_tokens(&self, project: ProjectId) -> Result<Value, AdminError> {
-        self.store.get_project(project).await.map_err(not_found("project"))?;
+        self.store
+            .get_project(project)
+            .await
+            .map_err(not_found("project"))?;
         let tokens = self.store.list_api_tokens(project).await?;
         let items: Vec<Value> = tokens
             .iter()
@@ -113,11 +125,20 @@ impl Admin {
     }
 
     /// `application create --project ID --name N` → `{"id", "address_id"}`.
-    pub async fn create_application(&self, project: ProjectId, name: &str) -> Result<Value, AdminError> {
+    pub async fn create_application(
+        &self,
+        project: ProjectId,
+        name: &str,
+    ) -> Result<Value, AdminError> {
         if name.trim().is_empty() {
-            return Err(AdminError::Invalid("the application name must not be empty".into()));
+            return Err(AdminError::Invalid(
+                "the application name must not be empty".into(),
+            ));
         }
-        self.store.get_project(project).await.map_err(not_found("project"))?;
+        self.store
+            .get_project(project)
+            .await
+            .map_err(not_found("project"))?;
         let new = NewResource::build(
             self.clock.as_ref(),
             project,
@@ -133,8 +154,15 @@ impl Admin {
     }
 
     /// `embed create --project ID --address A [...]` → `{"id", "token"}`.
-    pub async fn create_embed(&self, project: ProjectId, addresses: &[AddressId]) -> Result<Value, AdminError> {
-        self.store.get_project(project).await.map_err(not_found("project"))?;
+    pub async fn create_embed(
+        &self,
+        project: ProjectId,
+        addresses: &[AddressId],
+    ) -> Result<Value, AdminError> {
+        self.store
+            .get_project(project)
+            .await
+            .map_err(not_found("project"))?;
         let mut addrs = addresses.to_vec();
         addrs.sort();
         addrs.dedup();
@@ -148,7 +176,10 @@ impl Admin {
         if found.len() != addrs.len() {
             return Err(AdminError::NotFound("address (in this project)"));
         }
-        let hex: String = random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = random_bytes::<16>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let token = format!("c2c_{hex}");
         let embed = Embed {
             id: EmbedId::random(),

@@ -12,7 +12,8 @@ use tessera_core::service::{Rule, ServiceError, MAX_ALLOWED_ADDRESSES};
 use tessera_core::store::StoreError;
 
 /// Where the error `url` of every 422 item points (fabric-api.md §13 item 20).
-const ERROR_DOCS: &str = "https://developer.signalwire.com/rest/signalwire-rest/overview/error-codes#";
+const ERROR_DOCS: &str =
+    "https://developer.signalwire.com/rest/signalwire-rest/overview/error-codes#";
 
 /// One 422 item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +131,9 @@ fn rule_error(rule: Rule) -> FieldError {
             "allowed_addresses",
             "The addresses must belong to the project",
         ),
-        Rule::InvalidInviteAddress => FieldError::new("invalid_parameter", "address_id", "Address is invalid"),
+        Rule::InvalidInviteAddress => {
+            FieldError::new("invalid_parameter", "address_id", "Address is invalid")
+        }
         Rule::UnknownApplication => FieldError::new(
             "provided_id_is_unrecognized",
             "application_id",
@@ -141,8 +144,12 @@ fn rule_error(rule: Rule) -> FieldError {
             "refresh_token",
             "Invalid token type. You must use a Refresh token.",
         ),
-        Rule::TokenExpired => FieldError::new("token_expired", "refresh_token", "Token has expired."),
-        Rule::TokenInvalid => FieldError::new("token_invalid", "refresh_token", "Token is invalid."),
+        Rule::TokenExpired => {
+            FieldError::new("token_expired", "refresh_token", "Token has expired.")
+        }
+        Rule::TokenInvalid => {
+            FieldError::new("token_invalid", "refresh_token", "Token is invalid.")
+        }
         Rule::EmbedTokenPrefix => FieldError::new(
             "token_has_invalid_prefix",
             "token",
@@ -174,8 +181,12 @@ impl IntoResponse for FabricError {
             }
             FabricError::Forbidden => simple(StatusCode::FORBIDDEN, "Forbidden"),
             FabricError::NotFound => simple(StatusCode::NOT_FOUND, "Not Found"),
-            FabricError::MethodNotAllowed => simple(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
-            FabricError::PayloadTooLarge => simple(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"),
+            FabricError::MethodNotAllowed => {
+                simple(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+            }
+            FabricError::PayloadTooLarge => {
+                simple(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large")
+            }
             FabricError::TooManyRequests(after) => {
                 let mut r = simple(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
                 r.headers_mut()
@@ -195,7 +206,11 @@ impl IntoResponse for FabricError {
                         })
                     })
                     .collect();
-                (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "errors": items }))).into_response()
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(json!({ "errors": items })),
+                )
+                    .into_response()
             }
             FabricError::Internal(cause) => {
                 let reference = uuid::Uuid::new_v4();

@@ -101,11 +101,18 @@ impl Fields {
             None => None,
             Some(Value::String(s)) if s.len() <= MAX_TEXT => Some(s.clone()),
             Some(Value::String(_)) => {
-                self.errors.push(FieldError::invalid(name, &format!("is too long (maximum is {MAX_TEXT} characters)")));
+                self.errors.push(FieldError::invalid(
+                    name,
+                    &format!("is too long (maximum is {MAX_TEXT} characters)"),
+                ));
                 None
             }
             Some(_) => {
-                self.errors.push(FieldError::new("not_a_string", name, format!("{} must be a string", crate::error::humanize(name))));
+                self.errors.push(FieldError::new(
+                    "not_a_string",
+                    name,
+                    format!("{} must be a string", crate::error::humanize(name)),
+                ));
                 None
             }
         }
@@ -113,7 +120,8 @@ impl Fields {
 
     /// A required, non-empty string.
     pub fn required_string(&mut self, name: &str) -> Option<String> {
-        let missing = matches!(self.raw(name), None) || matches!(self.raw(name), Some(Value::String(s)) if s.trim().is_empty());
+        let missing = self.raw(name).is_none()
+            || matches!(self.raw(name), Some(Value::String(s)) if s.trim().is_empty());
         if missing {
             self.errors.push(FieldError::missing(name));
             return None;
@@ -138,12 +146,18 @@ impl Fields {
         let pw = self.string(name).filter(|p| !p.is_empty())?;
         let n = pw.chars().count();
         if n < 8 {
-            self.errors.push(FieldError::invalid(name, "is too short (minimum is 8 characters)"));
+            self.errors.push(FieldError::invalid(
+                name,
+                "is too short (minimum is 8 characters)",
+            ));
             None
         } else if pw.len() > 72 {
             // argon2 would take more, but the original caps at 72 (a bcrypt heritage) and
             // clients expect the same answer.
-            self.errors.push(FieldError::invalid(name, "is too long (maximum is 72 characters)"));
+            self.errors.push(FieldError::invalid(
+                name,
+                "is too long (maximum is 72 characters)",
+            ));
             None
         } else {
             Some(pw)
@@ -153,29 +167,43 @@ impl Fields {
     /// An expiry given as integer seconds, an integral float, a numeric string or an RFC 3339
     /// string (fabric-api.md §13 item 4), checked to lie after `now` and within `max` seconds.
     pub fn expiry(&mut self, names: &[&str], now: UnixTime, max: i64) -> Option<UnixTime> {
-        let (name, v) = names.iter().find_map(|n| self.raw(n).map(|v| (*n, v.clone())))?;
+        let (name, v) = names
+            .iter()
+            .find_map(|n| self.raw(n).map(|v| (*n, v.clone())))?;
         let parsed = match &v {
-            Value::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)),
+            Value::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                    .map(|f| f as i64)
+            }),
             Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| {
-                time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-                    .ok()
-                    .map(|t| t.unix_timestamp())
+                time::OffsetDateTime::parse(
+                    s.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+                .map(|t| t.unix_timestamp())
             }),
             _ => None,
         };
         let Some(t) = parsed else {
-            self.errors.push(FieldError::invalid(name, "must be an integer"));
+            self.errors
+                .push(FieldError::invalid(name, "must be an integer"));
             return None;
         };
         if t <= now.0 {
-            self.errors.push(FieldError::invalid(name, &format!("must be greater than {}", now.0)));
+            self.errors.push(FieldError::invalid(
+                name,
+                &format!("must be greater than {}", now.0),
+            ));
             return None;
         }
         let limit = now.0.saturating_add(max);
         if t > limit {
-            self.errors.push(FieldError::invalid(name, &format!("must be less than or equal to {limit}")));
+            self.errors.push(FieldError::invalid(
+                name,
+                &format!("must be less than or equal to {limit}"),
+            ));
             return None;
         }
         Some(UnixTime(t))
@@ -214,15 +242,24 @@ impl Caller {
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState, bearer_ok: bool) -> Result<Caller, FabricError> {
+async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    bearer_ok: bool,
+) -> Result<Caller, FabricError> {
     let value = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or(FabricError::Unauthorized)?;
-    let (scheme, rest) = value.trim().split_once(' ').ok_or(FabricError::Unauthorized)?;
+    let (scheme, rest) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(FabricError::Unauthorized)?;
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD.decode(rest.trim()).map_err(|_| FabricError::Unauthorized)?;
+        let decoded = STANDARD
+            .decode(rest.trim())
+            .map_err(|_| FabricError::Unauthorized)?;
         let text = String::from_utf8(decoded).map_err(|_| FabricError::Unauthorized)?;
         let (user, secret) = text.split_once(':').ok_or(FabricError::Unauthorized)?;
         let project: ProjectId = user.parse().map_err(|_| FabricError::Unauthorized)?;
@@ -251,7 +288,10 @@ pub struct ProjectAuth(pub ProjectId);
 impl FromRequestParts<AppState> for ProjectAuth {
     type Rejection = FabricError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match authenticate(parts, state, false).await? {
             Caller::Project(p) => Ok(ProjectAuth(p)),
             Caller::Subscriber { .. } => Err(FabricError::Unauthorized),
@@ -266,7 +306,10 @@ pub struct AnyAuth(pub Caller);
 impl FromRequestParts<AppState> for AnyAuth {
     type Rejection = FabricError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         authenticate(parts, state, true).await.map(AnyAuth)
     }
 }

@@ -85,8 +85,11 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let current: i64 = tx
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let v = i as i64 + 1;
         if v > current {
@@ -107,10 +110,16 @@ impl SqliteStore {
         };
         let mut conn = open_connection(&path).map_err(err)?;
         let found: i64 = {
-            conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                .map_err(err)?;
-            conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
-                .map_err(err)?
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+            )
+            .map_err(err)?;
+            conn.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?
         };
         let known = MIGRATIONS.len() as i64;
         if found > known {
@@ -186,7 +195,11 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn insert_resource(conn: &Connection, new: &NewResource, reference: Option<&str>) -> rusqlite::Result<()> {
+fn insert_resource(
+    conn: &Connection,
+    new: &NewResource,
+    reference: Option<&str>,
+) -> rusqlite::Result<()> {
     let r = &new.resource;
     conn.prepare_cached(
         "INSERT INTO resources (id, project_id, kind, name, display_name, data, created_at, updated_at)
@@ -312,7 +325,12 @@ fn update_subscriber_row(
     Ok(n)
 }
 
-fn revoke_subject(conn: &Connection, project: ProjectId, subject: ResourceId, at: UnixTime) -> rusqlite::Result<usize> {
+fn revoke_subject(
+    conn: &Connection,
+    project: ProjectId,
+    subject: ResourceId,
+    at: UnixTime,
+) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "UPDATE families SET revoked_at = ?3 WHERE project_id = ?1 AND subject = ?2 AND revoked_at IS NULL",
     )?
@@ -351,7 +369,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_token(&self, token: ApiToken) -> StoreResult<()> {
-        self.write(move |c| insert_api_token(c, &token).map_err(map_err)).await
+        self.write(move |c| insert_api_token(c, &token).map_err(map_err))
+            .await
     }
 
     async fn list_api_tokens(&self, project: ProjectId) -> StoreResult<Vec<ApiToken>> {
@@ -382,7 +401,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn find_api_token(&self, project: ProjectId, hash: [u8; 32]) -> StoreResult<Option<ApiToken>> {
+    async fn find_api_token(
+        &self,
+        project: ProjectId,
+        hash: [u8; 32],
+    ) -> StoreResult<Option<ApiToken>> {
         self.read(move |c| {
             c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLS} FROM api_tokens
@@ -604,7 +627,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn existing_addresses(&self, project: ProjectId, ids: &[AddressId]) -> StoreResult<Vec<Address>> {
+    async fn existing_addresses(
+        &self,
+        project: ProjectId,
+        ids: &[AddressId],
+    ) -> StoreResult<Vec<Address>> {
         let ids: Vec<String> = ids.iter().map(|a| a.to_string()).collect();
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
@@ -612,7 +639,10 @@ impl Store for SqliteStore {
             ))?;
             let mut out = Vec::with_capacity(ids.len());
             for id in &ids {
-                if let Some(a) = st.query_row(params![id, project.to_string()], address_row).optional()? {
+                if let Some(a) = st
+                    .query_row(params![id, project.to_string()], address_row)
+                    .optional()?
+                {
                     out.push(a);
                 }
             }
@@ -635,13 +665,23 @@ impl Store for SqliteStore {
                     "SELECT id FROM subscribers WHERE project_id = ?1
                        AND (reference_key = ?2 OR email_key = ?2 OR id = ?2) LIMIT 1",
                 )
-                .and_then(|mut st| st.query_row(params![project.to_string(), key], |r| r.get(0)).optional())
+                .and_then(|mut st| {
+                    st.query_row(params![project.to_string(), key], |r| r.get(0))
+                        .optional()
+                })
                 .map_err(map_err)?;
             let id = match existing {
                 Some(id) => {
                     let id = ResourceId(id.parse().map_err(unavailable)?);
-                    update_subscriber_row(c, project, id, &upsert.patch, upsert.password_hash.as_deref(), at)
-                        .map_err(map_err)?;
+                    update_subscriber_row(
+                        c,
+                        project,
+                        id,
+                        &upsert.patch,
+                        upsert.password_hash.as_deref(),
+                        at,
+                    )
+                    .map_err(map_err)?;
                     if upsert.password_hash.is_some() {
                         revoke_subject(c, project, id, at).map_err(map_err)?;
                     }
@@ -660,7 +700,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_family(&self, family: Family) -> StoreResult<()> {
-        self.write(move |c| insert_family(c, &family).map_err(map_err)).await
+        self.write(move |c| insert_family(c, &family).map_err(map_err))
+            .await
     }
 
     async fn get_family(&self, id: FamilyId) -> StoreResult<Family> {
@@ -688,13 +729,23 @@ impl Store for SqliteStore {
                      WHERE id = ?1 AND project_id = ?2 AND generation = ?3
                        AND revoked_at IS NULL AND expires_at > ?4",
                 )
-                .and_then(|mut st| st.execute(params![id.to_string(), project.to_string(), generation, at.0]))
+                .and_then(|mut st| {
+                    st.execute(params![
+                        id.to_string(),
+                        project.to_string(),
+                        generation,
+                        at.0
+                    ])
+                })
                 .map_err(map_err)?;
             let fam = c
                 .prepare_cached(&format!(
                     "SELECT {FAMILY_COLS} FROM families WHERE id = ?1 AND project_id = ?2"
                 ))
-                .and_then(|mut st| st.query_row(params![id.to_string(), project.to_string()], family_row).optional())
+                .and_then(|mut st| {
+                    st.query_row(params![id.to_string(), project.to_string()], family_row)
+                        .optional()
+                })
                 .map_err(map_err)?;
             Ok(match fam {
                 None => RotateOutcome::NotFound,

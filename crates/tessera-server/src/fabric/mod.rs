@@ -20,27 +20,53 @@ pub fn routes() -> Router<AppState> {
     use tokens::*;
     Router::new()
         .route("/api/fabric/subscribers/tokens", post(subscriber_token))
-        .route("/api/fabric/subscribers/tokens/refresh", post(refresh_token))
+        .route(
+            "/api/fabric/subscribers/tokens/refresh",
+            post(refresh_token),
+        )
         .route("/api/fabric/guests/tokens", post(guest_token))
         .route("/api/fabric/subscriber/invites", post(invite_token))
         .route("/api/fabric/embeds/tokens", post(embed_token))
         .route("/api/fabric/resources", get(list_resources))
-        .route("/api/fabric/resources/subscribers", get(list_subscribers).post(create_subscriber))
+        .route(
+            "/api/fabric/resources/subscribers",
+            get(list_subscribers).post(create_subscriber),
+        )
         .route(
             "/api/fabric/resources/subscribers/{id}",
-            get(get_subscriber).put(update_subscriber).delete(delete_subscriber),
+            get(get_subscriber)
+                .put(update_subscriber)
+                .delete(delete_subscriber),
         )
-        .route("/api/fabric/resources/subscribers/{id}/addresses", get(resource_addresses))
-        .route("/api/fabric/resources/conference_rooms", get(list_rooms).post(create_room))
+        .route(
+            "/api/fabric/resources/subscribers/{id}/addresses",
+            get(resource_addresses),
+        )
+        .route(
+            "/api/fabric/resources/conference_rooms",
+            get(list_rooms).post(create_room),
+        )
         .route(
             "/api/fabric/resources/conference_rooms/{id}",
             get(get_room).put(update_room).delete(delete_room),
         )
         // The SDK's room `list_addresses` uses the singular path; both are served.
-        .route("/api/fabric/resources/conference_rooms/{id}/addresses", get(resource_addresses))
-        .route("/api/fabric/resources/conference_room/{id}/addresses", get(resource_addresses))
-        .route("/api/fabric/resources/{id}", get(get_resource).delete(delete_resource))
-        .route("/api/fabric/resources/{id}/addresses", get(resource_addresses))
+        .route(
+            "/api/fabric/resources/conference_rooms/{id}/addresses",
+            get(resource_addresses),
+        )
+        .route(
+            "/api/fabric/resources/conference_room/{id}/addresses",
+            get(resource_addresses),
+        )
+        .route(
+            "/api/fabric/resources/{id}",
+            get(get_resource).delete(delete_resource),
+        )
+        .route(
+            "/api/fabric/resources/{id}/addresses",
+            get(resource_addresses),
+        )
         .route("/api/fabric/addresses", get(list_addresses))
         .route("/api/fabric/addresses/{id}", get(get_address))
 }
@@ -140,7 +166,9 @@ const MAX_PAGE_SIZE: u32 = 1000;
 
 impl Paging {
     /// Reads `page_size`, `page_number` and `page_token` from the query.
-    pub(crate) fn parse(q: &std::collections::HashMap<String, String>) -> Result<Paging, FabricError> {
+    pub(crate) fn parse(
+        q: &std::collections::HashMap<String, String>,
+    ) -> Result<Paging, FabricError> {
         let size = match q.get("page_size") {
             None => DEFAULT_PAGE_SIZE,
             Some(s) => match s.parse::<u32>() {
@@ -156,16 +184,22 @@ impl Paging {
         };
         let number = match q.get("page_number") {
             None => 0,
-            Some(s) => s
-                .parse::<u64>()
-                .map_err(|_| FieldError::invalid("page_number", "must be a non-negative integer"))?,
+            Some(s) => s.parse::<u64>().map_err(|_| {
+                FieldError::invalid("page_number", "must be a non-negative integer")
+            })?,
         };
         let after = match q.get("page_token") {
             None => None,
             Some(t) => Some(
                 t.strip_prefix("PA")
                     .and_then(|u| Uuid::parse_str(u).ok())
-                    .ok_or_else(|| FieldError::new("page_token_is_invalid", "page_token", "Page token is invalid"))?,
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            "page_token_is_invalid",
+                            "page_token",
+                            "Page token is invalid",
+                        )
+                    })?,
             ),
         };
         if number > 0 && after.is_none() {

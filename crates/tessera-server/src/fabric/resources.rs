@@ -38,7 +38,10 @@ fn subscriber_patch(f: &mut Fields) -> SubscriberPatch {
     }
 }
 
-async fn hash_password(state: &AppState, pw: Option<String>) -> Result<Option<String>, FabricError> {
+async fn hash_password(
+    state: &AppState,
+    pw: Option<String>,
+) -> Result<Option<String>, FabricError> {
     match pw {
         Some(pw) => Ok(Some(state.service.passwords().hash(Secret::new(pw)).await?)),
         None => Ok(None),
@@ -127,10 +130,23 @@ async fn list_kind(
         .store()
         .list_resources(project, kind, paging.page)
         .await?;
-    Ok(Json(envelope(&headers, uri.path(), &[], &paging, &page, |r| r.id.0, resource_json)))
+    Ok(Json(envelope(
+        &headers,
+        uri.path(),
+        &[],
+        &paging,
+        &page,
+        |r| r.id.0,
+        resource_json,
+    )))
 }
 
-async fn get_kind(state: &AppState, project: ProjectId, id: &str, kind: Option<ResourceKind>) -> Result<Resource, FabricError> {
+async fn get_kind(
+    state: &AppState,
+    project: ProjectId,
+    id: &str,
+    kind: Option<ResourceKind>,
+) -> Result<Resource, FabricError> {
     let id: ResourceId = path_id(id)?;
     let r = state.service.store().get_resource(project, id).await?;
     if kind.is_some_and(|k| k != r.kind) {
@@ -167,7 +183,13 @@ pub(crate) async fn update_subscriber(
     patch.email = email;
     f.finish()?;
     // Check existence first so an unknown id costs no password hashing.
-    get_kind(&state, project, &id.to_string(), Some(ResourceKind::Subscriber)).await?;
+    get_kind(
+        &state,
+        project,
+        &id.to_string(),
+        Some(ResourceKind::Subscriber),
+    )
+    .await?;
     let hash = hash_password(&state, password).await?;
     let now = state.service.clock().now();
     let r = state
@@ -227,7 +249,9 @@ pub(crate) async fn get_resource(
     ProjectAuth(project): ProjectAuth,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, FabricError> {
-    Ok(Json(resource_json(&get_kind(&state, project, &id, None).await?)))
+    Ok(Json(resource_json(
+        &get_kind(&state, project, &id, None).await?,
+    )))
 }
 
 /// Room fields managed by Tessera itself; everything else a client sends is stored as given.
@@ -326,7 +350,15 @@ pub(crate) async fn resource_addresses(
         .store()
         .list_addresses(project, query, paging.page)
         .await?;
-    Ok(Json(envelope(&headers, uri.path(), &[], &paging, &page, |a| a.id.0, address_json)))
+    Ok(Json(envelope(
+        &headers,
+        uri.path(),
+        &[],
+        &paging,
+        &page,
+        |a| a.id.0,
+        address_json,
+    )))
 }
 
 /// A1 `GET /api/fabric/addresses`, filters `type` and `display_name`. Basic sees the project's
@@ -345,7 +377,9 @@ pub(crate) async fn list_addresses(
         Some(t) => match ResourceKind::parse(t) {
             Some(k) => Some(k),
             // A type no address has (`call`, say) is a valid filter that matches nothing.
-            None if t.len() <= 32 => return Ok(Json(empty_envelope(&headers, uri.path(), &paging, &q))),
+            None if t.len() <= 32 => {
+                return Ok(Json(empty_envelope(&headers, uri.path(), &paging, &q)))
+            }
             None => return Err(FieldError::invalid("type", "is invalid").into()),
         },
     };
@@ -364,16 +398,40 @@ pub(crate) async fn list_addresses(
         .store()
         .list_addresses(caller.project(), query, paging.page)
         .await?;
-    let filters = [("type", q.get("type").cloned()), ("display_name", display_name)];
-    Ok(Json(envelope(&headers, uri.path(), &filters, &paging, &page, |a| a.id.0, address_json)))
+    let filters = [
+        ("type", q.get("type").cloned()),
+        ("display_name", display_name),
+    ];
+    Ok(Json(envelope(
+        &headers,
+        uri.path(),
+        &filters,
+        &paging,
+        &page,
+        |a| a.id.0,
+        address_json,
+    )))
 }
 
-fn empty_envelope(headers: &HeaderMap, path: &str, paging: &Paging, q: &HashMap<String, String>) -> Value {
+fn empty_envelope(
+    headers: &HeaderMap,
+    path: &str,
+    paging: &Paging,
+    q: &HashMap<String, String>,
+) -> Value {
     let page: PageOf<Address> = PageOf {
         items: Vec::new(),
         more: false,
     };
-    envelope(headers, path, &[("type", q.get("type").cloned())], paging, &page, |a| a.id.0, address_json)
+    envelope(
+        headers,
+        path,
+        &[("type", q.get("type").cloned())],
+        paging,
+        &page,
+        |a| a.id.0,
+        address_json,
+    )
 }
 
 /// A2 `GET /api/fabric/addresses/{id}`: a bare `FabricAddress`.
@@ -383,7 +441,11 @@ pub(crate) async fn get_address(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     let id: AddressId = path_id(&id)?;
-    let a = state.service.store().get_address(caller.project(), id).await?;
+    let a = state
+        .service
+        .store()
+        .get_address(caller.project(), id)
+        .await?;
     if let Caller::Subscriber { subscriber, .. } = caller {
         if a.kind == ResourceKind::Subscriber && a.resource_id != subscriber {
             return Err(FabricError::NotFound);

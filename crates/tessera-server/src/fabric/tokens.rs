@@ -48,12 +48,22 @@ pub(crate) async fn subscriber_token(
     let patch = profile_patch(&mut f, "time_zone");
     let scope = f.string("scope");
     if scope.as_deref().is_some_and(|s| s != SCOPE_SAT_REFRESH) {
-        f.errors.push(FieldError::invalid("scope", &format!("must be {SCOPE_SAT_REFRESH}")));
+        f.errors.push(FieldError::invalid(
+            "scope",
+            &format!("must be {SCOPE_SAT_REFRESH}"),
+        ));
     }
     let fingerprint = f.string("fingerprint");
     if let Some(fp) = &fingerprint {
-        if fp.len() != 43 || !fp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            f.errors.push(FieldError::invalid("fingerprint", "must be 43 characters of [A-Za-z0-9_-]"));
+        if fp.len() != 43
+            || !fp
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            f.errors.push(FieldError::invalid(
+                "fingerprint",
+                "must be 43 characters of [A-Za-z0-9_-]",
+            ));
         }
     }
     f.finish()?;
@@ -63,7 +73,15 @@ pub(crate) async fn subscriber_token(
         ..SubscriberProfile::default()
     };
     patch.apply(&mut profile);
-    let create = NewResource::build(svc.clock().as_ref(), project, ResourceKind::Subscriber, &reference, profile.display_name.clone(), Some(profile), Default::default());
+    let create = NewResource::build(
+        svc.clock().as_ref(),
+        project,
+        ResourceKind::Subscriber,
+        &reference,
+        profile.display_name.clone(),
+        Some(profile),
+        Default::default(),
+    );
     let grant = SubscriberGrant {
         reference,
         expire_at,
@@ -115,7 +133,11 @@ fn allowed_addresses(f: &mut Fields) -> Option<Vec<AddressId>> {
         return None;
     };
     let Value::Array(items) = raw else {
-        f.errors.push(FieldError::new("not_an_array_of_strings", ATTR, "Allowed Addresses must be an array of strings"));
+        f.errors.push(FieldError::new(
+            "not_an_array_of_strings",
+            ATTR,
+            "Allowed Addresses must be an array of strings",
+        ));
         return None;
     };
     if items.is_empty() {
@@ -126,7 +148,10 @@ fn allowed_addresses(f: &mut Fields) -> Option<Vec<AddressId>> {
         f.errors.push(FieldError::new(
             "allowed_address_limit_exceeded",
             ATTR,
-            format!("maximum number of allowed addresses is {}", tessera_core::service::MAX_ALLOWED_ADDRESSES),
+            format!(
+                "maximum number of allowed addresses is {}",
+                tessera_core::service::MAX_ALLOWED_ADDRESSES
+            ),
         ));
         return None;
     }
@@ -135,11 +160,19 @@ fn allowed_addresses(f: &mut Fields) -> Option<Vec<AddressId>> {
         match item.as_str().map(str::parse::<AddressId>) {
             Some(Ok(id)) => out.push(id),
             Some(Err(_)) => {
-                f.errors.push(FieldError::new("unrecognized_fabric_addresses", ATTR, "Allowed Addresses contains an invalid address id"));
+                f.errors.push(FieldError::new(
+                    "unrecognized_fabric_addresses",
+                    ATTR,
+                    "Allowed Addresses contains an invalid address id",
+                ));
                 return None;
             }
             None => {
-                f.errors.push(FieldError::new("not_an_array_of_strings", ATTR, "Allowed Addresses must be an array of strings"));
+                f.errors.push(FieldError::new(
+                    "not_an_array_of_strings",
+                    ATTR,
+                    "Allowed Addresses must be an array of strings",
+                ));
                 return None;
             }
         }
@@ -156,7 +189,11 @@ pub(crate) async fn guest_token(
     let svc = &state.service;
     let mut f = Fields::new(body);
     let addresses = allowed_addresses(&mut f);
-    let expire_at = f.expiry(&["expire_at", "expires_at"], svc.clock().now(), svc.policy().max_lifetime);
+    let expire_at = f.expiry(
+        &["expire_at", "expires_at"],
+        svc.clock().now(),
+        svc.policy().max_lifetime,
+    );
     f.finish()?;
     let tokens = svc
         .grant_guest(project, addresses.unwrap_or_default(), expire_at)
@@ -186,13 +223,21 @@ pub(crate) async fn invite_token(
         match f.string("address_id").map(|s| s.parse()) {
             Some(Ok(a)) => Some(a),
             Some(Err(_)) => {
-                f.errors.push(FieldError::new("invalid_parameter", "address_id", "Address is invalid"));
+                f.errors.push(FieldError::new(
+                    "invalid_parameter",
+                    "address_id",
+                    "Address is invalid",
+                ));
                 None
             }
             None => None,
         }
     };
-    let expires_at = f.expiry(&["expires_at", "expire_at"], svc.clock().now(), svc.policy().max_lifetime);
+    let expires_at = f.expiry(
+        &["expires_at", "expire_at"],
+        svc.clock().now(),
+        svc.policy().max_lifetime,
+    );
     f.finish()?;
     let inviter = match caller {
         Caller::Project(_) => None,
@@ -202,7 +247,10 @@ pub(crate) async fn invite_token(
     let tokens = svc
         .grant_invite(caller.project(), address, expires_at, inviter)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": tokens.access.expose() }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": tokens.access.expose() })),
+    ))
 }
 
 /// T5 `POST /api/fabric/embeds/tokens` → 201. No authentication (any Authorization header is
@@ -223,5 +271,8 @@ pub(crate) async fn embed_token(
         .service
         .grant_embed(token.as_deref().unwrap_or_default())
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": tokens.access.expose() }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": tokens.access.expose() })),
+    ))
 }

@@ -21,7 +21,13 @@ struct Case {
     code: Option<(&'static str, Option<&'static str>)>,
 }
 
-fn case(method: Method, path: &str, body: Body, status: u16, code: Option<(&'static str, Option<&'static str>)>) -> Case {
+fn case(
+    method: Method,
+    path: &str,
+    body: Body,
+    status: u16,
+    code: Option<(&'static str, Option<&'static str>)>,
+) -> Case {
     Case {
         method,
         path: path.to_string(),
@@ -51,61 +57,330 @@ async fn bad_input_gets_the_documented_4xx_never_a_500() {
     let mut cases = Vec::new();
     // Malformed JSON, a non-object, and a wrong content type, for every body-taking endpoint.
     for path in [t1, t2, t3, t4, t5, s2, rooms] {
-        cases.push(case(post.clone(), path, Body::Raw("application/json", "{\"reference\": "), 400, None));
-        cases.push(case(post.clone(), path, Body::Raw("application/json", "[1,2]"), 422, Some(("invalid_parameter", None))));
-        cases.push(case(post.clone(), path, Body::Raw("application/x-www-form-urlencoded", "a=b"), 422, Some(("invalid_content_type", None))));
-        cases.push(case(post.clone(), path, Body::Raw("text/plain", "{}"), 422, Some(("invalid_content_type", None))));
+        cases.push(case(
+            post.clone(),
+            path,
+            Body::Raw("application/json", "{\"reference\": "),
+            400,
+            None,
+        ));
+        cases.push(case(
+            post.clone(),
+            path,
+            Body::Raw("application/json", "[1,2]"),
+            422,
+            Some(("invalid_parameter", None)),
+        ));
+        cases.push(case(
+            post.clone(),
+            path,
+            Body::Raw("application/x-www-form-urlencoded", "a=b"),
+            422,
+            Some(("invalid_content_type", None)),
+        ));
+        cases.push(case(
+            post.clone(),
+            path,
+            Body::Raw("text/plain", "{}"),
+            422,
+            Some(("invalid_content_type", None)),
+        ));
     }
-    cases.push(case(Method::PUT, &s4, Body::Raw("application/json", "{"), 400, None));
+    cases.push(case(
+        Method::PUT,
+        &s4,
+        Body::Raw("application/json", "{"),
+        400,
+        None,
+    ));
     // Missing fields.
-    cases.push(case(post.clone(), t1, Body::Json(json!({})), 422, Some(("missing_required_parameter", Some("reference")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": ""})), 422, Some(("missing_required_parameter", Some("reference")))));
-    cases.push(case(post.clone(), t2, Body::Json(json!({})), 422, Some(("missing_required_parameter", Some("refresh_token")))));
-    cases.push(case(post.clone(), t3, Body::Json(json!({})), 422, Some(("missing_required_parameter", Some("allowed_addresses")))));
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": []})), 422, Some(("missing_required_parameter", Some("allowed_addresses")))));
-    cases.push(case(post.clone(), t4, Body::Json(json!({})), 422, Some(("missing_required_parameter", Some("address_id")))));
-    cases.push(case(post.clone(), t5, Body::Json(json!({"token": ""})), 422, Some(("missing_required_parameter", Some("token")))));
-    cases.push(case(post.clone(), s2, Body::Json(json!({"first_name": "x"})), 422, Some(("missing_required_parameter", Some("email")))));
-    cases.push(case(post.clone(), rooms, Body::Json(json!({})), 422, Some(("missing_required_parameter", Some("name")))));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({})),
+        422,
+        Some(("missing_required_parameter", Some("reference"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": ""})),
+        422,
+        Some(("missing_required_parameter", Some("reference"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t2,
+        Body::Json(json!({})),
+        422,
+        Some(("missing_required_parameter", Some("refresh_token"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({})),
+        422,
+        Some(("missing_required_parameter", Some("allowed_addresses"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": []})),
+        422,
+        Some(("missing_required_parameter", Some("allowed_addresses"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t4,
+        Body::Json(json!({})),
+        422,
+        Some(("missing_required_parameter", Some("address_id"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t5,
+        Body::Json(json!({"token": ""})),
+        422,
+        Some(("missing_required_parameter", Some("token"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        s2,
+        Body::Json(json!({"first_name": "x"})),
+        422,
+        Some(("missing_required_parameter", Some("email"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        rooms,
+        Body::Json(json!({})),
+        422,
+        Some(("missing_required_parameter", Some("name"))),
+    ));
     // Wrong types.
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": 5})), 422, Some(("not_a_string", Some("reference")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "first_name": ["x"]})), 422, Some(("not_a_string", Some("first_name")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "expire_at": true})), 422, Some(("invalid_parameter", Some("expire_at")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "expire_at": "soon"})), 422, Some(("invalid_parameter", Some("expire_at")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "password": "short"})), 422, Some(("invalid_parameter", Some("password")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "scope": "admin"})), 422, Some(("invalid_parameter", Some("scope")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "fingerprint": "short"})), 422, Some(("invalid_parameter", Some("fingerprint")))));
-    cases.push(case(post.clone(), t2, Body::Json(json!({"refresh_token": 1})), 422, Some(("not_a_string", Some("refresh_token")))));
-    cases.push(case(post.clone(), t2, Body::Json(json!({"refresh_token": "garbage"})), 422, Some(("token_invalid", Some("refresh_token")))));
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": room})), 422, Some(("not_an_array_of_strings", Some("allowed_addresses")))));
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": [1]})), 422, Some(("not_an_array_of_strings", Some("allowed_addresses")))));
-    cases.push(case(post.clone(), t4, Body::Json(json!({"address_id": 7})), 422, Some(("not_a_string", Some("address_id")))));
-    cases.push(case(post.clone(), t5, Body::Json(json!({"token": {}})), 422, Some(("not_a_string", Some("token")))));
-    cases.push(case(Method::PUT, &s4, Body::Json(json!({"email": ""})), 422, Some(("missing_required_parameter", Some("email")))));
-    cases.push(case(Method::PUT, &s4, Body::Json(json!({"password": "x"})), 422, Some(("invalid_parameter", Some("password")))));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": 5})),
+        422,
+        Some(("not_a_string", Some("reference"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "first_name": ["x"]})),
+        422,
+        Some(("not_a_string", Some("first_name"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "expire_at": true})),
+        422,
+        Some(("invalid_parameter", Some("expire_at"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "expire_at": "soon"})),
+        422,
+        Some(("invalid_parameter", Some("expire_at"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "password": "short"})),
+        422,
+        Some(("invalid_parameter", Some("password"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "scope": "admin"})),
+        422,
+        Some(("invalid_parameter", Some("scope"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "fingerprint": "short"})),
+        422,
+        Some(("invalid_parameter", Some("fingerprint"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t2,
+        Body::Json(json!({"refresh_token": 1})),
+        422,
+        Some(("not_a_string", Some("refresh_token"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t2,
+        Body::Json(json!({"refresh_token": "garbage"})),
+        422,
+        Some(("token_invalid", Some("refresh_token"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": room})),
+        422,
+        Some(("not_an_array_of_strings", Some("allowed_addresses"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": [1]})),
+        422,
+        Some(("not_an_array_of_strings", Some("allowed_addresses"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t4,
+        Body::Json(json!({"address_id": 7})),
+        422,
+        Some(("not_a_string", Some("address_id"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t5,
+        Body::Json(json!({"token": {}})),
+        422,
+        Some(("not_a_string", Some("token"))),
+    ));
+    cases.push(case(
+        Method::PUT,
+        &s4,
+        Body::Json(json!({"email": ""})),
+        422,
+        Some(("missing_required_parameter", Some("email"))),
+    ));
+    cases.push(case(
+        Method::PUT,
+        &s4,
+        Body::Json(json!({"password": "x"})),
+        422,
+        Some(("invalid_parameter", Some("password"))),
+    ));
     // Eleven addresses.
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": eleven})), 422, Some(("allowed_address_limit_exceeded", Some("allowed_addresses")))));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": eleven})),
+        422,
+        Some(("allowed_address_limit_exceeded", Some("allowed_addresses"))),
+    ));
     // Invalid UUIDs in bodies and paths.
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": ["not-a-uuid"]})), 422, Some(("unrecognized_fabric_addresses", Some("allowed_addresses")))));
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": [uuid::Uuid::nil()]})), 422, Some(("must_belong_to_project", Some("allowed_addresses")))));
-    cases.push(case(post.clone(), t4, Body::Json(json!({"address_id": "nope"})), 422, Some(("invalid_parameter", Some("address_id")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "application_id": "nope"})), 422, Some(("invalid_parameter", Some("application_id")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "application_id": uuid::Uuid::new_v4()})), 422, Some(("provided_id_is_unrecognized", Some("application_id")))));
-    for path in ["/api/fabric/resources/subscribers/nope", "/api/fabric/addresses/nope", "/api/fabric/resources/nope/addresses", "/api/fabric/resources/conference_rooms/12"] {
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": ["not-a-uuid"]})),
+        422,
+        Some(("unrecognized_fabric_addresses", Some("allowed_addresses"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": [uuid::Uuid::nil()]})),
+        422,
+        Some(("must_belong_to_project", Some("allowed_addresses"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t4,
+        Body::Json(json!({"address_id": "nope"})),
+        422,
+        Some(("invalid_parameter", Some("address_id"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "application_id": "nope"})),
+        422,
+        Some(("invalid_parameter", Some("application_id"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "application_id": uuid::Uuid::new_v4()})),
+        422,
+        Some(("provided_id_is_unrecognized", Some("application_id"))),
+    ));
+    for path in [
+        "/api/fabric/resources/subscribers/nope",
+        "/api/fabric/addresses/nope",
+        "/api/fabric/resources/nope/addresses",
+        "/api/fabric/resources/conference_rooms/12",
+    ] {
         cases.push(case(Method::GET, path, Body::Json(json!({})), 404, None));
     }
     // Past and too-distant expiries, on every endpoint that takes one.
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "expire_at": now - 1})), 422, Some(("invalid_parameter", Some("expire_at")))));
-    cases.push(case(post.clone(), t1, Body::Json(json!({"reference": "a", "expire_at": now + 86_401})), 422, Some(("invalid_parameter", Some("expire_at")))));
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": [room], "expire_at": 1})), 422, Some(("invalid_parameter", Some("expire_at")))));
-    cases.push(case(post.clone(), t3, Body::Json(json!({"allowed_addresses": [room], "expire_at": now + 10_000_000})), 422, Some(("invalid_parameter", Some("expire_at")))));
-    cases.push(case(post.clone(), t4, Body::Json(json!({"address_id": sub_addr, "expires_at": 1})), 422, Some(("invalid_parameter", Some("expires_at")))));
-    cases.push(case(post.clone(), t4, Body::Json(json!({"address_id": sub_addr, "expires_at": "9999-01-01T00:00:00Z"})), 422, Some(("invalid_parameter", Some("expires_at")))));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "expire_at": now - 1})),
+        422,
+        Some(("invalid_parameter", Some("expire_at"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t1,
+        Body::Json(json!({"reference": "a", "expire_at": now + 86_401})),
+        422,
+        Some(("invalid_parameter", Some("expire_at"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": [room], "expire_at": 1})),
+        422,
+        Some(("invalid_parameter", Some("expire_at"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t3,
+        Body::Json(json!({"allowed_addresses": [room], "expire_at": now + 10_000_000})),
+        422,
+        Some(("invalid_parameter", Some("expire_at"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t4,
+        Body::Json(json!({"address_id": sub_addr, "expires_at": 1})),
+        422,
+        Some(("invalid_parameter", Some("expires_at"))),
+    ));
+    cases.push(case(
+        post.clone(),
+        t4,
+        Body::Json(json!({"address_id": sub_addr, "expires_at": "9999-01-01T00:00:00Z"})),
+        422,
+        Some(("invalid_parameter", Some("expires_at"))),
+    ));
     // Pagination parameters.
-    cases.push(case(Method::GET, "/api/fabric/addresses?page_size=0", Body::Json(json!({})), 422, Some(("invalid_parameter", Some("page_size")))));
-    cases.push(case(Method::GET, "/api/fabric/addresses?page_size=abc", Body::Json(json!({})), 422, Some(("invalid_parameter", Some("page_size")))));
+    cases.push(case(
+        Method::GET,
+        "/api/fabric/addresses?page_size=0",
+        Body::Json(json!({})),
+        422,
+        Some(("invalid_parameter", Some("page_size"))),
+    ));
+    cases.push(case(
+        Method::GET,
+        "/api/fabric/addresses?page_size=abc",
+        Body::Json(json!({})),
+        422,
+        Some(("invalid_parameter", Some("page_size"))),
+    ));
     // A method the path does not have.
-    cases.push(case(Method::PATCH, "/api/fabric/subscribers/tokens", Body::Json(json!({})), 405, None));
+    cases.push(case(
+        Method::PATCH,
+        "/api/fabric/subscribers/tokens",
+        Body::Json(json!({})),
+        405,
+        None,
+    ));
 
     for c in cases {
         let mut req = app.client.request(c.method.clone(), app.url(&c.path));
@@ -118,7 +393,10 @@ async fn bad_input_gets_the_documented_4xx_never_a_500() {
         };
         let r = req.send().await.unwrap();
         let status = r.status();
-        let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        let ct = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
         let body: Value = r.json().await.unwrap_or(Value::Null);
         let what = format!("{} {} -> {status} {body}", c.method, c.path);
         assert_eq!(status, c.status, "{what}");
@@ -138,18 +416,38 @@ async fn oversized_bodies_get_413() {
     let app = spawn_app().await;
     let p = app.project().await;
     let big = "x".repeat(tessera_server::config::DEFAULT_BODY_LIMIT + 1);
-    let r = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": big})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": big}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "Payload Too Large"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "Payload Too Large"})
+    );
 }
 
 #[tokio::test]
 async fn several_bad_fields_are_reported_together() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let r = app.post(&p, "/api/fabric/subscriber/invites", json!({"address_id": "x", "expires_at": "later"})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscriber/invites",
+            json!({"address_id": "x", "expires_at": "later"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let v: Value = r.json().await.unwrap();
-    let attrs: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["attribute"].as_str().unwrap()).collect();
+    let attrs: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["attribute"].as_str().unwrap())
+        .collect();
     assert_eq!(attrs, ["address_id", "expires_at"]);
 }

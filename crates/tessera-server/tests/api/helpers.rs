@@ -141,12 +141,22 @@ impl TestApp {
     /// Creates a subscriber through the API and returns (resource id, address id).
     pub async fn subscriber(&self, p: &Project, email: &str) -> (String, String) {
         let r = self
-            .post(p, "/api/fabric/resources/subscribers", json!({"email": email}))
+            .post(
+                p,
+                "/api/fabric/resources/subscribers",
+                json!({"email": email}),
+            )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
-        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let a: Value = self
-            .get(p, &format!("/api/fabric/resources/subscribers/{id}/addresses"))
+            .get(
+                p,
+                &format!("/api/fabric/resources/subscribers/{id}/addresses"),
+            )
             .await
             .json()
             .await
@@ -157,10 +167,17 @@ impl TestApp {
     /// Creates a room and returns its address id.
     pub async fn room_address(&self, p: &Project, name: &str) -> String {
         let r = self
-            .post(p, "/api/fabric/resources/conference_rooms", json!({"name": name}))
+            .post(
+                p,
+                "/api/fabric/resources/conference_rooms",
+                json!({"name": name}),
+            )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
-        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let a: Value = self
             .get(p, &format!("/api/fabric/resources/{id}/addresses"))
             .await
@@ -187,7 +204,10 @@ pub async fn first_error(r: Response) -> (String, Value) {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let v: Value = r.json().await.unwrap();
     let e = &v["errors"][0];
-    (e["code"].as_str().unwrap().to_string(), e["attribute"].clone())
+    (
+        e["code"].as_str().unwrap().to_string(),
+        e["attribute"].clone(),
+    )
 }
 
 #[allow(dead_code)]

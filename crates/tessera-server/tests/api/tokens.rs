@@ -14,7 +14,10 @@ async fn healthz_answers_with_a_request_id() {
     let r = app.client.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.headers().contains_key("x-request-id"));
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "Not Found"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "Not Found"})
+    );
 }
 
 #[tokio::test]
@@ -22,35 +25,72 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
     let app = spawn_app().await;
     let p = app.project().await;
     let r = app
-        .post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "Alice@Example.com", "time_zone": "UTC"}))
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "Alice@Example.com", "time_zone": "UTC"}),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let t: Value = r.json().await.unwrap();
     let sid = t["subscriber_id"].as_str().unwrap().to_string();
     assert_eq!(header(t["token"].as_str().unwrap())["typ"], "SAT");
-    assert_eq!(header(t["refresh_token"].as_str().unwrap())["typ"], "Refresh");
+    assert_eq!(
+        header(t["refresh_token"].as_str().unwrap())["typ"],
+        "Refresh"
+    );
     // The same reference in another case finds the same subscriber and patches it.
     let t2: Value = app
-        .post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "alice@example.com", "first_name": "A"}))
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "alice@example.com", "first_name": "A"}),
+        )
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(t2["subscriber_id"], sid.as_str());
-    let s: Value = app.get(&p, &format!("/api/fabric/resources/subscribers/{sid}")).await.json().await.unwrap();
+    let s: Value = app
+        .get(&p, &format!("/api/fabric/resources/subscribers/{sid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(s["subscriber"]["timezone"], "UTC");
     assert_eq!(s["subscriber"]["first_name"], "A");
     // The subscriber id also works as a reference.
-    let t3: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": sid})).await.json().await.unwrap();
+    let t3: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": sid}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(t3["subscriber_id"], sid.as_str());
 
     let rt = t["refresh_token"].as_str().unwrap();
-    let r = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": rt})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": rt}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let n: Value = r.json().await.unwrap();
     assert_ne!(n["token"], t["token"]);
     assert_ne!(n["refresh_token"], t["refresh_token"]);
-    let r = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": n["refresh_token"]})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": n["refresh_token"]}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -58,21 +98,64 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
 async fn reuse_after_the_grace_window_revokes_the_whole_family() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "bob"})).await.json().await.unwrap();
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "bob"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let old = t["refresh_token"].clone();
-    let n: Value = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": old})).await.json().await.unwrap();
+    let n: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": old}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     // Within the 5 s grace window the spent token is honoured (an honest retry)...
     app.clock.advance(2);
-    let r = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": old})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": old}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     // ...after it, it is a replay: the family dies, including the newest refresh token and
     // the access token (as a Bearer).
     app.clock.advance(10);
-    let (code, attr) = first_error(app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": old})).await).await;
-    assert_eq!((code.as_str(), attr), ("token_invalid", json!("refresh_token")));
-    let r = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": n["refresh_token"]})).await;
+    let (code, attr) = first_error(
+        app.post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": old}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (code.as_str(), attr),
+        ("token_invalid", json!("refresh_token"))
+    );
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": n["refresh_token"]}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app.bearer_get(n["token"].as_str().unwrap(), "/api/fabric/addresses").await;
+    let r = app
+        .bearer_get(n["token"].as_str().unwrap(), "/api/fabric/addresses")
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -80,44 +163,128 @@ async fn reuse_after_the_grace_window_revokes_the_whole_family() {
 async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
     let app = spawn_with(|c| c.refresh_grace_seconds = 0).await;
     let p = app.project().await;
-    let t: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "carol"})).await.json().await.unwrap();
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "carol"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let rt = t["refresh_token"].as_str().unwrap().to_string();
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (client, url, p, rt) = (app.client.clone(), app.url("/api/fabric/subscribers/tokens/refresh"), p.clone(), rt.clone());
+        let (client, url, p, rt) = (
+            app.client.clone(),
+            app.url("/api/fabric/subscribers/tokens/refresh"),
+            p.clone(),
+            rt.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            client.post(url).basic_auth(&p.id, Some(&p.token)).json(&json!({"refresh_token": rt})).send().await.unwrap().status()
+            client
+                .post(url)
+                .basic_auth(&p.id, Some(&p.token))
+                .json(&json!({"refresh_token": rt}))
+                .send()
+                .await
+                .unwrap()
+                .status()
         }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::UNPROCESSABLE_ENTITY), "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::UNPROCESSABLE_ENTITY),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
 async fn expired_refresh_tokens_say_token_expired_and_access_tokens_are_not_refresh_tokens() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "dave"})).await.json().await.unwrap();
-    let (code, _) = first_error(app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": t["token"]})).await).await;
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "dave"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (code, _) = first_error(
+        app.post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": t["token"]}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(code, "not_a_refresh_token");
     app.clock.advance(2 * 3600 + 5 * 60 + 60);
-    let (code, attr) = first_error(app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": t["refresh_token"]})).await).await;
-    assert_eq!((code.as_str(), attr), ("token_expired", json!("refresh_token")));
+    let (code, attr) = first_error(
+        app.post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (code.as_str(), attr),
+        ("token_expired", json!("refresh_token"))
+    );
 }
 
 #[tokio::test]
 async fn another_projects_credentials_cannot_refresh() {
     let app = spawn_app().await;
     let (p1, p2) = (app.project().await, app.project().await);
-    let t: Value = app.post(&p1, "/api/fabric/subscribers/tokens", json!({"reference": "erin"})).await.json().await.unwrap();
-    let (code, _) = first_error(app.post(&p2, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": t["refresh_token"]})).await).await;
+    let t: Value = app
+        .post(
+            &p1,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "erin"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (code, _) = first_error(
+        app.post(
+            &p2,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(code, "token_invalid");
     // And the failed attempt did not spend it.
-    let r = app.post(&p1, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": t["refresh_token"]})).await;
+    let r = app
+        .post(
+            &p1,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -126,11 +293,35 @@ async fn tokens_handed_out_survive_a_restart() {
     let app = spawn_app().await;
     let p = app.project().await;
     let a = app.room_address(&p, "lobby").await;
-    let g: Value = app.post(&p, "/api/fabric/guests/tokens", json!({"allowed_addresses": [a]})).await.json().await.unwrap();
-    let s: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "frank"})).await.json().await.unwrap();
+    let g: Value = app
+        .post(
+            &p,
+            "/api/fabric/guests/tokens",
+            json!({"allowed_addresses": [a]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let s: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "frank"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let app = app.restart().await;
     for rt in [&g["refresh_token"], &s["refresh_token"]] {
-        let r = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": rt})).await;
+        let r = app
+            .post(
+                &p,
+                "/api/fabric/subscribers/tokens/refresh",
+                json!({"refresh_token": rt}),
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
 }
@@ -141,30 +332,90 @@ async fn guest_invite_and_embed_tokens() {
     let p = app.project().await;
     let room = app.room_address(&p, "lobby").await;
     let (_, sub_addr) = app.subscriber(&p, "gina@example.com").await;
-    let r = app.post(&p, "/api/fabric/guests/tokens", json!({"allowed_addresses": [room, sub_addr], "expire_at": START.0 + 86_400})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/guests/tokens",
+            json!({"allowed_addresses": [room, sub_addr], "expire_at": START.0 + 86_400}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = app.post(&p, "/api/fabric/guests/tokens", json!({"allowed_addresses": [room], "expire_at": "2027-01-15T00:00:00Z"})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/guests/tokens",
+            json!({"allowed_addresses": [room], "expire_at": "2027-01-15T00:00:00Z"}),
+        )
+        .await;
     // START is in 2027-01-15; an RFC 3339 expiry before it is in the past.
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app.post(&p, "/api/fabric/subscriber/invites", json!({"address_id": sub_addr})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscriber/invites",
+            json!({"address_id": sub_addr}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(r.json::<Value>().await.unwrap()["token"].is_string());
     // A room is not a subscriber address.
-    let (code, attr) = first_error(app.post(&p, "/api/fabric/subscriber/invites", json!({"address_id": room})).await).await;
-    assert_eq!((code.as_str(), attr), ("invalid_parameter", json!("address_id")));
+    let (code, attr) = first_error(
+        app.post(
+            &p,
+            "/api/fabric/subscriber/invites",
+            json!({"address_id": room}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (code.as_str(), attr),
+        ("invalid_parameter", json!("address_id"))
+    );
 
     let pid = p.id.parse().unwrap();
-    let e = app.admin.create_embed(pid, &[room.parse().unwrap()]).await.unwrap();
+    let e = app
+        .admin
+        .create_embed(pid, &[room.parse().unwrap()])
+        .await
+        .unwrap();
     let c2c = e["token"].as_str().unwrap();
     // No authentication at all.
-    let r = app.client.post(app.url("/api/fabric/embeds/tokens")).json(&json!({"token": c2c})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/embeds/tokens"))
+        .json(&json!({"token": c2c}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     // A wrong Authorization header is ignored.
-    let r = app.client.post(app.url("/api/fabric/embeds/tokens")).basic_auth("x", Some("y")).json(&json!({"token": c2c})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/embeds/tokens"))
+        .basic_auth("x", Some("y"))
+        .json(&json!({"token": c2c}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = app.client.post(app.url("/api/fabric/embeds/tokens")).json(&json!({"token": "c2c_00000000000000000000000000000000"})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/embeds/tokens"))
+        .json(&json!({"token": "c2c_00000000000000000000000000000000"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let (code, _) = first_error(app.client.post(app.url("/api/fabric/embeds/tokens")).json(&json!({"token": "abc"})).send().await.unwrap()).await;
+    let (code, _) = first_error(
+        app.client
+            .post(app.url("/api/fabric/embeds/tokens"))
+            .json(&json!({"token": "abc"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(code, "token_has_invalid_prefix");
 }
 
@@ -173,14 +424,32 @@ async fn the_embed_exchange_is_rate_limited_per_client_address() {
     let app = spawn_with(|c| c.embed_rate_per_minute = 3).await;
     let body = json!({"token": "c2c_00000000000000000000000000000000"});
     for _ in 0..3 {
-        let r = app.client.post(app.url("/api/fabric/embeds/tokens")).json(&body).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url("/api/fabric/embeds/tokens"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
-    let r = app.client.post(app.url("/api/fabric/embeds/tokens")).json(&body).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/embeds/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     app.clock.advance(60);
-    let r = app.client.post(app.url("/api/fabric/embeds/tokens")).json(&body).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/embeds/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -190,46 +459,154 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
     let p = app.project().await;
     let room = app.room_address(&p, "hall").await;
     let (_, other_addr) = app.subscriber(&p, "other@example.com").await;
-    let t: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "hank@example.com"})).await.json().await.unwrap();
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "hank@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let sat = t["token"].as_str().unwrap();
-    let list: Value = app.bearer_get(sat, "/api/fabric/addresses").await.json().await.unwrap();
-    let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    let list: Value = app
+        .bearer_get(sat, "/api/fabric/addresses")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&room.as_str()));
-    assert!(!ids.contains(&other_addr.as_str()), "another subscriber's address is not visible");
+    assert!(
+        !ids.contains(&other_addr.as_str()),
+        "another subscriber's address is not visible"
+    );
     assert_eq!(ids.len(), 2, "the room and the subscriber's own address");
     let own = ids.iter().find(|i| **i != room).unwrap().to_string();
-    let r = app.client.post(app.url("/api/fabric/subscriber/invites")).bearer_auth(sat).json(&json!({"address_id": own})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/subscriber/invites"))
+        .bearer_auth(sat)
+        .json(&json!({"address_id": own}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = app.client.post(app.url("/api/fabric/subscriber/invites")).bearer_auth(sat).json(&json!({"address_id": other_addr})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/subscriber/invites"))
+        .bearer_auth(sat)
+        .json(&json!({"address_id": other_addr}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let g: Value = app.post(&p, "/api/fabric/guests/tokens", json!({"allowed_addresses": [room]})).await.json().await.unwrap();
-    let r = app.bearer_get(g["token"].as_str().unwrap(), "/api/fabric/addresses").await;
+    let g: Value = app
+        .post(
+            &p,
+            "/api/fabric/guests/tokens",
+            json!({"allowed_addresses": [room]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .bearer_get(g["token"].as_str().unwrap(), "/api/fabric/addresses")
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "Unauthorized"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "Unauthorized"})
+    );
     // A refresh token is not a Bearer credential, and Bearer is not accepted for tokens.
-    let r = app.bearer_get(t["refresh_token"].as_str().unwrap(), "/api/fabric/addresses").await;
+    let r = app
+        .bearer_get(
+            t["refresh_token"].as_str().unwrap(),
+            "/api/fabric/addresses",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app.client.post(app.url("/api/fabric/guests/tokens")).bearer_auth(sat).json(&json!({"allowed_addresses": [room]})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/api/fabric/guests/tokens"))
+        .bearer_auth(sat)
+        .json(&json!({"allowed_addresses": [room]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // An expired SAT is refused.
     app.clock.advance(3 * 3600);
-    assert_eq!(app.bearer_get(sat, "/api/fabric/addresses").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.bearer_get(sat, "/api/fabric/addresses").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
 async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "ivy@example.com"})).await.json().await.unwrap();
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "ivy@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let sid = t["subscriber_id"].as_str().unwrap();
-    let r = app.client.put(app.url(&format!("/api/fabric/resources/subscribers/{sid}"))).basic_auth(&p.id, Some(&p.token)).json(&json!({"password": "correct horse"})).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
+        .basic_auth(&p.id, Some(&p.token))
+        .json(&json!({"password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": t["refresh_token"]})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let t: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "ivy@example.com"})).await.json().await.unwrap();
-    let r = app.client.delete(app.url(&format!("/api/fabric/resources/subscribers/{sid}"))).basic_auth(&p.id, Some(&p.token)).send().await.unwrap();
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "ivy@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
+        .basic_auth(&p.id, Some(&p.token))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app.post(&p, "/api/fabric/subscribers/tokens/refresh", json!({"refresh_token": t["refresh_token"]})).await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -237,9 +614,24 @@ async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
 async fn unbound_sat_refresh_scope_is_capped_at_sixty_seconds() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app.post(&p, "/api/fabric/subscribers/tokens", json!({"reference": "jo", "scope": "sat:refresh"})).await.json().await.unwrap();
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "jo", "scope": "sat:refresh"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let sat = t["token"].as_str().unwrap();
-    assert_eq!(app.bearer_get(sat, "/api/fabric/addresses").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.bearer_get(sat, "/api/fabric/addresses").await.status(),
+        StatusCode::OK
+    );
     app.clock.advance(61 + 5);
-    assert_eq!(app.bearer_get(sat, "/api/fabric/addresses").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.bearer_get(sat, "/api/fabric/addresses").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
