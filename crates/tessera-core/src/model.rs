@@ -304,6 +304,9 @@ pub struct Family {
     pub created_at: UnixTime,
     /// Absolute expiry: nothing in the family works after it.
     pub expires_at: UnixTime,
+    /// When the newest token of the family expires; after it (and the leeway) the family is
+    /// dead weight and the cleanup purges it.
+    pub tokens_expire_at: UnixTime,
     /// When the generation last advanced (for the grace window).
     pub rotated_at: Option<UnixTime>,
     /// Set once revoked.
@@ -401,4 +404,30 @@ pub struct PageOf<T> {
     pub items: Vec<T>,
     /// Whether a next page exists.
     pub more: bool,
+}
+
+/// An audit event: who did what to which principal. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// When it happened.
+    pub at: UnixTime,
+    /// The project concerned, if any.
+    pub project_id: Option<ProjectId>,
+    /// What happened, e.g. `token.issued`, `refresh.reuse_detected`, `key.rotated`.
+    pub action: String,
+    /// Who acted: `project:<id>`, `admin`, `system`, `operator:<id>`.
+    pub actor: String,
+    /// What it was done to: a family, subscriber, key or token id.
+    pub subject: String,
+    /// A few non-secret details as a JSON object.
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Row counts after a purge, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// Families removed.
+    pub families: u64,
+    /// Keys moved from retired to destroyed.
+    pub keys_destroyed: u64,
 }

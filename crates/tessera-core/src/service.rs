@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::audit::AuditLog;
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{password, MasterKey};
 use crate::ids::{AddressId, FamilyId, ProjectId, ResourceId, TokenId};
@@ -192,6 +193,7 @@ pub struct TokenService {
     master: MasterKey,
     policy: TokenPolicy,
     passwords: PasswordPool,
+    audit: AuditLog,
 }
 
 impl TokenService {
@@ -211,7 +213,39 @@ impl TokenService {
             master,
             policy,
             passwords: PasswordPool::new(cores),
+            audit: AuditLog::disabled(),
         }
+    }
+
+    /// Sends this service's audit events to `audit`.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Records an audit event about a family.
+    fn audit_family(
+        &self,
+        action: &str,
+        project: ProjectId,
+        family: FamilyId,
+        kind: PrincipalKind,
+    ) {
+        let mut detail = serde_json::Map::new();
+        detail.insert("kind".into(), kind.as_str().into());
+        self.audit.record(AuditEvent {
+            at: self.clock.now(),
+            project_id: Some(project),
+            action: action.into(),
+            actor: format!("project:{project}"),
+            subject: format!("family:{family}"),
+            detail,
+        });
     }
 
     /// The store, for read-only resource operations that need no token logic.
@@ -277,16 +311,26 @@ impl TokenService {
         kind: PrincipalKind,
         subject: Uuid,
         generation: i64,
+        access_exp: UnixTime,
     ) -> Family {
         let now = self.clock.now();
+        let expires_at = now.plus(self.policy.family_lifetime);
+        // A refreshable grant's newest token is its refresh token, which outlives the access
+        // token by `refresh_extra`.
+        let last = if generation > 0 {
+            access_exp.plus(self.policy.refresh_extra)
+        } else {
+            access_exp
+        };
         Family {
+            tokens_expire_at: last.min(expires_at),
             id: FamilyId::random(),
             project_id: project,
             kind,
             subject,
             generation,
             created_at: now,
-            expires_at: now.plus(self.policy.family_lifetime),
+            expires_at,
             rotated_at: None,
             revoked_at: None,
         }
@@ -296,6 +340,7 @@ impl TokenService {
     /// for that generation living `refresh_extra` longer (both capped by the family's end).
     fn mint(
         &self,
+        action: &str,
         claims: Claims,
         generation: Option<i64>,
         family_end: UnixTime,
@@ -322,6 +367,7 @@ impl TokenService {
             }
             None => None,
         };
+        self.audit_family(action, claims.pid, claims.fam, claims.knd);
         Ok(IssuedTokens {
             access: Secret::new(access),
             refresh,
@@ -379,7 +425,7 @@ impl TokenService {
         if req.scope.as_deref() == Some(SCOPE_SAT_REFRESH) && req.fingerprint.is_none() {
             exp = exp.min(now.plus(self.policy.unbound_refresh_scope_lifetime));
         }
-        let mut fam = self.new_family(project, PrincipalKind::Subscriber, Uuid::nil(), 1);
+        let mut fam = self.new_family(project, PrincipalKind::Subscriber, Uuid::nil(), 1, exp);
         let upsert = SubscriberUpsert {
             reference: req.reference,
             patch: req.patch,
@@ -398,7 +444,10 @@ impl TokenService {
             req.application_id.map(|a| a.0),
             req.scope,
         );
-        Ok((sid, self.mint(claims, Some(1), fam.expires_at)?))
+        Ok((
+            sid,
+            self.mint("token.issued", claims, Some(1), fam.expires_at)?,
+        ))
     }
 
     /// Fabric T3: a guest token for up to ten of the project's addresses.
@@ -409,11 +458,11 @@ impl TokenService {
         expire_at: Option<UnixTime>,
     ) -> ServiceResult<IssuedTokens> {
         let addresses = self.check_addresses(project, addresses).await?;
-        let fam = self.new_family(project, PrincipalKind::Guest, Uuid::new_v4(), 1);
-        self.store.create_family(fam.clone()).await?;
         let exp = expire_at.unwrap_or(self.clock.now().plus(self.policy.access_lifetime));
+        let fam = self.new_family(project, PrincipalKind::Guest, Uuid::new_v4(), 1, exp);
+        self.store.create_family(fam.clone()).await?;
         let claims = self.claims(&fam, exp, addresses, None, None);
-        self.mint(claims, Some(1), fam.expires_at)
+        self.mint("token.issued", claims, Some(1), fam.expires_at)
     }
 
     /// Deduplicates and checks a restricted token's addresses: 1 to 10, all the project's.
@@ -456,11 +505,11 @@ impl TokenService {
         if addr.kind != ResourceKind::Subscriber || inviter.is_some_and(|s| s != addr.resource_id) {
             return Err(ServiceError::Rule(Rule::InvalidInviteAddress));
         }
-        let fam = self.new_family(project, PrincipalKind::Invite, Uuid::new_v4(), 0);
-        self.store.create_family(fam.clone()).await?;
         let exp = expires_at.unwrap_or(self.clock.now().plus(self.policy.access_lifetime));
+        let fam = self.new_family(project, PrincipalKind::Invite, Uuid::new_v4(), 0, exp);
+        self.store.create_family(fam.clone()).await?;
         let claims = self.claims(&fam, exp, vec![address], None, None);
-        self.mint(claims, None, fam.expires_at)
+        self.mint("token.issued", claims, None, fam.expires_at)
     }
 
     /// Fabric T5: exchanges a public `c2c_` widget token for a short-lived guest token.
@@ -480,11 +529,17 @@ impl TokenService {
         if !embed.enabled {
             return Err(ServiceError::Forbidden);
         }
-        let fam = self.new_family(embed.project_id, PrincipalKind::Embed, Uuid::new_v4(), 0);
-        self.store.create_family(fam.clone()).await?;
         let exp = self.clock.now().plus(self.policy.embed_lifetime);
+        let fam = self.new_family(
+            embed.project_id,
+            PrincipalKind::Embed,
+            Uuid::new_v4(),
+            0,
+            exp,
+        );
+        self.store.create_family(fam.clone()).await?;
         let claims = self.claims(&fam, exp, embed.addresses, None, None);
-        self.mint(claims, None, fam.expires_at)
+        self.mint("token.issued", claims, None, fam.expires_at)
     }
 
     /// Fabric T2: rotates a refresh token. The family's generation advances in one conditional
@@ -508,9 +563,11 @@ impl TokenService {
             return Err(ServiceError::Rule(Rule::TokenInvalid));
         }
         let generation = claims.gen.unwrap_or(-1);
+        let exp = now.plus(self.policy.access_lifetime);
+        let tokens_expire_at = exp.plus(self.policy.refresh_extra);
         let fam = match self
             .store
-            .rotate_family(project, claims.fam, generation, now)
+            .rotate_family(project, claims.fam, generation, now, tokens_expire_at)
             .await?
         {
             RotateOutcome::Rotated(f) => f,
@@ -522,6 +579,7 @@ impl TokenService {
                 if !in_grace {
                     tracing::warn!(family = %f.id, project = %project, "refresh token reuse detected; family revoked");
                     self.store.revoke_family(f.id, now).await?;
+                    self.audit_family("refresh.reuse_detected", project, f.id, f.kind);
                     return Err(ServiceError::Rule(Rule::TokenInvalid));
                 }
                 // An honest concurrent retry: answer with the current generation instead of
@@ -532,8 +590,51 @@ impl TokenService {
                 return Err(ServiceError::Rule(Rule::TokenInvalid))
             }
         };
-        let exp = now.plus(self.policy.access_lifetime);
         let new = self.claims(&fam, exp, claims.adr, claims.app, claims.scp);
-        self.mint(new, Some(fam.generation), fam.expires_at)
+        self.mint("token.refreshed", new, Some(fam.generation), fam.expires_at)
+    }
+
+    /// RFC 7662 introspection for `project`: the claims and family of a live access token of
+    /// that project, or `None` for anything else (expired, revoked, another project's, a refresh
+    /// token, garbage). Reads only; writes nothing.
+    pub async fn introspect(
+        &self,
+        project: ProjectId,
+        token: &str,
+    ) -> ServiceResult<Option<Claims>> {
+        let Ok(claims) = self.keys.open(TokenClass::Access, token) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if claims.pid != project || check_time(&claims, now, self.policy.leeway).is_err() {
+            return Ok(None);
+        }
+        match self.store.get_family(claims.fam).await {
+            Ok(f) if f.revoked_at.is_none() && f.expires_at > now && f.project_id == project => {
+                Ok(Some(claims))
+            }
+            Ok(_) | Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// RFC 7009 revocation: an access or refresh token of `project` revokes its family.
+    /// Returns the revoked family, if any; unknown or foreign tokens are not an error.
+    pub async fn revoke(&self, project: ProjectId, token: &str) -> ServiceResult<Option<FamilyId>> {
+        let claims = match self.keys.open(TokenClass::Access, token) {
+            Ok(c) => c,
+            Err(_) => match self.keys.open(TokenClass::Refresh, token) {
+                Ok(c) => c,
+                Err(_) => return Ok(None),
+            },
+        };
+        if claims.pid != project {
+            return Ok(None);
+        }
+        self.store
+            .revoke_family(claims.fam, self.clock.now())
+            .await?;
+        self.audit_family("family.revoked", project, claims.fam, claims.knd);
+        Ok(Some(claims.fam))
     }
 }

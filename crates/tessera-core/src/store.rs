@@ -130,16 +130,48 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn create_family(&self, family: Family) -> StoreResult<()>;
     /// Reads a family.
     async fn get_family(&self, id: FamilyId) -> StoreResult<Family>;
-    /// Spends `generation` of a family of `project` in one conditional update.
+    /// Spends `generation` of a family of `project` in one conditional update, recording when
+    /// the tokens about to be issued will expire.
     async fn rotate_family(
         &self,
         project: ProjectId,
         id: FamilyId,
         generation: i64,
         at: UnixTime,
+        tokens_expire_at: UnixTime,
     ) -> StoreResult<RotateOutcome>;
     /// Revokes a family (idempotent).
     async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()>;
+
+    /// Deletes families whose tokens have all expired (before `before`), and destroys retired
+    /// keys retired before `retired_before`.
+    async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts>;
+    /// Counts family rows (for tests and metrics).
+    async fn count_families(&self) -> StoreResult<u64>;
+
+    // --- key life cycle ---
+
+    /// Makes `kid` the active key of its purpose and retires the previously active one, in one
+    /// transaction. Only a pending key can be activated.
+    async fn activate_key(&self, kid: &str, at: UnixTime) -> StoreResult<()>;
+    /// Retires a pending or active key.
+    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<()>;
+    /// Destroys a key: state destroyed, material erased.
+    async fn destroy_key(&self, kid: &str) -> StoreResult<()>;
+    /// Adds seal counts (kid, count since last call) to the persisted counters.
+    async fn add_seal_counts(&self, counts: Vec<(String, u64)>) -> StoreResult<()>;
+
+    // --- audit ---
+
+    /// Appends audit events (called in batches, off the request path).
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
+    /// Reads audit events at or after `since`, optionally of one project, oldest first.
+    async fn audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>>;
 
     // --- embeds ---
 

@@ -5,9 +5,12 @@
 
 pub mod admin;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod fabric;
+pub mod oauth2;
+pub mod openapi;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

@@ -35,6 +35,21 @@ impl RateLimiter {
         }
     }
 
+    /// Forgets addresses whose buckets have refilled completely: they carry no state worth
+    /// keeping, so the map shrinks back after a burst of distinct clients.
+    pub fn prune(&self) {
+        let now = self.clock.now_millis();
+        let rate_ms = self.per_minute / 60_000.0;
+        let burst = self.burst;
+        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, b| b.tokens + (now - b.at_ms).max(0) as f64 * rate_ms < burst);
+    }
+
+    /// How many addresses are tracked (for tests and metrics).
+    pub fn tracked(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Takes one token for `ip`. `Err(seconds)` says how long until one is available.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let now = self.clock.now_millis();

@@ -13,8 +13,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use tessera_core::audit::AuditLog;
 use tessera_core::crypto::MasterKey;
 use tessera_core::keys::load_ring;
+use tessera_core::maintenance::{KeyPolicy, Maintenance};
 use tessera_core::service::{TokenPolicy, TokenService};
 use tessera_core::store::Store;
 use tessera_core::Clock;
@@ -120,15 +122,29 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, 
         relay_host: config.relay_host.clone(),
         ..TokenPolicy::default()
     };
-    let service = Arc::new(TokenService::new(
-        store,
-        ring,
+    let audit = AuditLog::start(store.clone());
+    let maintenance = Arc::new(Maintenance::new(
+        store.clone(),
+        ring.clone(),
+        master.clone(),
         clock.clone(),
-        master,
-        policy,
+        KeyPolicy {
+            // A retired key must open everything it could have sealed: the longest access
+            // token plus its refresh token's extra time, and a minute of slack.
+            retired_lifetime: config
+                .max_token_lifetime_seconds
+                .max(config.access_token_lifetime_seconds)
+                + policy.refresh_extra
+                + 60,
+            ..KeyPolicy::default()
+        },
+        audit.clone(),
     ));
+    let service =
+        Arc::new(TokenService::new(store, ring, clock.clone(), master, policy).with_audit(audit));
     Ok(AppState {
         service,
+        maintenance,
         embed_limiter: Arc::new(RateLimiter::new(config.embed_rate_per_minute, clock)),
         config: Arc::new(config),
     })
@@ -184,6 +200,8 @@ pub fn router(state: AppState) -> Router {
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .merge(crate::fabric::routes())
+        .merge(crate::openapi::routes())
+        .merge(crate::oauth2::routes())
         .fallback(|| async { FabricError::NotFound })
         .method_not_allowed_fallback(|| async { FabricError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))

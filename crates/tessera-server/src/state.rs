@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tessera_core::maintenance::Maintenance;
 use tessera_core::service::TokenService;
 
 use crate::config::Config;
@@ -14,6 +15,8 @@ pub struct AppState {
     pub service: Arc<TokenService>,
     /// The configuration.
     pub config: Arc<Config>,
+    /// Background upkeep: key sync and cleanup.
+    pub maintenance: Arc<Maintenance>,
     /// Rate limit of the public embed exchange.
     pub embed_limiter: Arc<RateLimiter>,
 }

@@ -23,7 +23,10 @@ use tessera_core::store::{Store, StoreError, StoreResult};
 use rows::*;
 
 /// The migrations this build knows, in order. The schema version is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_lifecycle.sql"),
+];
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -262,8 +265,8 @@ fn insert_resource(
 
 fn insert_family(conn: &Connection, f: &Family) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO families (id, project_id, kind, subject, generation, created_at, expires_at, rotated_at, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO families (id, project_id, kind, subject, generation, created_at, expires_at, rotated_at, revoked_at, tokens_expire_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         f.id.to_string(),
@@ -274,7 +277,8 @@ fn insert_family(conn: &Connection, f: &Family) -> rusqlite::Result<()> {
         f.created_at.0,
         f.expires_at.0,
         f.rotated_at.map(|t| t.0),
-        f.revoked_at.map(|t| t.0)
+        f.revoked_at.map(|t| t.0),
+        f.tokens_expire_at.0
     ])?;
     Ok(())
 }
@@ -718,6 +722,7 @@ impl Store for SqliteStore {
         id: FamilyId,
         generation: i64,
         at: UnixTime,
+        tokens_expire_at: UnixTime,
     ) -> StoreResult<RotateOutcome> {
         self.write(move |c| {
             // The conditional update is the whole race: only the request that still sees the
@@ -725,7 +730,8 @@ impl Store for SqliteStore {
             // statement stays correct on a backend with concurrent writers.
             let n = c
                 .prepare_cached(
-                    "UPDATE families SET generation = generation + 1, rotated_at = ?4
+                    "UPDATE families SET generation = generation + 1, rotated_at = ?4,
+                         tokens_expire_at = MIN(?5, expires_at)
                      WHERE id = ?1 AND project_id = ?2 AND generation = ?3
                        AND revoked_at IS NULL AND expires_at > ?4",
                 )
@@ -734,7 +740,8 @@ impl Store for SqliteStore {
                         id.to_string(),
                         project.to_string(),
                         generation,
-                        at.0
+                        at.0,
+                        tokens_expire_at.0
                     ])
                 })
                 .map_err(map_err)?;
@@ -765,6 +772,158 @@ impl Store for SqliteStore {
             )
             .map(|_| ())
             .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts> {
+        self.write(move |c| {
+            // Families whose newest token has expired can never be used again; revoked ones
+            // answer "inactive" just as well once deleted, but they are kept until their
+            // tokens expire so that reuse of a revoked chain still reads as reuse in logs.
+            let families = c
+                .execute(
+                    "DELETE FROM families WHERE tokens_expire_at < ?1 OR expires_at < ?1",
+                    [before.0],
+                )
+                .map_err(map_err)? as u64;
+            let keys_destroyed = c
+                .execute(
+                    "UPDATE keys SET state = 'destroyed', wrapped = x''
+                     WHERE state = 'retired' AND retired_at < ?1",
+                    [retired_before.0],
+                )
+                .map_err(map_err)? as u64;
+            Ok(PurgeCounts {
+                families,
+                keys_destroyed,
+            })
+        })
+        .await
+    }
+
+    async fn count_families(&self) -> StoreResult<u64> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM families", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+
+    async fn activate_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
+        let kid = kid.to_string();
+        self.write(move |c| {
+            let purpose: String = c
+                .query_row(
+                    "SELECT purpose FROM keys WHERE kid = ?1 AND state = 'pending'",
+                    [&kid],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            c.execute(
+                "UPDATE keys SET state = 'retired', retired_at = ?2 WHERE purpose = ?1 AND state = 'active'",
+                params![purpose, at.0],
+            )
+            .map_err(map_err)?;
+            c.execute(
+                "UPDATE keys SET state = 'active', activated_at = ?2 WHERE kid = ?1",
+                params![kid, at.0],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
+        let kid = kid.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE keys SET state = 'retired', retired_at = ?2
+                     WHERE kid = ?1 AND state IN ('pending', 'active')",
+                    params![kid, at.0],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn destroy_key(&self, kid: &str) -> StoreResult<()> {
+        let kid = kid.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE keys SET state = 'destroyed', wrapped = x'' WHERE kid = ?1 AND state != 'destroyed'",
+                    [kid],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn add_seal_counts(&self, counts: Vec<(String, u64)>) -> StoreResult<()> {
+        self.write(move |c| {
+            let mut st = c
+                .prepare_cached("UPDATE keys SET sealed = sealed + ?2 WHERE kid = ?1")
+                .map_err(map_err)?;
+            for (kid, n) in counts {
+                st.execute(params![kid, n as i64]).map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
+        self.write(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "INSERT INTO audit_events (at, project_id, action, actor, subject, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(map_err)?;
+            for e in events {
+                st.execute(params![
+                    e.at.0,
+                    e.project_id.map(|p| p.to_string()),
+                    e.action,
+                    e.actor,
+                    e.subject,
+                    serde_json::Value::Object(e.detail).to_string()
+                ])
+                .map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT at, project_id, action, actor, subject, detail FROM audit_events
+                 WHERE at >= ?1 AND (?2 IS NULL OR project_id = ?2)
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = st.query_map(
+                params![since.0, project.map(|p| p.to_string()), limit as i64],
+                audit_row,
+            )?;
+            rows.collect()
         })
         .await
     }

@@ -115,7 +115,7 @@ pub(crate) fn address_row(r: &Row<'_>) -> rusqlite::Result<Address> {
 }
 
 pub(crate) const FAMILY_COLS: &str =
-    "id, project_id, kind, subject, generation, created_at, expires_at, rotated_at, revoked_at";
+    "id, project_id, kind, subject, generation, created_at, expires_at, rotated_at, revoked_at, tokens_expire_at";
 
 pub(crate) fn family_row(r: &Row<'_>) -> rusqlite::Result<Family> {
     let kind: String = r.get(2)?;
@@ -129,6 +129,7 @@ pub(crate) fn family_row(r: &Row<'_>) -> rusqlite::Result<Family> {
         expires_at: UnixTime(r.get(6)?),
         rotated_at: opt_time(r, 7)?,
         revoked_at: opt_time(r, 8)?,
+        tokens_expire_at: UnixTime(r.get(9)?),
     })
 }
 
@@ -146,5 +147,21 @@ pub(crate) fn embed_row(r: &Row<'_>) -> rusqlite::Result<Embed> {
         addresses,
         enabled: r.get(4)?,
         created_at: UnixTime(r.get(5)?),
+    })
+}
+
+pub(crate) fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    let project: Option<String> = r.get(1)?;
+    let detail: String = r.get(5)?;
+    Ok(AuditEvent {
+        at: UnixTime(r.get(0)?),
+        project_id: project.and_then(|p| p.parse().ok()),
+        action: r.get(2)?,
+        actor: r.get(3)?,
+        subject: r.get(4)?,
+        detail: match serde_json::from_str(&detail) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        },
     })
 }

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub admin: Admin,
     pub config: Config,
+    pub state: tessera_server::AppState,
     _dir: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -61,6 +62,7 @@ async fn start(config: Config, clock: ManualClock, dir: Arc<tempfile::TempDir>) 
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
+    let kept = state.clone();
     let task = tokio::spawn(async move {
         tessera_server::serve(listener, state, async {
             let _ = rx.await;
@@ -74,6 +76,7 @@ async fn start(config: Config, clock: ManualClock, dir: Arc<tempfile::TempDir>) 
         clock,
         admin,
         config,
+        state: kept,
         _dir: dir,
         shutdown: Some(tx),
         task: Some(task),
@@ -96,6 +99,10 @@ impl TestApp {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+    }
+
+    pub fn maintenance(&self) -> &tessera_core::maintenance::Maintenance {
+        &self.state.maintenance
     }
 
     pub async fn project(&self) -> Project {

@@ -3,5 +3,7 @@
 
 mod bad_input;
 mod helpers;
+mod lifecycle;
+mod openapi;
 mod resources;
 mod tokens;

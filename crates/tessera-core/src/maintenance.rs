@@ -1,0 +1,175 @@
+//! Background upkeep, shared by every node: keeping the key ring in step with the database
+//! (loading new keys, promoting pending keys once every node has had time to load them,
+//! rotating by age and by use, persisting seal counts) and purging dead rows.
+//!
+//! Each step is a plain async method so tests call it directly under a manual clock; the
+//! server runs them on an interval.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::audit::AuditLog;
+use crate::clock::{Clock, UnixTime};
+use crate::crypto::{random_bytes, MasterKey};
+use crate::keys::{unwrap_all, KeyLoadError};
+use crate::model::{AuditEvent, PurgeCounts, StoredKey};
+use crate::store::{Store, StoreResult};
+use crate::token::{new_kid, KeyPurpose, KeyRing, KeyState};
+
+/// Timings of key life cycle and cleanup, in seconds.
+#[derive(Debug, Clone)]
+pub struct KeyPolicy {
+    /// How often nodes reload keys. A pending key is promoted only after twice this, so every
+    /// node has loaded it before any token is sealed with it.
+    pub sync_interval: i64,
+    /// Rotate when the active key is older than this.
+    pub rotation_period: i64,
+    /// Rotate when the active key has sealed this many tokens. AES-GCM with random 96-bit
+    /// nonces must stay well below 2^32 encryptions per key; this default (2^28) keeps the
+    /// collision probability under 2^-40.
+    pub max_seals: u64,
+    /// How long a retired key keeps opening tokens: the longest token lifetime it could have
+    /// made plus slack. After that it is destroyed.
+    pub retired_lifetime: i64,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        KeyPolicy {
+            sync_interval: 5,
+            rotation_period: 30 * 24 * 3600,
+            max_seals: 1 << 28,
+            retired_lifetime: 24 * 3600 + 300 + 60,
+        }
+    }
+}
+
+/// Creates a pending key for `purpose`.
+pub fn pending_key(master: &MasterKey, purpose: KeyPurpose, now: UnixTime) -> StoredKey {
+    let kid = new_kid(purpose);
+    StoredKey {
+        wrapped: master.wrap(&kid, &random_bytes::<32>()),
+        kid,
+        purpose,
+        state: KeyState::Pending,
+        created_at: now,
+        activated_at: None,
+        retired_at: None,
+        sealed: 0,
+    }
+}
+
+/// The upkeep of one node.
+#[derive(Debug)]
+pub struct Maintenance {
+    store: Arc<dyn Store>,
+    ring: Arc<KeyRing>,
+    master: MasterKey,
+    clock: Arc<dyn Clock>,
+    policy: KeyPolicy,
+    audit: AuditLog,
+    persisted: Mutex<HashMap<String, u64>>,
+}
+
+impl Maintenance {
+    /// Assembles the upkeep for a node's ring.
+    pub fn new(
+        store: Arc<dyn Store>,
+        ring: Arc<KeyRing>,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        policy: KeyPolicy,
+        audit: AuditLog,
+    ) -> Self {
+        Maintenance {
+            store,
+            ring,
+            master,
+            clock,
+            policy,
+            audit,
+            persisted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+
+    fn event(&self, action: &str, subject: &str) {
+        self.audit.record(AuditEvent {
+            at: self.clock.now(),
+            project_id: None,
+            action: action.into(),
+            actor: "system".into(),
+            subject: subject.into(),
+            detail: Default::default(),
+        });
+    }
+
+    /// Persists seal counts, rotates if due, promotes pending keys whose propagation time has
+    /// passed, and reloads the ring from the database.
+    pub async fn sync_keys(&self) -> Result<(), KeyLoadError> {
+        // Seal counts: persist the increase since the last sync, so the count survives
+        // restarts and is shared by all nodes.
+        let counts = self.ring.seal_counts();
+        let deltas: Vec<(String, u64)> = {
+            let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+            counts
+                .into_iter()
+                .filter_map(|(kid, n)| {
+                    let before = persisted.insert(kid.clone(), n).unwrap_or(0);
+                    (n > before).then(|| (kid, n - before))
+                })
+                .collect()
+        };
+        if !deltas.is_empty() {
+            self.store.add_seal_counts(deltas).await?;
+        }
+        let now = self.clock.now();
+        let stored = self.store.list_keys().await?;
+        for purpose in KeyPurpose::ALL {
+            let of = |s: KeyState| {
+                stored
+                    .iter()
+                    .filter(move |k| k.purpose == purpose && k.state == s)
+            };
+            let pending_exists = of(KeyState::Pending).next().is_some();
+            let due = of(KeyState::Active).any(|k| {
+                k.activated_at.unwrap_or(k.created_at).0 + self.policy.rotation_period <= now.0
+                    || k.sealed as u64 >= self.policy.max_seals
+            });
+            if due && !pending_exists {
+                let key = pending_key(&self.master, purpose, now);
+                tracing::info!(kid = %key.kid, purpose = purpose.as_str(), "automatic rotation: new pending key");
+                self.event("key.rotated", &key.kid);
+                self.store.insert_key(key).await?;
+            }
+            for k in of(KeyState::Pending) {
+                if k.created_at.0 + 2 * self.policy.sync_interval <= now.0 {
+                    self.store.activate_key(&k.kid, now).await?;
+                    tracing::info!(kid = %k.kid, purpose = purpose.as_str(), "key activated");
+                    self.event("key.activated", &k.kid);
+                }
+            }
+        }
+        let stored = self.store.list_keys().await?;
+        self.ring.replace(unwrap_all(&self.master, &stored)?);
+        Ok(())
+    }
+
+    /// Purges families whose tokens have all expired and destroys retired keys past their
+    /// lifetime.
+    pub async fn purge(&self) -> StoreResult<PurgeCounts> {
+        let now = self.clock.now();
+        let counts = self
+            .store
+            .purge(now.plus(-60), now.plus(-self.policy.retired_lifetime))
+            .await?;
+        if counts.keys_destroyed > 0 {
+            self.event("key.destroyed", "expired retired keys");
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,141 @@
+//! RFC 7662 introspection and RFC 7009 revocation for resource servers, authenticated with the
+//! project's Basic credentials. Both accept `application/x-www-form-urlencoded` (the RFCs'
+//! encoding) and JSON.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::error::FabricError;
+use crate::extract::ProjectAuth;
+use crate::state::AppState;
+
+/// The OAuth 2.0 routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/oauth2/introspect", post(introspect))
+        .route("/oauth2/revoke", post(revoke))
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component.
+fn form_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = hex_val(*b.get(i + 1)?)?;
+                let lo = hex_val(*b.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The `token` parameter from a form or JSON body; `None` if absent or unreadable.
+fn token_param(headers: &HeaderMap, body: &Bytes) -> Option<String> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ct.starts_with("application/json") {
+        match serde_json::from_slice::<Value>(body).ok()? {
+            Value::Object(m) => m.get("token")?.as_str().map(str::to_string),
+            _ => None,
+        }
+    } else {
+        let text = std::str::from_utf8(body).ok()?;
+        text.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (form_decode(k)? == "token")
+                .then(|| form_decode(v))
+                .flatten()
+        })
+    }
+}
+
+/// `POST /oauth2/introspect`: `{"active": true, …}` for a live access token of the caller's
+/// project, exactly `{"active": false}` for anything else.
+async fn introspect(
+    State(state): State<AppState>,
+    ProjectAuth(project): ProjectAuth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, FabricError> {
+    let Some(token) = token_param(&headers, &body) else {
+        return Ok(Json(json!({"active": false})));
+    };
+    let claims = state.service.introspect(project, &token).await?;
+    let Some(c) = claims else {
+        return Ok(Json(json!({"active": false})));
+    };
+    Ok(Json(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "sub": c.sub.to_string(),
+        "exp": c.exp,
+        "iat": c.iat,
+        "jti": c.jti.to_string(),
+        "project_id": c.pid.to_string(),
+        "kind": c.knd.as_str(),
+        "allowed_addresses": c.adr.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "application_id": c.app.map(|a| a.to_string()),
+        "family_id": c.fam.to_string(),
+    })))
+}
+
+/// `POST /oauth2/revoke`: revokes the token's family; unknown tokens also answer 200 (RFC 7009
+/// §2.2), so the endpoint says nothing about which tokens exist.
+async fn revoke(
+    State(state): State<AppState>,
+    ProjectAuth(project): ProjectAuth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, FabricError> {
+    if let Some(token) = token_param(&headers, &body) {
+        state.service.revoke(project, &token).await?;
+    }
+    Ok(StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(form_decode("a%2Eb+c").as_deref(), Some("a.b c"));
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%4"), None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        assert_eq!(
+            token_param(&h, &Bytes::from("token_type_hint=x&token=abc.def")).as_deref(),
+            Some("abc.def")
+        );
+        h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        assert_eq!(
+            token_param(&h, &Bytes::from(r#"{"token":"t"}"#)).as_deref(),
+            Some("t")
+        );
+        assert_eq!(token_param(&h, &Bytes::from("[")), None);
+    }
+}

@@ -1,0 +1,337 @@
+//! Introspection, revocation, key rotation under load, cleanup and audit.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tessera_core::maintenance::pending_key;
+use tessera_core::token::KeyPurpose;
+
+use crate::helpers::*;
+
+async fn introspect(app: &TestApp, p: &Project, token: &str) -> Value {
+    let r = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&p.id, Some(&p.token))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn introspection_answers_active_only_for_live_access_tokens_of_the_project() {
+    let app = spawn_app().await;
+    let (p, other) = (app.project().await, app.project().await);
+    let room = app.room_address(&p, "lobby").await;
+    let g: Value = app
+        .post(
+            &p,
+            "/api/fabric/guests/tokens",
+            json!({"allowed_addresses": [room]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = g["token"].as_str().unwrap();
+    let v = introspect(&app, &p, access).await;
+    assert_eq!(v["active"], true);
+    assert_eq!(v["kind"], "guest");
+    assert_eq!(v["project_id"], p.id.as_str());
+    assert_eq!(v["allowed_addresses"], json!([room]));
+    for k in ["token_type", "sub", "exp", "iat", "jti", "family_id"] {
+        assert!(!v[k].is_null(), "{k}");
+    }
+    // JSON bodies work too.
+    let r = app
+        .post(&p, "/oauth2/introspect", json!({"token": access}))
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+    let inactive = json!({"active": false});
+    assert_eq!(
+        introspect(&app, &other, access).await,
+        inactive,
+        "another project's token"
+    );
+    assert_eq!(
+        introspect(&app, &p, g["refresh_token"].as_str().unwrap()).await,
+        inactive,
+        "refresh as access"
+    );
+    assert_eq!(introspect(&app, &p, "garbage").await, inactive);
+    let r = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Revocation by refresh token kills the access token too; unknown tokens answer 200.
+    let r = app
+        .client
+        .post(app.url("/oauth2/revoke"))
+        .basic_auth(&p.id, Some(&p.token))
+        .form(&[("token", g["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        introspect(&app, &p, access).await,
+        inactive,
+        "revoked family"
+    );
+    let r = app
+        .client
+        .post(app.url("/oauth2/revoke"))
+        .basic_auth(&p.id, Some(&p.token))
+        .form(&[("token", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Expiry, by the manual clock.
+    let s: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "x"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        introspect(&app, &p, s["token"].as_str().unwrap()).await["active"],
+        true
+    );
+    app.clock.advance(2 * 3600 + 60);
+    assert_eq!(
+        introspect(&app, &p, s["token"].as_str().unwrap()).await,
+        inactive,
+        "expired"
+    );
+}
+
+#[tokio::test]
+async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let state_store = app.admin.store.clone();
+    let mut before = Vec::new();
+    for i in 0..5 {
+        let t: Value = app
+            .post(
+                &p,
+                "/api/fabric/subscribers/tokens",
+                json!({"reference": format!("r{i}")}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        before.push(t);
+    }
+    // Load: issue and refresh concurrently while keys rotate.
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let (client, base, p) = (app.client.clone(), app.base.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for j in 0..15 {
+                let t: Value = client
+                    .post(format!("{base}/api/fabric/subscribers/tokens"))
+                    .basic_auth(&p.id, Some(&p.token))
+                    .json(&json!({"reference": format!("load{i}-{j}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let r = client
+                    .post(format!("{base}/api/fabric/subscribers/tokens/refresh"))
+                    .basic_auth(&p.id, Some(&p.token))
+                    .json(&json!({"refresh_token": t["refresh_token"]}))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status());
+            }
+            statuses
+        }));
+    }
+    for purpose in KeyPurpose::ALL {
+        state_store
+            .insert_key(pending_key(
+                &app.admin.master,
+                purpose,
+                tessera_core::Clock::now(&app.clock),
+            ))
+            .await
+            .unwrap();
+    }
+    app.maintenance().sync_keys().await.unwrap();
+    app.clock.advance(60);
+    app.maintenance().sync_keys().await.unwrap();
+    for t in tasks {
+        for s in t.await.unwrap() {
+            assert_eq!(s, StatusCode::CREATED);
+        }
+    }
+    let keys = state_store.list_keys().await.unwrap();
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.state == tessera_core::token::KeyState::Retired)
+            .count(),
+        2
+    );
+    for t in &before {
+        assert_eq!(
+            introspect(&app, &p, t["token"].as_str().unwrap()).await["active"],
+            true
+        );
+        let r = app
+            .post(
+                &p,
+                "/api/fabric/subscribers/tokens/refresh",
+                json!({"refresh_token": t["refresh_token"]}),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "old refresh token under a retired key"
+        );
+    }
+    // New tokens use the new keys.
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "after"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kid = header(t["token"].as_str().unwrap())["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let active = keys
+        .iter()
+        .find(|k| {
+            k.purpose == KeyPurpose::Access && k.state == tessera_core::token::KeyState::Active
+        })
+        .unwrap();
+    assert_eq!(kid, active.kid);
+}
+
+#[tokio::test]
+async fn cleanup_returns_the_families_table_to_its_live_size() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let room = app.room_address(&p, "lobby").await;
+    for _ in 0..10 {
+        app.post(
+            &p,
+            "/api/fabric/guests/tokens",
+            json!({"allowed_addresses": [room]}),
+        )
+        .await;
+    }
+    let store = app.admin.store.clone();
+    assert_eq!(store.count_families().await.unwrap(), 10);
+    app.clock.advance(3600);
+    let live: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "live"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.maintenance().purge().await.unwrap();
+    assert_eq!(
+        store.count_families().await.unwrap(),
+        11,
+        "nothing purged before expiry"
+    );
+    app.clock.advance(2 * 3600);
+    app.maintenance().purge().await.unwrap();
+    assert_eq!(
+        store.count_families().await.unwrap(),
+        1,
+        "only the live family remains"
+    );
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": live["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
+    let app = spawn_with(|c| c.refresh_grace_seconds = 0).await;
+    let p = app.project().await;
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "aud", "password": "a secret pw"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.post(
+        &p,
+        "/api/fabric/subscribers/tokens/refresh",
+        json!({"refresh_token": t["refresh_token"]}),
+    )
+    .await;
+    app.post(
+        &p,
+        "/api/fabric/subscribers/tokens/refresh",
+        json!({"refresh_token": t["refresh_token"]}),
+    )
+    .await;
+    let pid = p.id.parse().unwrap();
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = app
+            .admin
+            .store
+            .audit_events(Some(pid), tessera_core::UnixTime(0), 100)
+            .await
+            .unwrap();
+        if events.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["token.issued", "token.refreshed", "refresh.reuse_detected"]
+    );
+    let text = format!("{events:?}");
+    for secret in [
+        t["token"].as_str().unwrap(),
+        t["refresh_token"].as_str().unwrap(),
+        "a secret pw",
+        p.token.as_str(),
+    ] {
+        assert!(!text.contains(secret));
+    }
+}
