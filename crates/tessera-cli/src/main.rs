@@ -102,6 +102,58 @@ enum AdminCommand {
         #[command(subcommand)]
         command: EmbedCommand,
     },
+    /// Token keys: list, rotate, retire, destroy.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Audit events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List keys (never their material).
+    List,
+    /// Add a pending key per purpose; running servers activate it after the propagation delay.
+    Rotate,
+    /// Retire a key: it opens its tokens until they expire but seals nothing.
+    Retire {
+        #[arg(long)]
+        kid: String,
+    },
+    /// Destroy a key: every token it made stops working.
+    Destroy {
+        #[arg(long)]
+        kid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print audit events as JSON lines, oldest first.
+    Tail {
+        #[arg(long)]
+        project: Option<ProjectId>,
+        /// Only events at or after this time (Unix seconds or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+fn parse_since(s: &str) -> i64 {
+    s.parse::<i64>().ok().unwrap_or_else(|| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .unwrap_or_else(|_| {
+                fail(format!(
+                    "--since {s:?} is neither Unix seconds nor RFC 3339"
+                ))
+            })
+    })
 }
 
 #[derive(Subcommand)]
@@ -253,6 +305,26 @@ async fn admin(db: DbArgs, command: AdminCommand) {
         AdminCommand::Embed {
             command: EmbedCommand::Create { project, addresses },
         } => admin.create_embed(project, &addresses).await,
+        AdminCommand::Keys { command } => match command {
+            KeysCommand::List => admin.keys_list().await,
+            KeysCommand::Rotate => admin.keys_rotate().await,
+            KeysCommand::Retire { kid } => admin.keys_retire(&kid).await,
+            KeysCommand::Destroy { kid } => admin.keys_destroy(&kid).await,
+        },
+        AdminCommand::Audit {
+            command: AuditCommand::Tail { project, since },
+        } => {
+            let since = since.as_deref().map(parse_since).unwrap_or(0);
+            match admin.audit_tail(project, since).await {
+                Ok(lines) => {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    return;
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     match out {
         Ok(v) => println!("{v}"),

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tessera_core::crypto::{new_secret, random_bytes, MasterKey};
 use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, ProjectId};
-use tessera_core::model::{ApiToken, Embed, NewResource, Project, ResourceKind};
+use tessera_core::maintenance::pending_key;
+use tessera_core::model::{ApiToken, AuditEvent, Embed, NewResource, Project, ResourceKind};
 use tessera_core::store::{Store, StoreError};
+use tessera_core::token::{KeyPurpose, KeyState};
 use tessera_core::Clock;
+use tessera_core::UnixTime;
 
 /// The prefix of project API tokens.
 pub const API_TOKEN_PREFIX: &str = "tsr_";
@@ -192,5 +195,123 @@ impl Admin {
         let id = embed.id;
         self.store.create_embed(embed).await?;
         Ok(json!({ "id": id.to_string(), "token": token }))
+    }
+
+    fn audit(&self, project: Option<ProjectId>, action: &str, subject: String) -> AuditEvent {
+        AuditEvent {
+            at: self.clock.now(),
+            project_id: project,
+            action: action.into(),
+            actor: "admin".into(),
+            subject,
+            detail: Default::default(),
+        }
+    }
+
+    /// `keys list` → `{"keys": [{kid, purpose, state, created_at, activated_at, retired_at,
+    /// sealed}]}` (never key material).
+    pub async fn keys_list(&self) -> Result<Value, AdminError> {
+        let keys = self.store.list_keys().await?;
+        let items: Vec<Value> = keys
+            .iter()
+            .map(|k| {
+                json!({
+                    "kid": k.kid,
+                    "purpose": k.purpose.as_str(),
+                    "state": k.state.as_str(),
+                    "created_at": k.created_at.to_rfc3339(),
+                    "activated_at": k.activated_at.map(|t| t.to_rfc3339()),
+                    "retired_at": k.retired_at.map(|t| t.to_rfc3339()),
+                    "sealed": k.sealed,
+                })
+            })
+            .collect();
+        Ok(json!({ "keys": items }))
+    }
+
+    /// `keys rotate` → a pending key per purpose. Running nodes load it and make it active
+    /// after the propagation delay, so no node ever meets a token sealed with a key it has not
+    /// loaded.
+    pub async fn keys_rotate(&self) -> Result<Value, AdminError> {
+        let mut kids = Vec::new();
+        for purpose in KeyPurpose::ALL {
+            let key = pending_key(&self.master, purpose, self.clock.now());
+            kids.push(json!({"kid": key.kid, "purpose": purpose.as_str(), "state": "pending"}));
+            let event = self.audit(None, "key.rotated", key.kid.clone());
+            self.store.insert_key(key).await?;
+            self.store.append_audit(vec![event]).await?;
+        }
+        Ok(json!({ "keys": kids }))
+    }
+
+    /// `keys retire --kid K`: the key stops sealing but still opens its tokens. The active key
+    /// cannot be retired before a successor is active (rotate first).
+    pub async fn keys_retire(&self, kid: &str) -> Result<Value, AdminError> {
+        let keys = self.store.list_keys().await?;
+        let key = keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(AdminError::NotFound("key"))?;
+        if key.state == KeyState::Active {
+            return Err(AdminError::Invalid(
+                "the active key cannot be retired: run `keys rotate` and wait for the new key to become active".into(),
+            ));
+        }
+        self.store
+            .retire_key(kid, self.clock.now())
+            .await
+            .map_err(not_found("pending key"))?;
+        self.store
+            .append_audit(vec![self.audit(None, "key.retired", kid.into())])
+            .await?;
+        Ok(json!({ "kid": kid, "state": "retired" }))
+    }
+
+    /// `keys destroy --kid K`: erases the material; every token it made stops working. Only
+    /// retired or pending keys can be destroyed.
+    pub async fn keys_destroy(&self, kid: &str) -> Result<Value, AdminError> {
+        let keys = self.store.list_keys().await?;
+        let key = keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(AdminError::NotFound("key"))?;
+        if key.state == KeyState::Active {
+            return Err(AdminError::Invalid(
+                "the active key cannot be destroyed; rotate and retire it first".into(),
+            ));
+        }
+        self.store
+            .destroy_key(kid)
+            .await
+            .map_err(not_found("key"))?;
+        self.store
+            .append_audit(vec![self.audit(None, "key.destroyed", kid.into())])
+            .await?;
+        Ok(json!({ "kid": kid, "state": "destroyed" }))
+    }
+
+    /// `audit tail [--project ID] [--since T]`: events as JSON objects, oldest first.
+    pub async fn audit_tail(
+        &self,
+        project: Option<ProjectId>,
+        since: i64,
+    ) -> Result<Vec<Value>, AdminError> {
+        let events = self
+            .store
+            .audit_events(project, UnixTime(since), 10_000)
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "at": e.at.to_rfc3339(),
+                    "project_id": e.project_id.map(|p| p.to_string()),
+                    "action": e.action,
+                    "actor": e.actor,
+                    "subject": e.subject,
+                    "detail": Value::Object(e.detail),
+                })
+            })
+            .collect())
     }
 }
