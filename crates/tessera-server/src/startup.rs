@@ -215,8 +215,38 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let upkeep = tokio::spawn(upkeep(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    upkeep.abort();
+    result
+}
+
+/// The background loop: key sync (rotation, activation, seal counts) and cleanup, every
+/// `sync_interval` seconds of real time. Failures are logged and retried next round.
+async fn upkeep(state: AppState) {
+    let every =
+        std::time::Duration::from_secs(state.maintenance.policy().sync_interval.max(1) as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.maintenance.sync_keys().await {
+            tracing::error!(error = %e, "key sync failed");
+        }
+        match state.maintenance.purge().await {
+            Ok(c) if c.families > 0 || c.keys_destroyed > 0 => {
+                tracing::info!(
+                    families = c.families,
+                    keys = c.keys_destroyed,
+                    "purged expired rows"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "purge failed"),
+        }
+        state.embed_limiter.prune();
+    }
 }
