@@ -1648,10 +1648,10 @@ pub fn document() -> Value {
             "title": "Tessera",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "A self-hosted token authority speaking SignalWire's Fabric token API. \
-                            Every response carries `X-Request-Id`. Errors are \
-                            `{\"error\": …}`, or `{\"errors\": […]}` for 422; a path served \
-                            with other methods answers 405, an unknown path 404. Request bodies \
-                            are JSON; a non-JSON `Content-Type` is a 422 `invalid_content_type`.",
+                            Errors are `{\"error\": …}`, or `{\"errors\": […]}` for 422; a path \
+                            served with other methods answers 405, an unknown path 404. Fabric \
+                            request bodies are JSON (a non-JSON `Content-Type` is a 422 \
+                            `invalid_content_type`); the OAuth 2.0 endpoints also take forms.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
         },
         "tags": TAGS.iter()
