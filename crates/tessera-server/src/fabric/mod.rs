@@ -76,6 +76,34 @@ pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, FabricError>
     raw.parse().map_err(|_| FabricError::NotFound)
 }
 
+/// Reads the subscriber profile fields a request may set. The time zone is `time_zone` on the
+/// token endpoint and `timezone` on the subscriber resource; `tz_fields` names the accepted
+/// spellings in order of preference.
+pub(crate) fn subscriber_patch(
+    f: &mut crate::extract::Fields,
+    tz_fields: &[&str],
+) -> tessera_core::model::SubscriberPatch {
+    tessera_core::model::SubscriberPatch {
+        email: None,
+        first_name: f.string("first_name"),
+        last_name: f.string("last_name"),
+        display_name: f.string("display_name"),
+        job_title: f.string("job_title"),
+        timezone: tz_fields.iter().find_map(|n| f.string(n)),
+        country: f.string("country"),
+        region: f.string("region"),
+        company_name: f.string("company_name"),
+    }
+}
+
+/// The access token and, when the grant has one, its refresh token, as the wire pair.
+pub(crate) fn token_pair(tokens: &tessera_core::service::IssuedTokens) -> Value {
+    json!({
+        "token": tokens.access.expose(),
+        "refresh_token": tokens.refresh.as_ref().map(|r| r.expose().as_str()),
+    })
+}
+
 /// The address's dialable channels (fabric-api.md §13 item 15).
 fn channels(a: &Address) -> Value {
     let base = format!("/{}/{}", a.kind.context(), a.name);

@@ -13,7 +13,7 @@ use tessera_core::ids::{AddressId, ProjectId, ResourceId};
 use tessera_core::model::*;
 use tessera_core::Secret;
 
-use super::{address_json, envelope, path_id, resource_json, Paging};
+use super::{address_json, envelope, path_id, resource_json, subscriber_patch, Paging};
 use crate::error::{FabricError, FieldError};
 use crate::extract::{AnyAuth, Caller, Fields, JsonBody, ProjectAuth};
 use crate::state::AppState;
@@ -22,20 +22,6 @@ type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 fn query(q: QueryMap) -> Result<HashMap<String, String>, FabricError> {
     q.map(|Query(m)| m).map_err(|_| FabricError::BadRequest)
-}
-
-fn subscriber_patch(f: &mut Fields) -> SubscriberPatch {
-    SubscriberPatch {
-        email: None,
-        first_name: f.string("first_name"),
-        last_name: f.string("last_name"),
-        display_name: f.string("display_name"),
-        job_title: f.string("job_title"),
-        timezone: f.string("timezone").or_else(|| f.string("time_zone")),
-        country: f.string("country"),
-        region: f.string("region"),
-        company_name: f.string("company_name"),
-    }
 }
 
 async fn hash_password(
@@ -57,7 +43,7 @@ pub(crate) async fn create_subscriber(
     let mut f = Fields::new(body);
     let email = f.required_string("email");
     let password = f.password("password");
-    let patch = subscriber_patch(&mut f);
+    let patch = subscriber_patch(&mut f, &["timezone", "time_zone"]);
     f.finish()?;
     let email = email.unwrap_or_default();
     let mut profile = SubscriberProfile {
@@ -179,7 +165,7 @@ pub(crate) async fn update_subscriber(
         f.errors.push(FieldError::missing("email"));
     }
     let password = f.password("password");
-    let mut patch = subscriber_patch(&mut f);
+    let mut patch = subscriber_patch(&mut f, &["timezone", "time_zone"]);
     patch.email = email;
     f.finish()?;
     // Check existence first so an unknown id costs no password hashing.

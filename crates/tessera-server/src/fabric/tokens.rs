@@ -8,29 +8,14 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 use tessera_core::ids::{AddressId, ResourceId};
-use tessera_core::model::{NewResource, ResourceKind, SubscriberPatch, SubscriberProfile};
+use tessera_core::model::{NewResource, ResourceKind, SubscriberProfile};
 use tessera_core::service::{SubscriberGrant, SCOPE_SAT_REFRESH};
 use tessera_core::Secret;
 
+use super::{subscriber_patch, token_pair};
 use crate::error::{FabricError, FieldError};
 use crate::extract::{AnyAuth, Caller, Fields, JsonBody, ProjectAuth};
 use crate::state::AppState;
-
-/// Reads the profile fields T1 may set. Note `time_zone` on the wire is the subscriber's
-/// `timezone`.
-fn profile_patch(f: &mut Fields, tz_field: &str) -> SubscriberPatch {
-    SubscriberPatch {
-        email: None,
-        first_name: f.string("first_name"),
-        last_name: f.string("last_name"),
-        display_name: f.string("display_name"),
-        job_title: f.string("job_title"),
-        timezone: f.string(tz_field),
-        country: f.string("country"),
-        region: f.string("region"),
-        company_name: f.string("company_name"),
-    }
-}
 
 /// T1 `POST /api/fabric/subscribers/tokens` → 200.
 pub(crate) async fn subscriber_token(
@@ -45,7 +30,7 @@ pub(crate) async fn subscriber_token(
     let expire_at = f.expiry(&["expire_at", "expires_at"], now, svc.policy().max_lifetime);
     let application_id: Option<ResourceId> = f.uuid("application_id");
     let password = f.password("password");
-    let patch = profile_patch(&mut f, "time_zone");
+    let patch = subscriber_patch(&mut f, &["time_zone"]);
     let scope = f.string("scope");
     if scope.as_deref().is_some_and(|s| s != SCOPE_SAT_REFRESH) {
         f.errors.push(FieldError::invalid(
@@ -94,11 +79,11 @@ pub(crate) async fn subscriber_token(
     let (sid, tokens) = svc.grant_subscriber(project, grant, create).await?;
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "subscriber_id": sid.to_string(),
-            "token": tokens.access.expose(),
-            "refresh_token": tokens.refresh.as_ref().map(|r| r.expose().as_str()),
-        })),
+        Json({
+            let mut body = token_pair(&tokens);
+            body["subscriber_id"] = sid.to_string().into();
+            body
+        }),
     ))
 }
 
@@ -115,13 +100,7 @@ pub(crate) async fn refresh_token(
         .service
         .refresh(project, token.as_deref().unwrap_or_default())
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "token": tokens.access.expose(),
-            "refresh_token": tokens.refresh.as_ref().map(|r| r.expose().as_str()),
-        })),
-    ))
+    Ok((StatusCode::CREATED, Json(token_pair(&tokens))))
 }
 
 /// Reads `allowed_addresses`: an array of UUID strings, at most ten. The count is checked
@@ -198,13 +177,7 @@ pub(crate) async fn guest_token(
     let tokens = svc
         .grant_guest(project, addresses.unwrap_or_default(), expire_at)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "token": tokens.access.expose(),
-            "refresh_token": tokens.refresh.as_ref().map(|r| r.expose().as_str()),
-        })),
-    ))
+    Ok((StatusCode::CREATED, Json(token_pair(&tokens))))
 }
 
 /// T4 `POST /api/fabric/subscriber/invites` → 201. Basic (project scope: any subscriber
