@@ -282,11 +282,12 @@ async fn shutdown_signal() {
 async fn admin(db: DbArgs, command: AdminCommand) {
     let config = config_for(&db);
     let master = resolve_master_key(&config).unwrap_or_else(|e| fail(e));
-    let store = open_store(&config.database_url).unwrap_or_else(|e| fail(e));
+    let store = open_store(&config.database_url, Default::default()).unwrap_or_else(|e| fail(e));
     let admin = Admin {
         store,
         master,
         clock: Arc::new(SystemClock),
+        actor: "admin".into(),
     };
     let out = match command {
         AdminCommand::Project {
@@ -297,7 +298,7 @@ async fn admin(db: DbArgs, command: AdminCommand) {
                 admin.create_api_token(project, &name).await
             }
             ApiTokenCommand::List { project } => admin.list_api_tokens(project).await,
-            ApiTokenCommand::Revoke { id } => admin.revoke_api_token(id).await,
+            ApiTokenCommand::Revoke { id } => admin.revoke_api_token(None, id).await,
         },
         AdminCommand::Application {
             command: ApplicationCommand::Create { project, name },

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod ids;
 pub mod keys;
 pub mod maintenance;
+pub mod metrics;
 pub mod model;
 pub mod secret;
 pub mod service;

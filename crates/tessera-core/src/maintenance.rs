@@ -108,6 +108,31 @@ impl Maintenance {
         });
     }
 
+    /// Every non-destroyed key with its encryption count: what the database holds plus what
+    /// this node sealed since its last sync. For metrics.
+    pub async fn key_stats(&self) -> Result<Vec<(StoredKey, u64)>, KeyLoadError> {
+        let local: HashMap<String, u64> = self.ring.seal_counts().into_iter().collect();
+        let persisted = self
+            .persisted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let stored = self.store.list_keys().await?;
+        Ok(stored
+            .into_iter()
+            .filter(|k| k.state != KeyState::Destroyed)
+            .map(|k| {
+                let unsynced = local
+                    .get(&k.kid)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(persisted.get(&k.kid).copied().unwrap_or(0));
+                let total = (k.sealed.max(0) as u64).saturating_add(unsynced);
+                (k, total)
+            })
+            .collect())
+    }
+
     /// Persists seal counts, rotates if due, promotes pending keys whose propagation time has
     /// passed, and reloads the ring from the database.
     pub async fn sync_keys(&self) -> Result<(), KeyLoadError> {

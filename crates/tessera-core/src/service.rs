@@ -13,6 +13,7 @@ use crate::audit::AuditLog;
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{password, MasterKey};
 use crate::ids::{AddressId, FamilyId, ProjectId, ResourceId, TokenId};
+use crate::metrics::{Metrics, RefreshResult};
 use crate::model::*;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
@@ -194,6 +195,7 @@ pub struct TokenService {
     policy: TokenPolicy,
     passwords: PasswordPool,
     audit: AuditLog,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenService {
@@ -214,7 +216,38 @@ impl TokenService {
             policy,
             passwords: PasswordPool::new(cores),
             audit: AuditLog::disabled(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts this service's work in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Records a credential change (a password set or changed, an API token created or
+    /// revoked). Never carries the credential itself.
+    pub fn audit_credential(
+        &self,
+        project: ProjectId,
+        actor: String,
+        action: &str,
+        subject: String,
+    ) {
+        self.audit.record(AuditEvent {
+            at: self.clock.now(),
+            project_id: Some(project),
+            action: action.into(),
+            actor,
+            subject,
+            detail: serde_json::Map::new(),
+        });
     }
 
     /// Sends this service's audit events to `audit`.
@@ -368,6 +401,9 @@ impl TokenService {
             None => None,
         };
         self.audit_family(action, claims.pid, claims.fam, claims.knd);
+        if action == "token.issued" {
+            self.metrics.token_issued(claims.knd.as_str());
+        }
         Ok(IssuedTokens {
             access: Secret::new(access),
             refresh,
@@ -432,10 +468,19 @@ impl TokenService {
             password_hash,
             create,
         };
+        let password_set = upsert.password_hash.is_some();
         let sid = self
             .store
             .grant_subscriber(project, upsert, fam.clone(), now)
             .await?;
+        if password_set {
+            self.audit_credential(
+                project,
+                format!("project:{project}"),
+                "subscriber.password_set",
+                format!("subscriber:{sid}"),
+            );
+        }
         fam.subject = sid.0;
         let claims = self.claims(
             &fam,
@@ -545,32 +590,50 @@ impl TokenService {
     /// Fabric T2: rotates a refresh token. The family's generation advances in one conditional
     /// update; presenting a spent generation outside the grace window revokes the family.
     pub async fn refresh(&self, project: ProjectId, token: &str) -> ServiceResult<IssuedTokens> {
-        let claims = self.keys.open(TokenClass::Refresh, token).map_err(|e| {
-            ServiceError::Rule(match e {
-                TokenError::WrongType => Rule::NotARefreshToken,
-                _ => Rule::TokenInvalid,
-            })
-        })?;
+        let result = self.rotate(project, token).await;
+        match &result {
+            Ok((_, outcome)) => self.metrics.refresh(*outcome),
+            // Reuse was counted where it was detected.
+            Err(ServiceError::Rule(_)) => {}
+            Err(_) => self.metrics.refresh(RefreshResult::Rejected),
+        }
+        result.map(|(tokens, _)| tokens)
+    }
+
+    async fn rotate(
+        &self,
+        project: ProjectId,
+        token: &str,
+    ) -> ServiceResult<(IssuedTokens, RefreshResult)> {
+        let reject = |rule| {
+            self.metrics.refresh(RefreshResult::Rejected);
+            Err(ServiceError::Rule(rule))
+        };
+        let claims = match self.keys.open(TokenClass::Refresh, token) {
+            Ok(c) => c,
+            Err(TokenError::WrongType) => return reject(Rule::NotARefreshToken),
+            Err(_) => return reject(Rule::TokenInvalid),
+        };
         let now = self.clock.now();
         match check_time(&claims, now, self.policy.leeway) {
             Ok(()) => {}
-            Err(TokenError::Expired) => return Err(ServiceError::Rule(Rule::TokenExpired)),
-            Err(_) => return Err(ServiceError::Rule(Rule::TokenInvalid)),
+            Err(TokenError::Expired) => return reject(Rule::TokenExpired),
+            Err(_) => return reject(Rule::TokenInvalid),
         }
         // A refresh token is bound to the project that got it: another project's credentials
         // see "invalid", exactly as for a token that never existed.
         if claims.pid != project {
-            return Err(ServiceError::Rule(Rule::TokenInvalid));
+            return reject(Rule::TokenInvalid);
         }
         let generation = claims.gen.unwrap_or(-1);
         let exp = now.plus(self.policy.access_lifetime);
         let tokens_expire_at = exp.plus(self.policy.refresh_extra);
-        let fam = match self
+        let (fam, outcome) = match self
             .store
             .rotate_family(project, claims.fam, generation, now, tokens_expire_at)
             .await?
         {
-            RotateOutcome::Rotated(f) => f,
+            RotateOutcome::Rotated(f) => (f, RefreshResult::Rotated),
             RotateOutcome::Stale(f) => {
                 let in_grace = self.policy.refresh_grace > 0
                     && generation == f.generation - 1
@@ -580,18 +643,18 @@ impl TokenService {
                     tracing::warn!(family = %f.id, project = %project, "refresh token reuse detected; family revoked");
                     self.store.revoke_family(f.id, now).await?;
                     self.audit_family("refresh.reuse_detected", project, f.id, f.kind);
+                    self.metrics.refresh(RefreshResult::ReuseDetected);
                     return Err(ServiceError::Rule(Rule::TokenInvalid));
                 }
                 // An honest concurrent retry: answer with the current generation instead of
                 // advancing, so exactly one chain survives.
-                f
+                (f, RefreshResult::Grace)
             }
-            RotateOutcome::Dead | RotateOutcome::NotFound => {
-                return Err(ServiceError::Rule(Rule::TokenInvalid))
-            }
+            RotateOutcome::Dead | RotateOutcome::NotFound => return reject(Rule::TokenInvalid),
         };
         let new = self.claims(&fam, exp, claims.adr, claims.app, claims.scp);
-        self.mint("token.refreshed", new, Some(fam.generation), fam.expires_at)
+        let tokens = self.mint("token.refreshed", new, Some(fam.generation), fam.expires_at)?;
+        Ok((tokens, outcome))
     }
 
     /// RFC 7662 introspection for `project`: the claims and family of a live access token of
@@ -602,6 +665,14 @@ impl TokenService {
         project: ProjectId,
         token: &str,
     ) -> ServiceResult<Option<Claims>> {
+        let result = self.check_access(project, token).await;
+        if let Ok(found) = &result {
+            self.metrics.introspection(found.is_some());
+        }
+        result
+    }
+
+    async fn check_access(&self, project: ProjectId, token: &str) -> ServiceResult<Option<Claims>> {
         let Ok(claims) = self.keys.open(TokenClass::Access, token) else {
             return Ok(None);
         };

@@ -40,6 +40,8 @@ pub struct Admin {
     pub master: MasterKey,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Who acts, as audit events name it: `admin` for the CLI, `operator:<id>` for the API.
+    pub actor: String,
 }
 
 fn not_found(what: &'static str) -> impl Fn(StoreError) -> AdminError {
@@ -76,8 +78,18 @@ impl Admin {
             created_at: self.clock.now(),
         };
         let (token, secret) = self.new_token(project.id, "default");
-        let id = project.id;
+        let (id, token_id) = (project.id, token.id);
         self.store.create_project(project, token).await?;
+        self.store
+            .append_audit(vec![
+                self.audit(Some(id), "project.created", format!("project:{id}")),
+                self.audit(
+                    Some(id),
+                    "api_token.created",
+                    format!("api_token:{token_id}"),
+                ),
+            ])
+            .await?;
         Ok(json!({ "project_id": id.to_string(), "api_token": secret }))
     }
 
@@ -94,6 +106,13 @@ impl Admin {
         let (token, secret) = self.new_token(project, name);
         let id = token.id;
         self.store.create_api_token(token).await?;
+        self.store
+            .append_audit(vec![self.audit(
+                Some(project),
+                "api_token.created",
+                format!("api_token:{id}"),
+            )])
+            .await?;
         Ok(json!({ "id": id.to_string(), "api_token": secret }))
     }
 
@@ -118,12 +137,30 @@ impl Admin {
         Ok(json!({ "project_id": project.to_string(), "api_tokens": items }))
     }
 
-    /// `api-token revoke --id ID` → `{"id", "revoked": true}`.
-    pub async fn revoke_api_token(&self, id: ApiTokenId) -> Result<Value, AdminError> {
+    /// `api-token revoke --id ID` → `{"id", "revoked": true}`. With `project`, the token must
+    /// belong to it (the management API addresses tokens under their project).
+    pub async fn revoke_api_token(
+        &self,
+        project: Option<ProjectId>,
+        id: ApiTokenId,
+    ) -> Result<Value, AdminError> {
+        if let Some(project) = project {
+            let tokens = self.store.list_api_tokens(project).await?;
+            if !tokens.iter().any(|t| t.id == id) {
+                return Err(AdminError::NotFound("api token"));
+            }
+        }
         self.store
             .revoke_api_token(id, self.clock.now())
             .await
             .map_err(not_found("api token"))?;
+        self.store
+            .append_audit(vec![self.audit(
+                project,
+                "api_token.revoked",
+                format!("api_token:{id}"),
+            )])
+            .await?;
         Ok(json!({ "id": id.to_string(), "revoked": true }))
     }
 
@@ -194,6 +231,13 @@ impl Admin {
         };
         let id = embed.id;
         self.store.create_embed(embed).await?;
+        self.store
+            .append_audit(vec![self.audit(
+                Some(project),
+                "embed.created",
+                format!("embed:{id}"),
+            )])
+            .await?;
         Ok(json!({ "id": id.to_string(), "token": token }))
     }
 
@@ -202,7 +246,7 @@ impl Admin {
             at: self.clock.now(),
             project_id: project,
             action: action.into(),
-            actor: "admin".into(),
+            actor: self.actor.clone(),
             subject,
             detail: Default::default(),
         }

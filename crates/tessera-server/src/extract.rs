@@ -41,13 +41,7 @@ impl FromRequest<AppState> for JsonBody {
                 .into());
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                FabricError::PayloadTooLarge
-            } else {
-                FabricError::BadRequest
-            }
-        })?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             // An empty body on a POST is an empty object: every required field will then be
             // reported missing, which is more useful than "Bad Request".
@@ -63,6 +57,28 @@ impl FromRequest<AppState> for JsonBody {
             .into()),
             Err(_) => Err(FabricError::BadRequest),
         }
+    }
+}
+
+/// A raw body of any content type, with the size limit's rejection answered as a Fabric 413
+/// instead of axum's plain text.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = FabricError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    FabricError::PayloadTooLarge
+                } else {
+                    FabricError::BadRequest
+                }
+            })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod fabric;
+pub mod metrics;
 pub mod oauth2;
 pub mod openapi;
 pub mod ratelimit;

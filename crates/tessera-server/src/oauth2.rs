@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::error::FabricError;
-use crate::extract::ProjectAuth;
+use crate::extract::{ProjectAuth, RawBody};
 use crate::state::AppState;
 
 /// The OAuth 2.0 routes.
@@ -75,7 +75,7 @@ async fn introspect(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<impl IntoResponse, FabricError> {
     let Some(token) = token_param(&headers, &body) else {
         return Ok(Json(json!({"active": false})));
@@ -105,7 +105,7 @@ async fn revoke(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<impl IntoResponse, FabricError> {
     if let Some(token) = token_param(&headers, &body) {
         state.service.revoke(project, &token).await?;

@@ -984,6 +984,27 @@ pub static OPERATIONS: &[Operation] = &[
             headers: &[],
         }],
     },
+    Operation {
+        method: Method::Get,
+        path: "/metrics",
+        id: "metrics",
+        summary: "Prometheus metrics",
+        description: "Requests by route and status with latency histograms, tokens issued by \
+                      kind, refreshes by result, reuse detections, introspections by result, \
+                      operator logins, store operation latency, and each key's age and \
+                      encryption count, in the Prometheus text format 0.0.4. Unauthenticated, \
+                      like `/healthz`: expose it only where your scraper can reach it.",
+        tag: "Service",
+        auth: PUBLIC,
+        params: &[],
+        request: None,
+        responses: &[Reply {
+            status: 200,
+            description: "The metrics.",
+            body: Some(("text/plain; version=0.0.4", Schema::Inline(string))),
+            headers: &[],
+        }],
+    },
 ];
 
 /// Every `(method, path)` the table documents, e.g. `("GET", "/api/fabric/addresses/{id}")`,

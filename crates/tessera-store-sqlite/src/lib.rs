@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tessera_core::clock::UnixTime;
 use tessera_core::ids::*;
+use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::model::*;
 use tessera_core::store::{Store, StoreError, StoreResult};
 
@@ -65,6 +66,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: writer::Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
+    metrics: Arc<Metrics>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -132,6 +134,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: writer::Writer::start(conn),
             readers: Arc::new(Mutex::new(Vec::new())),
+            metrics: Arc::default(),
             path,
         })
     }
@@ -142,7 +145,18 @@ impl SqliteStore {
     }
 
     /// Runs a read on a pooled connection, off the async threads.
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    async fn read<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let watch = Stopwatch::start();
+        let out = self.read_inner(f).await;
+        self.metrics.store.observe(&op, watch.elapsed());
+        out
+    }
+
+    async fn read_inner<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -167,12 +181,22 @@ impl SqliteStore {
         .map_err(unavailable)?
     }
 
-    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    /// Runs a write through the group-committing writer; returns after its commit.
+    async fn write<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.run(f).await
+        let watch = Stopwatch::start();
+        let out = self.writer.run(f).await;
+        self.metrics.store.observe(&op, watch.elapsed());
+        out
+    }
+
+    /// Records operation latencies in `metrics` (by default they go to a private set).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -344,7 +368,7 @@ fn revoke_subject(
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_project(&self, project: Project, token: ApiToken) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("create_project", move |c| {
             c.execute(
                 "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)",
                 params![project.id.to_string(), project.name, project.created_at.0],
@@ -356,7 +380,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_project(&self, id: ProjectId) -> StoreResult<Project> {
-        self.read(move |c| {
+        self.read("get_project", move |c| {
             c.query_row(
                 "SELECT id, name, created_at FROM projects WHERE id = ?1",
                 [id.to_string()],
@@ -373,12 +397,14 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_token(&self, token: ApiToken) -> StoreResult<()> {
-        self.write(move |c| insert_api_token(c, &token).map_err(map_err))
-            .await
+        self.write("create_api_token", move |c| {
+            insert_api_token(c, &token).map_err(map_err)
+        })
+        .await
     }
 
     async fn list_api_tokens(&self, project: ProjectId) -> StoreResult<Vec<ApiToken>> {
-        self.read(move |c| {
+        self.read("list_api_tokens", move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLS} FROM api_tokens WHERE project_id = ?1 ORDER BY created_at, id"
             ))?;
@@ -389,7 +415,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_api_token(&self, id: ApiTokenId, at: UnixTime) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("revoke_api_token", move |c| {
             let n = c
                 .execute(
                     "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
@@ -410,7 +436,7 @@ impl Store for SqliteStore {
         project: ProjectId,
         hash: [u8; 32],
     ) -> StoreResult<Option<ApiToken>> {
-        self.read(move |c| {
+        self.read("find_api_token", move |c| {
             c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLS} FROM api_tokens
                  WHERE hash = ?1 AND project_id = ?2 AND revoked_at IS NULL"
@@ -422,7 +448,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        self.read(|c| {
+        self.read("list_keys", |c| {
             let mut st = c.prepare_cached(
                 "SELECT kid, purpose, state, wrapped, created_at, activated_at, retired_at, sealed
                  FROM keys ORDER BY created_at, kid",
@@ -434,7 +460,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_key(&self, key: StoredKey) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("insert_key", move |c| {
             c.execute(
                 "INSERT INTO keys (kid, purpose, state, wrapped, created_at, activated_at, retired_at, sealed)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -456,12 +482,14 @@ impl Store for SqliteStore {
     }
 
     async fn create_resource(&self, new: NewResource) -> StoreResult<()> {
-        self.write(move |c| insert_resource(c, &new, None).map_err(map_err))
-            .await
+        self.write("create_resource", move |c| {
+            insert_resource(c, &new, None).map_err(map_err)
+        })
+        .await
     }
 
     async fn get_resource(&self, project: ProjectId, id: ResourceId) -> StoreResult<Resource> {
-        self.read(move |c| {
+        self.read("get_resource", move |c| {
             c.prepare_cached(&format!(
                 "SELECT {RESOURCE_COLS} FROM resources r LEFT JOIN subscribers s ON s.id = r.id
                  WHERE r.id = ?1 AND r.project_id = ?2"
@@ -477,7 +505,7 @@ impl Store for SqliteStore {
         kind: Option<ResourceKind>,
         page: Page,
     ) -> StoreResult<PageOf<Resource>> {
-        self.read(move |c| {
+        self.read("list_resources", move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {RESOURCE_COLS} FROM resources r LEFT JOIN subscribers s ON s.id = r.id
                  WHERE r.project_id = ?1 AND (?2 IS NULL OR r.kind = ?2) AND (?3 IS NULL OR r.id > ?3)
@@ -505,7 +533,7 @@ impl Store for SqliteStore {
         password_hash: Option<String>,
         at: UnixTime,
     ) -> StoreResult<Resource> {
-        self.write(move |c| {
+        self.write("update_subscriber", move |c| {
             let n = update_subscriber_row(c, project, id, &patch, password_hash.as_deref(), at)
                 .map_err(map_err)?;
             if n == 0 {
@@ -528,7 +556,7 @@ impl Store for SqliteStore {
         patch: RoomPatch,
         at: UnixTime,
     ) -> StoreResult<Resource> {
-        self.write(move |c| {
+        self.write("update_room", move |c| {
             let mut r = read_resource(c, project, id)?;
             if r.kind != kind {
                 return Err(StoreError::NotFound);
@@ -569,7 +597,7 @@ impl Store for SqliteStore {
         kind: ResourceKind,
         at: UnixTime,
     ) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("delete_resource", move |c| {
             let n = c
                 .execute(
                     "DELETE FROM resources WHERE id = ?1 AND project_id = ?2 AND kind = ?3",
@@ -588,7 +616,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address> {
-        self.read(move |c| {
+        self.read("get_address", move |c| {
             c.prepare_cached(&format!(
                 "SELECT {ADDRESS_COLS} FROM addresses WHERE id = ?1 AND project_id = ?2"
             ))?
@@ -603,7 +631,7 @@ impl Store for SqliteStore {
         q: AddressQuery,
         page: Page,
     ) -> StoreResult<PageOf<Address>> {
-        self.read(move |c| {
+        self.read("list_addresses", move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ADDRESS_COLS} FROM addresses
                  WHERE project_id = ?1
@@ -637,7 +665,7 @@ impl Store for SqliteStore {
         ids: &[AddressId],
     ) -> StoreResult<Vec<Address>> {
         let ids: Vec<String> = ids.iter().map(|a| a.to_string()).collect();
-        self.read(move |c| {
+        self.read("existing_addresses", move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ADDRESS_COLS} FROM addresses WHERE id = ?1 AND project_id = ?2"
             ))?;
@@ -662,7 +690,7 @@ impl Store for SqliteStore {
         mut family: Family,
         at: UnixTime,
     ) -> StoreResult<ResourceId> {
-        self.write(move |c| {
+        self.write("grant_subscriber", move |c| {
             let key = upsert.reference.to_lowercase();
             let existing: Option<String> = c
                 .prepare_cached(
@@ -704,12 +732,14 @@ impl Store for SqliteStore {
     }
 
     async fn create_family(&self, family: Family) -> StoreResult<()> {
-        self.write(move |c| insert_family(c, &family).map_err(map_err))
-            .await
+        self.write("create_family", move |c| {
+            insert_family(c, &family).map_err(map_err)
+        })
+        .await
     }
 
     async fn get_family(&self, id: FamilyId) -> StoreResult<Family> {
-        self.read(move |c| {
+        self.read("get_family", move |c| {
             c.prepare_cached(&format!("SELECT {FAMILY_COLS} FROM families WHERE id = ?1"))?
                 .query_row([id.to_string()], family_row)
         })
@@ -724,7 +754,7 @@ impl Store for SqliteStore {
         at: UnixTime,
         tokens_expire_at: UnixTime,
     ) -> StoreResult<RotateOutcome> {
-        self.write(move |c| {
+        self.write("rotate_family", move |c| {
             // The conditional update is the whole race: only the request that still sees the
             // generation it spends advances it. The writer thread serialises it anyway, but the
             // statement stays correct on a backend with concurrent writers.
@@ -765,7 +795,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("revoke_family", move |c| {
             c.execute(
                 "UPDATE families SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![id.to_string(), at.0],
@@ -777,7 +807,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts> {
-        self.write(move |c| {
+        self.write("purge", move |c| {
             // Families whose newest token has expired can never be used again; revoked ones
             // answer "inactive" just as well once deleted, but they are kept until their
             // tokens expire so that reuse of a revoked chain still reads as reuse in logs.
@@ -803,14 +833,16 @@ impl Store for SqliteStore {
     }
 
     async fn count_families(&self) -> StoreResult<u64> {
-        self.read(|c| c.query_row("SELECT COUNT(*) FROM families", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|n| n as u64)
+        self.read("count_families", |c| {
+            c.query_row("SELECT COUNT(*) FROM families", [], |r| r.get::<_, i64>(0))
+        })
+        .await
+        .map(|n| n as u64)
     }
 
     async fn activate_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
         let kid = kid.to_string();
-        self.write(move |c| {
+        self.write("activate_key", move |c| {
             let purpose: String = c
                 .query_row(
                     "SELECT purpose FROM keys WHERE kid = ?1 AND state = 'pending'",
@@ -835,7 +867,7 @@ impl Store for SqliteStore {
 
     async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
         let kid = kid.to_string();
-        self.write(move |c| {
+        self.write("retire_key", move |c| {
             let n = c
                 .execute(
                     "UPDATE keys SET state = 'retired', retired_at = ?2
@@ -854,7 +886,7 @@ impl Store for SqliteStore {
 
     async fn destroy_key(&self, kid: &str) -> StoreResult<()> {
         let kid = kid.to_string();
-        self.write(move |c| {
+        self.write("destroy_key", move |c| {
             let n = c
                 .execute(
                     "UPDATE keys SET state = 'destroyed', wrapped = x'' WHERE kid = ?1 AND state != 'destroyed'",
@@ -871,7 +903,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_seal_counts(&self, counts: Vec<(String, u64)>) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("add_seal_counts", move |c| {
             let mut st = c
                 .prepare_cached("UPDATE keys SET sealed = sealed + ?2 WHERE kid = ?1")
                 .map_err(map_err)?;
@@ -884,7 +916,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("append_audit", move |c| {
             let mut st = c
                 .prepare_cached(
                     "INSERT INTO audit_events (at, project_id, action, actor, subject, detail)
@@ -913,7 +945,7 @@ impl Store for SqliteStore {
         since: UnixTime,
         limit: u32,
     ) -> StoreResult<Vec<AuditEvent>> {
-        self.read(move |c| {
+        self.read("audit_events", move |c| {
             let mut st = c.prepare_cached(
                 "SELECT at, project_id, action, actor, subject, detail FROM audit_events
                  WHERE at >= ?1 AND (?2 IS NULL OR project_id = ?2)
@@ -929,7 +961,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_embed(&self, embed: Embed) -> StoreResult<()> {
-        self.write(move |c| {
+        self.write("create_embed", move |c| {
             let addrs: Vec<String> = embed.addresses.iter().map(|a| a.to_string()).collect();
             c.execute(
                 "INSERT INTO embeds (id, project_id, token_hash, addresses, enabled, created_at)
@@ -950,7 +982,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>> {
-        self.read(move |c| {
+        self.read("find_embed", move |c| {
             c.prepare_cached(
                 "SELECT id, project_id, token_hash, addresses, enabled, created_at FROM embeds WHERE token_hash = ?1",
             )?

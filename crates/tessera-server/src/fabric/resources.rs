@@ -177,12 +177,21 @@ pub(crate) async fn update_subscriber(
     )
     .await?;
     let hash = hash_password(&state, password).await?;
+    let changed = hash.is_some();
     let now = state.service.clock().now();
     let r = state
         .service
         .store()
         .update_subscriber(project, id, patch, hash, now)
         .await?;
+    if changed {
+        state.service.audit_credential(
+            project,
+            format!("project:{project}"),
+            "subscriber.password_changed",
+            format!("subscriber:{id}"),
+        );
+    }
     Ok(Json(resource_json(&r)))
 }
 

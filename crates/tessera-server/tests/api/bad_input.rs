@@ -428,6 +428,23 @@ async fn oversized_bodies_get_413() {
         r.json::<Value>().await.unwrap(),
         json!({"error": "Payload Too Large"})
     );
+    // The RFC endpoints read raw form bodies; the limit answers in the same JSON there too.
+    for path in ["/oauth2/introspect", "/oauth2/revoke"] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .basic_auth(&p.id, Some(&p.token))
+            .form(&[("token", big.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "Payload Too Large"}),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -58,6 +58,7 @@ async fn start(config: Config, clock: ManualClock, dir: Arc<tempfile::TempDir>) 
         store: state.service.store().clone(),
         master: state.service.master().clone(),
         clock: Arc::new(clock.clone()),
+        actor: "admin".into(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -306,7 +306,23 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
         json!({"refresh_token": t["refresh_token"]}),
     )
     .await;
+    let (sid, _) = app.subscriber(&p, "pw@example.com").await;
+    let r = app
+        .client
+        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
+        .basic_auth(&p.id, Some(&p.token))
+        .json(&json!({"password": "another secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let pid = p.id.parse().unwrap();
+    let extra = app.admin.create_api_token(pid, "ci").await.unwrap();
+    let extra_id = extra["id"].as_str().unwrap().parse().unwrap();
+    app.admin
+        .revoke_api_token(Some(pid), extra_id)
+        .await
+        .unwrap();
     let mut events = Vec::new();
     for _ in 0..200 {
         events = app
@@ -315,23 +331,107 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
             .audit_events(Some(pid), tessera_core::UnixTime(0), 100)
             .await
             .unwrap();
-        if events.len() >= 3 {
+        if events.len() >= 9 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    // The request path queues its events while admin commands append directly, so only each
+    // source's own order is fixed.
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    let (queued, direct): (Vec<&str>, Vec<&str>) = actions
+        .into_iter()
+        .partition(|a| !a.starts_with("project.") && !a.starts_with("api_token."));
     assert_eq!(
-        actions,
-        ["token.issued", "token.refreshed", "refresh.reuse_detected"]
+        queued,
+        [
+            "subscriber.password_set",
+            "token.issued",
+            "token.refreshed",
+            "refresh.reuse_detected",
+            "subscriber.password_changed",
+        ]
+    );
+    assert_eq!(
+        direct,
+        [
+            "project.created",
+            "api_token.created",
+            "api_token.created",
+            "api_token.revoked",
+        ]
     );
     let text = format!("{events:?}");
     for secret in [
         t["token"].as_str().unwrap(),
         t["refresh_token"].as_str().unwrap(),
         "a secret pw",
+        "another secret",
         p.token.as_str(),
+        extra["api_token"].as_str().unwrap(),
     ] {
         assert!(!text.contains(secret));
     }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tokens_refreshes_introspections_and_keys() {
+    let app = spawn_with(|c| c.refresh_grace_seconds = 0).await;
+    let p = app.project().await;
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "m"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        app.post(
+            &p,
+            "/api/fabric/subscribers/tokens/refresh",
+            json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await;
+    }
+    introspect(&app, &p, t["token"].as_str().unwrap()).await;
+    introspect(&app, &p, "garbage").await;
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    for line in [
+        r#"tessera_tokens_issued_total{kind="subscriber"} 1"#,
+        r#"tessera_tokens_issued_total{kind="guest"} 0"#,
+        r#"tessera_refreshes_total{result="rotated"} 1"#,
+        r#"tessera_refreshes_total{result="reuse_detected"} 1"#,
+        "tessera_refresh_reuse_detections_total 1",
+        r#"tessera_introspections_total{result="active"} 0"#,
+        r#"tessera_introspections_total{result="inactive"} 2"#,
+        r#"tessera_http_requests_total{route="/api/fabric/subscribers/tokens",method="POST",status="200"} 1"#,
+        r#"tessera_http_requests_total{route="/api/fabric/subscribers/tokens/refresh",method="POST",status="201"} 1"#,
+        r#"tessera_http_requests_total{route="/api/fabric/subscribers/tokens/refresh",method="POST",status="422"} 1"#,
+        r#"tessera_http_request_duration_seconds_count{route="/oauth2/introspect",method="POST",status="200"} 2"#,
+        r#"tessera_store_operation_duration_seconds_count{op="grant_subscriber"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // The access token was revoked with its family by the reuse, so it introspected inactive.
+    // Every live key shows an age and an encryption count; the access key sealed 2 tokens.
+    let access = text
+        .lines()
+        .find(|l| {
+            l.starts_with("tessera_key_encryptions{")
+                && l.contains(r#"purpose="access",state="active""#)
+        })
+        .expect("an active access key");
+    assert!(access.ends_with(" 2"), "{access}");
+    assert!(text.contains("tessera_key_age_seconds{"));
+    // Label values are route templates, never raw paths with ids in them.
+    assert!(!text.contains(&p.id));
 }

@@ -47,6 +47,7 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
+    ("GET", "/metrics"),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -142,7 +142,7 @@ async fn wrong_or_revoked_credentials_are_unauthorized() {
         StatusCode::OK
     );
     app.admin
-        .revoke_api_token(second["id"].as_str().unwrap().parse().unwrap())
+        .revoke_api_token(None, second["id"].as_str().unwrap().parse().unwrap())
         .await
         .unwrap();
     assert_eq!(
