@@ -8,6 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
+use tessera_core::jws::SigningAlg;
+use tessera_core::model::Role;
 use tessera_core::{Secret, SystemClock};
 use tessera_server::admin::Admin;
 use tessera_server::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN};
@@ -77,6 +79,26 @@ struct ServeArgs {
     /// Relay host announced in token headers (`ch`).
     #[arg(long, env = "TESSERA_RELAY_HOST")]
     relay_host: Option<String>,
+    /// How Accounts API access tokens are signed: HS256 (as the original) or EdDSA (public
+    /// keys at `GET /v1/tokens/jwks`).
+    #[arg(long, env = "TESSERA_ACCOUNTS_SIGNING_ALG", default_value = "HS256", value_parser = parse_alg)]
+    accounts_signing_alg: SigningAlg,
+    /// Failed logins of one account from one address that lock the pair.
+    #[arg(long, env = "TESSERA_LOCKOUT_FAILURES", default_value_t = 5)]
+    lockout_failures: usize,
+    /// Seconds over which failed logins count.
+    #[arg(long, env = "TESSERA_LOCKOUT_WINDOW_SECONDS", default_value_t = 180)]
+    lockout_window_seconds: i64,
+    /// Seconds a locked (account, address) pair stays locked.
+    #[arg(long, env = "TESSERA_LOCKOUT_SECONDS", default_value_t = 900)]
+    lockout_seconds: i64,
+    /// Failed logins from one address, over all accounts, that block the address.
+    #[arg(long, env = "TESSERA_LOGIN_ADDRESS_FAILURES", default_value_t = 30)]
+    login_address_failures: usize,
+}
+
+fn parse_alg(s: &str) -> Result<SigningAlg, String> {
+    SigningAlg::parse(s).ok_or_else(|| format!("{s:?}: use HS256 or EdDSA"))
 }
 
 #[derive(Subcommand)]
@@ -112,6 +134,36 @@ enum AdminCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Operators of the management plane (the Accounts API's users).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an operator: a user with a password, or with --service a service account whose
+    /// API key is printed once.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// The password (users only); also read from TESSERA_OPERATOR_PASSWORD.
+        #[arg(long, env = "TESSERA_OPERATOR_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// ADMIN, OPERATOR or VIEWER.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// A service account that logs in with an API key.
+        #[arg(long)]
+        service: bool,
+    },
+    /// List operators.
+    List,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?}: use ADMIN, OPERATOR or VIEWER"))
 }
 
 #[derive(Subcommand)]
@@ -145,15 +197,14 @@ enum AuditCommand {
 }
 
 fn parse_since(s: &str) -> i64 {
-    s.parse::<i64>().ok().unwrap_or_else(|| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp())
-            .unwrap_or_else(|_| {
-                fail(format!(
-                    "--since {s:?} is neither Unix seconds nor RFC 3339"
-                ))
-            })
-    })
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| tessera_core::UnixTime::parse_rfc3339(s).map(|t| t.0))
+        .unwrap_or_else(|| {
+            fail(format!(
+                "--since {s:?} is neither Unix seconds nor RFC 3339"
+            ))
+        })
 }
 
 #[derive(Subcommand)]
@@ -238,6 +289,11 @@ async fn serve(args: ServeArgs) {
         body_limit: args.body_limit,
         embed_rate_per_minute: args.embed_rate_per_minute,
         relay_host: args.relay_host,
+        accounts_signing_alg: args.accounts_signing_alg,
+        lockout_failures: args.lockout_failures.max(1),
+        lockout_window_seconds: args.lockout_window_seconds.max(1),
+        lockout_seconds: args.lockout_seconds.max(0),
+        login_address_failures: args.login_address_failures.max(1),
         ..config_for(&args.db)
     };
     let listen = config.listen;
@@ -311,6 +367,19 @@ async fn admin(db: DbArgs, command: AdminCommand) {
             KeysCommand::Rotate => admin.keys_rotate().await,
             KeysCommand::Retire { kid } => admin.keys_retire(&kid).await,
             KeysCommand::Destroy { kid } => admin.keys_destroy(&kid).await,
+        },
+        AdminCommand::User { command } => match command {
+            UserCommand::Create {
+                username,
+                password,
+                role,
+                service,
+            } => {
+                admin
+                    .create_operator(&username, password.map(Secret::new), role, service)
+                    .await
+            }
+            UserCommand::List => admin.list_operators().await,
         },
         AdminCommand::Audit {
             command: AuditCommand::Tail { project, since },

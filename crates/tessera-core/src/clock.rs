@@ -24,6 +24,13 @@ impl UnixTime {
         dt.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     }
+
+    /// Parses an RFC 3339 timestamp (any offset).
+    pub fn parse_rfc3339(s: &str) -> Option<UnixTime> {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| UnixTime(t.unix_timestamp()))
+    }
 }
 
 /// A source of the current time.

@@ -163,6 +163,32 @@ pub mod password {
             .to_string()
     }
 
+    /// Does the same work as [`verify`] against a fixed hash and never matches: an unknown user
+    /// then costs what a wrong password costs, so timing does not reveal which names exist.
+    pub fn verify_nobody(password: &str) -> bool {
+        static NOBODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let phc = NOBODY.get_or_init(|| hash("tessera: no such operator"));
+        let _ = verify(password, phc);
+        false
+    }
+
+    /// Whether `phc` was made with other parameters than [`hash`] uses now, so that a
+    /// successful login should store a fresh hash.
+    pub fn needs_rehash(phc: &str) -> bool {
+        let current = hasher();
+        match PasswordHash::new(phc) {
+            Ok(parsed) => {
+                let now = current.params();
+                parsed.algorithm != Algorithm::Argon2id.ident()
+                    || Params::try_from(&parsed).map_or(true, |p| {
+                        (p.m_cost(), p.t_cost(), p.p_cost())
+                            != (now.m_cost(), now.t_cost(), now.p_cost())
+                    })
+            }
+            Err(_) => true,
+        }
+    }
+
     /// Checks a password against a PHC string; a malformed stored hash never matches.
     pub fn verify(password: &str, phc: &str) -> bool {
         match PasswordHash::new(phc) {

@@ -94,3 +94,7 @@ id_type!(
     /// A token's own id (`jti`), or a guest principal's id.
     TokenId
 );
+id_type!(
+    /// An operator: a person or a service account of the management plane.
+    OperatorId
+);

@@ -1,10 +1,12 @@
 //! Tessera's domain: identifiers, principals, token formats, the key ring, the token service
 //! and the [`store::Store`] trait. This crate does no HTTP and no SQL.
 
+pub mod accounts;
 pub mod audit;
 pub mod clock;
 pub mod crypto;
 pub mod ids;
+pub mod jws;
 pub mod keys;
 pub mod maintenance;
 pub mod metrics;

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use crate::clock::{Clock, UnixTime};
-use crate::ids::{AddressId, ApiTokenId, EmbedId, FamilyId, ProjectId, ResourceId};
+use crate::ids::{AddressId, ApiTokenId, EmbedId, FamilyId, OperatorId, ProjectId, ResourceId};
 use crate::token::{KeyPurpose, KeyState, PrincipalKind};
 
 /// A tenant.
@@ -430,4 +430,179 @@ pub struct PurgeCounts {
     pub families: u64,
     /// Keys moved from retired to destroyed.
     pub keys_destroyed: u64,
+}
+
+/// A management role. Each role includes the rights of those below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Also manages projects and their credentials.
+    Operator,
+    /// Also manages operators and keys.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    /// The wire name (`ADMIN`, `OPERATOR`, `VIEWER`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "VIEWER",
+            Role::Operator => "OPERATOR",
+            Role::Admin => "ADMIN",
+        }
+    }
+
+    /// Parses [`Role::as_str`], case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// The role's stable id. Clients pick roles by name and send back the id, so any stable
+    /// value works (accounts-api.md §6); fixed UUIDs keep ids equal across installations.
+    pub fn id(self) -> &'static str {
+        match self {
+            Role::Viewer => "7c1a5e52-0001-4d0e-9c3a-2f0a0c6e0a01",
+            Role::Operator => "7c1a5e52-0002-4d0e-9c3a-2f0a0c6e0a02",
+            Role::Admin => "7c1a5e52-0003-4d0e-9c3a-2f0a0c6e0a03",
+        }
+    }
+
+    /// The role with id `id` (its name is accepted too).
+    pub fn from_id(id: &str) -> Option<Self> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.id().eq_ignore_ascii_case(id))
+            .or_else(|| Role::parse(id))
+    }
+
+    /// A sentence for `GET /v1/roles`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Role::Viewer => "Reads projects, operators, keys and audit events.",
+            Role::Operator => "Manages projects and their API tokens; reads everything.",
+            Role::Admin => "Manages operators and keys, and everything an operator may.",
+        }
+    }
+
+    /// The permission strings carried in the access token's `scope` (accounts-api.md A16).
+    pub fn scopes(self) -> &'static [&'static str] {
+        match self {
+            Role::Admin => &[
+                "BACKUP_CONFIG_READ",
+                "BACKUP_CONFIG_WRITE",
+                "CREDENTIAL_READ",
+                "CREDENTIAL_WRITE",
+                "USER_READ",
+                "USER_WRITE",
+                "OTHER_READ",
+                "OTHER_WRITE",
+            ],
+            Role::Operator => &[
+                "BACKUP_CONFIG_READ",
+                "BACKUP_CONFIG_WRITE",
+                "USER_READ",
+                "OTHER_READ",
+                "OTHER_WRITE",
+            ],
+            Role::Viewer => &["BACKUP_CONFIG_READ", "USER_READ", "OTHER_READ"],
+        }
+    }
+}
+
+/// Whether an operator is a person (password) or automation (API key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorKind {
+    /// Logs in with username and password.
+    User,
+    /// Logs in with an API key.
+    Service,
+}
+
+impl OperatorKind {
+    /// The wire name (`USER`, `SERVICE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorKind::User => "USER",
+            OperatorKind::Service => "SERVICE",
+        }
+    }
+
+    /// Parses [`OperatorKind::as_str`], case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        [OperatorKind::User, OperatorKind::Service]
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// An operator of the management plane. Credentials are held only as hashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// Its id.
+    pub id: OperatorId,
+    /// Login name, unique (case-insensitively), e.g. `admin@local`.
+    pub username: String,
+    /// The domain part clients send separately, if any.
+    pub domain: Option<String>,
+    /// Person or service.
+    pub kind: OperatorKind,
+    /// What it may do.
+    pub role: Role,
+    /// argon2id PHC string (users).
+    pub password_hash: Option<String>,
+    /// Keyed hash of the API key (services).
+    pub api_key_hash: Option<[u8; 32]>,
+    /// A disabled operator cannot log in or use its tokens.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("kind", &self.kind)
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to an operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OperatorPatch {
+    /// Disable or enable. Disabling also ends its sessions.
+    pub disabled: Option<bool>,
+    /// A new role.
+    pub role: Option<Role>,
+}
+
+/// An Accounts refresh id as stored: its keyed hash, whose it is, and when it ends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorSession {
+    /// Keyed hash of the refresh id.
+    pub hash: [u8; 32],
+    /// The operator.
+    pub operator_id: OperatorId,
+    /// Issue time.
+    pub created_at: UnixTime,
+    /// Absolute expiry (not sliding).
+    pub expires_at: UnixTime,
+}
+
+impl std::fmt::Debug for OperatorSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorSession")
+            .field("operator_id", &self.operator_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }

@@ -173,6 +173,21 @@ impl PasswordPool {
         }
     }
 
+    /// Checks a password off the async threads; with no stored hash it does the same work and
+    /// answers `false`.
+    pub async fn verify(&self, pw: Secret<String>, phc: Option<String>) -> ServiceResult<bool> {
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                ServiceError::Store(StoreError::Unavailable("shutting down".into()))
+            })?;
+        tokio::task::spawn_blocking(move || match phc {
+            Some(phc) => password::verify(pw.expose(), &phc),
+            None => password::verify_nobody(pw.expose()),
+        })
+        .await
+        .map_err(|e| ServiceError::Store(StoreError::Unavailable(e.to_string())))
+    }
+
     /// Hashes a password off the async threads.
     pub async fn hash(&self, pw: Secret<String>) -> ServiceResult<String> {
         let _permit =
@@ -193,7 +208,7 @@ pub struct TokenService {
     clock: Arc<dyn Clock>,
     master: MasterKey,
     policy: TokenPolicy,
-    passwords: PasswordPool,
+    passwords: Arc<PasswordPool>,
     audit: AuditLog,
     metrics: Arc<Metrics>,
 }
@@ -214,7 +229,7 @@ impl TokenService {
             clock,
             master,
             policy,
-            passwords: PasswordPool::new(cores),
+            passwords: Arc::new(PasswordPool::new(cores)),
             audit: AuditLog::disabled(),
             metrics: Arc::default(),
         }
@@ -302,7 +317,7 @@ impl TokenService {
     }
 
     /// The password pool.
-    pub fn passwords(&self) -> &PasswordPool {
+    pub fn passwords(&self) -> &Arc<PasswordPool> {
         &self.passwords
     }
 

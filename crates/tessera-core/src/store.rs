@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 
 use crate::clock::UnixTime;
-use crate::ids::{AddressId, ApiTokenId, FamilyId, ProjectId, ResourceId};
+use crate::ids::{AddressId, ApiTokenId, FamilyId, OperatorId, ProjectId, ResourceId};
 use crate::model::*;
 
 /// The few ways a store can fail.
@@ -165,13 +165,51 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Appends audit events (called in batches, off the request path).
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
-    /// Reads audit events at or after `since`, optionally of one project, oldest first.
+    /// Reads audit events at or after `since`, optionally of one project, oldest first,
+    /// skipping the first `offset`.
     async fn audit_events(
         &self,
         project: Option<ProjectId>,
         since: UnixTime,
+        offset: u64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEvent>>;
+    /// Counts what [`Store::audit_events`] would page through.
+    async fn count_audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+    ) -> StoreResult<u64>;
+
+    // --- management plane ---
+
+    /// Every project, oldest first.
+    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+    /// Deletes a project with everything in it (resources, credentials, sessions), so every
+    /// token it issued stops introspecting as active.
+    async fn delete_project(&self, id: ProjectId) -> StoreResult<()>;
+    /// Creates an operator; `Conflict("username")` if the name is taken (case-insensitively).
+    async fn create_operator(&self, operator: Operator) -> StoreResult<()>;
+    /// An operator by id.
+    async fn get_operator(&self, id: OperatorId) -> StoreResult<Operator>;
+    /// An operator by username (case-insensitive).
+    async fn find_operator(&self, username: &str) -> StoreResult<Option<Operator>>;
+    /// An operator by the keyed hash of its API key.
+    async fn find_operator_by_key(&self, hash: [u8; 32]) -> StoreResult<Option<Operator>>;
+    /// Every operator, oldest first.
+    async fn list_operators(&self) -> StoreResult<Vec<Operator>>;
+    /// Changes an operator; disabling it also deletes its sessions, in the same transaction.
+    async fn update_operator(&self, id: OperatorId, patch: OperatorPatch) -> StoreResult<Operator>;
+    /// Replaces an operator's password hash.
+    async fn set_operator_password(&self, id: OperatorId, hash: String) -> StoreResult<()>;
+    /// Deletes an operator and its sessions.
+    async fn delete_operator(&self, id: OperatorId) -> StoreResult<()>;
+    /// Stores an Accounts refresh id (by hash).
+    async fn create_operator_session(&self, session: OperatorSession) -> StoreResult<()>;
+    /// Finds an Accounts refresh id by hash.
+    async fn find_operator_session(&self, hash: [u8; 32]) -> StoreResult<Option<OperatorSession>>;
+    /// Deletes an Accounts refresh id (idempotent).
+    async fn delete_operator_session(&self, hash: [u8; 32]) -> StoreResult<()>;
 
     // --- embeds ---
 

@@ -35,6 +35,8 @@ pub enum KeyPurpose {
     Access,
     /// Fabric refresh tokens.
     Refresh,
+    /// Accounts API access tokens (JWS: an HMAC key, or an Ed25519 seed).
+    Signing,
 }
 
 impl KeyPurpose {
@@ -43,6 +45,7 @@ impl KeyPurpose {
         match self {
             KeyPurpose::Access => "access",
             KeyPurpose::Refresh => "refresh",
+            KeyPurpose::Signing => "signing",
         }
     }
 
@@ -51,12 +54,13 @@ impl KeyPurpose {
         match s {
             "access" => Some(KeyPurpose::Access),
             "refresh" => Some(KeyPurpose::Refresh),
+            "signing" => Some(KeyPurpose::Signing),
             _ => None,
         }
     }
 
     /// Every purpose, for start-up checks.
-    pub const ALL: [KeyPurpose; 2] = [KeyPurpose::Access, KeyPurpose::Refresh];
+    pub const ALL: [KeyPurpose; 3] = [KeyPurpose::Access, KeyPurpose::Refresh, KeyPurpose::Signing];
 }
 
 /// A key's life cycle: pending → active → retired (decrypt only) → destroyed.
@@ -230,6 +234,8 @@ struct Header<'a> {
 /// One key as loaded in memory.
 struct LoadedKey {
     cipher: Aes256Gcm,
+    /// Signing keys only: the material as the JWS code uses it.
+    signer: Option<crate::jws::SigningKey>,
     /// Seals performed with this key since it was loaded; persisted by the key manager.
     sealed: AtomicU64,
 }
@@ -299,6 +305,8 @@ impl KeyRing {
             let loaded = old.unwrap_or_else(|| {
                 Arc::new(LoadedKey {
                     cipher: Aes256Gcm::new(&k.material.into()),
+                    signer: (k.purpose == KeyPurpose::Signing)
+                        .then(|| crate::jws::SigningKey::new(&k.material)),
                     sealed: AtomicU64::new(0),
                 })
             });
@@ -315,6 +323,47 @@ impl KeyRing {
     pub fn has_active(&self, purpose: KeyPurpose) -> bool {
         let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
         rings.get(&purpose).is_some_and(|r| r.active.is_some())
+    }
+
+    /// Runs `f` with a signing key: the active one (`kid` = `None`, counted as a seal) or the
+    /// named one. `None` if there is no such signing key.
+    pub(crate) fn with_signing_key<R>(
+        &self,
+        kid: Option<&str>,
+        f: impl FnOnce(&str, &crate::jws::SigningKey) -> R,
+    ) -> Option<R> {
+        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+        let ring = rings.get(&KeyPurpose::Signing)?;
+        let signing = kid.is_none();
+        let kid = match kid {
+            Some(k) => k,
+            None => ring.active.as_deref()?,
+        };
+        let key = ring.keys.get(kid)?;
+        let signer = key.signer.as_ref()?;
+        if signing {
+            key.sealed.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(f(kid, signer))
+    }
+
+    /// Every loaded signing key, for publishing public keys.
+    pub(crate) fn signing_keys<R>(
+        &self,
+        mut f: impl FnMut(&str, &crate::jws::SigningKey) -> R,
+    ) -> Vec<R> {
+        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(&String, R)> = rings
+            .get(&KeyPurpose::Signing)
+            .map(|r| {
+                r.keys
+                    .iter()
+                    .filter_map(|(kid, k)| Some((kid, f(kid, k.signer.as_ref()?))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Seal counts per kid since load, for the key manager to persist.
@@ -465,6 +514,7 @@ pub fn new_kid(purpose: KeyPurpose) -> String {
     let prefix = match purpose {
         KeyPurpose::Access => "a",
         KeyPurpose::Refresh => "r",
+        KeyPurpose::Signing => "s",
     };
     let mut s = String::from(prefix);
     s.push('-');

@@ -5,13 +5,17 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use tessera_core::accounts::{new_operator, valid_username};
 use tessera_core::crypto::{new_secret, random_bytes, MasterKey};
 use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, ProjectId};
 use tessera_core::maintenance::pending_key;
-use tessera_core::model::{ApiToken, AuditEvent, Embed, NewResource, Project, ResourceKind};
+use tessera_core::model::{
+    ApiToken, AuditEvent, Embed, NewResource, OperatorKind, Project, ResourceKind, Role,
+};
 use tessera_core::store::{Store, StoreError};
 use tessera_core::token::{KeyPurpose, KeyState};
 use tessera_core::Clock;
+use tessera_core::Secret;
 use tessera_core::UnixTime;
 
 /// The prefix of project API tokens.
@@ -65,11 +69,11 @@ impl Admin {
         (token, secret.into_inner())
     }
 
-    /// `project create --name NAME` → `{"project_id", "api_token"}`.
-    pub async fn create_project(&self, name: &str) -> Result<Value, AdminError> {
-        if name.trim().is_empty() {
+    /// Creates a project and its first API token; returns both and the token's secret.
+    pub async fn new_project(&self, name: &str) -> Result<(Project, ApiToken, String), AdminError> {
+        if name.trim().is_empty() || name.len() > 256 {
             return Err(AdminError::Invalid(
-                "the project name must not be empty".into(),
+                "the project name must be 1 to 256 characters".into(),
             ));
         }
         let project = Project {
@@ -78,19 +82,70 @@ impl Admin {
             created_at: self.clock.now(),
         };
         let (token, secret) = self.new_token(project.id, "default");
-        let (id, token_id) = (project.id, token.id);
-        self.store.create_project(project, token).await?;
+        let id = project.id;
+        self.store
+            .create_project(project.clone(), token.clone())
+            .await?;
         self.store
             .append_audit(vec![
                 self.audit(Some(id), "project.created", format!("project:{id}")),
                 self.audit(
                     Some(id),
                     "api_token.created",
-                    format!("api_token:{token_id}"),
+                    format!("api_token:{}", token.id),
                 ),
             ])
             .await?;
-        Ok(json!({ "project_id": id.to_string(), "api_token": secret }))
+        Ok((project, token, secret))
+    }
+
+    /// `project create --name NAME` → `{"project_id", "api_token"}`.
+    pub async fn create_project(&self, name: &str) -> Result<Value, AdminError> {
+        let (project, _, secret) = self.new_project(name).await?;
+        Ok(json!({ "project_id": project.id.to_string(), "api_token": secret }))
+    }
+
+    /// Deletes a project and everything in it.
+    pub async fn delete_project(&self, id: ProjectId) -> Result<(), AdminError> {
+        self.store
+            .delete_project(id)
+            .await
+            .map_err(not_found("project"))?;
+        self.store
+            .append_audit(vec![self.audit(
+                Some(id),
+                "project.deleted",
+                format!("project:{id}"),
+            )])
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an API token for a project; returns it and its secret (shown once).
+    pub async fn new_api_token(
+        &self,
+        project: ProjectId,
+        name: &str,
+    ) -> Result<(ApiToken, String), AdminError> {
+        if name.len() > 256 {
+            return Err(AdminError::Invalid(
+                "the token name must be at most 256 characters".into(),
+            ));
+        }
+        self.store
+            .get_project(project)
+            .await
+            .map_err(not_found("project"))?;
+        let (token, secret) = self.new_token(project, name);
+        self.store.create_api_token(token.clone()).await?;
+        self.store
+            .append_audit(vec![self.audit(
+                Some(project),
+                "api_token.created",
+                format!("api_token:{}", token.id),
+            )])
+            .await?;
+        Ok((token, secret))
     }
 
     /// `api-token create --project ID [--name N]` → `{"id", "api_token"}`.
@@ -99,21 +154,88 @@ impl Admin {
         project: ProjectId,
         name: &str,
     ) -> Result<Value, AdminError> {
-        self.store
-            .get_project(project)
-            .await
-            .map_err(not_found("project"))?;
-        let (token, secret) = self.new_token(project, name);
-        let id = token.id;
-        self.store.create_api_token(token).await?;
+        let (token, secret) = self.new_api_token(project, name).await?;
+        Ok(json!({ "id": token.id.to_string(), "api_token": secret }))
+    }
+
+    /// `user create --username U [--password P] --role R [--service]` → `{"id"}`, plus
+    /// `"api_key"` (shown once) for a service.
+    pub async fn create_operator(
+        &self,
+        username: &str,
+        password: Option<Secret<String>>,
+        role: Role,
+        service: bool,
+    ) -> Result<Value, AdminError> {
+        if !valid_username(username) {
+            return Err(AdminError::Invalid(
+                "the username must be 1 to 256 characters without spaces".into(),
+            ));
+        }
+        let kind = if service {
+            OperatorKind::Service
+        } else {
+            OperatorKind::User
+        };
+        let hash = match (kind, password) {
+            (OperatorKind::User, Some(pw)) if !pw.expose().is_empty() => {
+                Some(tessera_core::crypto::password::hash(pw.expose()))
+            }
+            (OperatorKind::User, _) => {
+                return Err(AdminError::Invalid("a user needs --password".into()))
+            }
+            (OperatorKind::Service, Some(_)) => {
+                return Err(AdminError::Invalid(
+                    "a service logs in with its API key; --password is not used".into(),
+                ))
+            }
+            (OperatorKind::Service, None) => None,
+        };
+        let (op, key) = new_operator(
+            &self.master,
+            self.clock.as_ref(),
+            username,
+            None,
+            kind,
+            role,
+            hash,
+        );
+        let id = op.id;
+        self.store.create_operator(op).await.map_err(|e| match e {
+            StoreError::Conflict(_) => AdminError::Invalid(format!("{username:?} already exists")),
+            other => AdminError::Store(other),
+        })?;
         self.store
             .append_audit(vec![self.audit(
-                Some(project),
-                "api_token.created",
-                format!("api_token:{id}"),
+                None,
+                "operator.created",
+                format!("operator:{id}"),
             )])
             .await?;
-        Ok(json!({ "id": id.to_string(), "api_token": secret }))
+        let mut out = json!({ "id": id.to_string() });
+        if let Some(k) = key {
+            out["api_key"] = Value::String(k.into_inner());
+        }
+        Ok(out)
+    }
+
+    /// `user list` → `{"users": [{"id", "username", "type", "role", "disabled", "created_at"}]}`.
+    pub async fn list_operators(&self) -> Result<Value, AdminError> {
+        let ops = self.store.list_operators().await?;
+        let items: Vec<Value> = ops
+            .iter()
+            .map(|o| {
+                json!({
+                    "id": o.id.to_string(),
+                    "username": o.username,
+                    "type": o.kind.as_str(),
+                    "role": o.role.as_str(),
+                    "disabled": o.disabled,
+                    "created_at": o.created_at.to_rfc3339(),
+                })
+            })
+            .collect();
+        Ok(json!({ "users": items }))
     }
 
     /// `api-token list --project ID` → `{"api_tokens": [...]}` (never the secrets).
@@ -342,7 +464,7 @@ impl Admin {
     ) -> Result<Vec<Value>, AdminError> {
         let events = self
             .store
-            .audit_events(project, UnixTime(since), 10_000)
+            .audit_events(project, UnixTime(since), 0, 10_000)
             .await?;
         Ok(events
             .into_iter()

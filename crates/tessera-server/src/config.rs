@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use tessera_core::jws::SigningAlg;
 use tessera_core::Secret;
 
 /// The default listen address.
@@ -36,6 +37,17 @@ pub struct Config {
     pub embed_rate_per_minute: u32,
     /// Relay host announced in token headers (`ch`).
     pub relay_host: Option<String>,
+    /// How Accounts access tokens are signed.
+    pub accounts_signing_alg: SigningAlg,
+    /// Failed logins of one account from one address, within the window, that lock the pair.
+    pub lockout_failures: usize,
+    /// The window over which failed logins count, seconds.
+    pub lockout_window_seconds: i64,
+    /// How long a locked (account, address) pair stays locked, seconds.
+    pub lockout_seconds: i64,
+    /// Failed logins from one address, over all accounts, within the window, that block the
+    /// address for `lockout_seconds`.
+    pub login_address_failures: usize,
 }
 
 impl Default for Config {
@@ -51,6 +63,11 @@ impl Default for Config {
             body_limit: DEFAULT_BODY_LIMIT,
             embed_rate_per_minute: 60,
             relay_host: None,
+            accounts_signing_alg: SigningAlg::Hs256,
+            lockout_failures: 5,
+            lockout_window_seconds: 180,
+            lockout_seconds: 900,
+            login_address_failures: 30,
         }
     }
 }

@@ -224,3 +224,143 @@ impl IntoResponse for FabricError {
         }
     }
 }
+
+/// An Accounts API (`/v1`) error: the `Error` object of accounts-api.md §8, always JSON and
+/// always with a `message` (field clients dereference it unchecked).
+#[derive(Debug)]
+pub enum V1Error {
+    /// 400 with a specific code, e.g. `TOKEN_SPEC_INVALID`, `MALFORMED_REQUEST_BODY`.
+    BadRequest(&'static str, String),
+    /// 401 `INVALID_CREDENTIALS`: wrong, unknown, disabled or locked; one answer for all.
+    InvalidCredentials,
+    /// 401 `Unauthorized` on a protected endpoint (the errorCode the SDK sample retries on).
+    Unauthorized,
+    /// 403 `Forbidden`: the caller's role is too weak.
+    Forbidden,
+    /// 404 with a specific code, e.g. `REFRESH_TOKEN_NOT_FOUND`.
+    NotFound(&'static str, String),
+    /// 405 on a known path.
+    MethodNotAllowed,
+    /// 409 with a specific code: the name is taken.
+    Conflict(&'static str, String),
+    /// 413: the body exceeds the limit.
+    PayloadTooLarge,
+    /// 500: logged with the reference token, answered generically.
+    Internal(String),
+}
+
+impl From<StoreError> for V1Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => V1Error::NotFound("NOT_FOUND", "Not found.".into()),
+            other => V1Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<tessera_core::accounts::AccountsError> for V1Error {
+    fn from(e: tessera_core::accounts::AccountsError) -> Self {
+        use tessera_core::accounts::AccountsError as E;
+        match e {
+            E::InvalidCredentials => V1Error::InvalidCredentials,
+            E::RefreshNotFound => V1Error::NotFound(
+                "REFRESH_TOKEN_NOT_FOUND",
+                "The refresh token was not found, has expired or was invalidated.".into(),
+            ),
+            E::Unauthorized => V1Error::Unauthorized,
+            E::NoKey => V1Error::Internal("no active signing key".into()),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::admin::AdminError> for V1Error {
+    fn from(e: crate::admin::AdminError) -> Self {
+        use crate::admin::AdminError as E;
+        match e {
+            E::NotFound(what) => {
+                V1Error::NotFound("NOT_FOUND", format!("The {what} was not found."))
+            }
+            E::Invalid(m) => V1Error::BadRequest("INVALID_REQUEST", m),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Six random upper-case letters and digits, as VCF shows reference tokens.
+fn reference_token() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    tessera_core::crypto::random_bytes::<6>()
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn v1_body(status: StatusCode, code: &str, message: &str) -> Response {
+    v1_body_ref(status, code, message, reference_token())
+}
+
+fn v1_body_ref(status: StatusCode, code: &str, message: &str, reference: String) -> Response {
+    let body = json!({
+        "errorCode": code,
+        "errorType": "ERROR",
+        "arguments": [],
+        "context": {},
+        "message": message,
+        "remediationMessage": "",
+        "causes": [],
+        "nestedErrors": [],
+        "referenceToken": reference,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for V1Error {
+    fn into_response(self) -> Response {
+        match self {
+            V1Error::BadRequest(code, m) => v1_body(StatusCode::BAD_REQUEST, code, &m),
+            V1Error::InvalidCredentials => v1_body(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_CREDENTIALS",
+                "Invalid credentials.",
+            ),
+            V1Error::Unauthorized => {
+                let mut r = v1_body(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "A valid Bearer access token is required.",
+                );
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            V1Error::Forbidden => v1_body(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "The caller's role does not allow this operation.",
+            ),
+            V1Error::NotFound(code, m) => v1_body(StatusCode::NOT_FOUND, code, &m),
+            V1Error::MethodNotAllowed => v1_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "Method not allowed.",
+            ),
+            V1Error::Conflict(code, m) => v1_body(StatusCode::CONFLICT, code, &m),
+            V1Error::PayloadTooLarge => v1_body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "The request body is too large.",
+            ),
+            V1Error::Internal(cause) => {
+                let reference = reference_token();
+                tracing::error!(%reference, %cause, "internal error");
+                v1_body_ref(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_SERVER_ERROR",
+                    "Internal server error.",
+                    reference,
+                )
+            }
+        }
+    }
+}

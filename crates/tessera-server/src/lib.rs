@@ -3,6 +3,7 @@
 //! Only this crate knows HTTP and JSON. Handlers are thin: parse the wire input into core
 //! request types, call the [`tessera_core::service::TokenService`], render the result.
 
+pub mod accounts;
 pub mod admin;
 pub mod config;
 pub mod docs;

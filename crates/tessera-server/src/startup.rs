@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use tessera_core::accounts::{AccountsPolicy, AccountsService, LockoutPolicy};
 use tessera_core::audit::AuditLog;
 use tessera_core::crypto::MasterKey;
 use tessera_core::keys::load_ring;
@@ -143,12 +144,38 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, 
         audit.clone(),
     ));
     let service = Arc::new(
-        TokenService::new(store, ring, clock.clone(), master, policy)
-            .with_audit(audit)
-            .with_metrics(metrics),
+        TokenService::new(
+            store.clone(),
+            ring.clone(),
+            clock.clone(),
+            master.clone(),
+            policy,
+        )
+        .with_audit(audit.clone())
+        .with_metrics(metrics.clone()),
     );
+    let accounts = Arc::new(AccountsService::new(
+        store,
+        ring,
+        clock.clone(),
+        master,
+        AccountsPolicy {
+            alg: config.accounts_signing_alg,
+            lockout: LockoutPolicy {
+                failures: config.lockout_failures,
+                window: config.lockout_window_seconds,
+                lock: config.lockout_seconds,
+                address_failures: config.login_address_failures,
+            },
+            ..AccountsPolicy::default()
+        },
+        service.passwords().clone(),
+        audit,
+        metrics,
+    ));
     Ok(AppState {
         service,
+        accounts,
         maintenance,
         embed_limiter: Arc::new(RateLimiter::new(config.embed_rate_per_minute, clock)),
         config: Arc::new(config),
@@ -210,6 +237,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::routes())
         .merge(crate::oauth2::routes())
         .merge(crate::metrics::routes())
+        .nest("/v1", crate::accounts::routes())
         .fallback(|| async { FabricError::NotFound })
         .method_not_allowed_fallback(|| async { FabricError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
@@ -256,5 +284,6 @@ async fn upkeep(state: AppState) {
             Err(e) => tracing::error!(error = %e, "purge failed"),
         }
         state.embed_limiter.prune();
+        state.accounts.lockout().prune();
     }
 }

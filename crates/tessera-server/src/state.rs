@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tessera_core::accounts::AccountsService;
 use tessera_core::maintenance::Maintenance;
 use tessera_core::service::TokenService;
 
@@ -19,4 +20,6 @@ pub struct AppState {
     pub maintenance: Arc<Maintenance>,
     /// Rate limit of the public embed exchange.
     pub embed_limiter: Arc<RateLimiter>,
+    /// The Accounts API: operator logins and management-plane bearer checks.
+    pub accounts: Arc<AccountsService>,
 }

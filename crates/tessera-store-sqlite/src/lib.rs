@@ -27,6 +27,7 @@ use rows::*;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_lifecycle.sql"),
+    include_str!("../migrations/0003_operators.sql"),
 ];
 
 /// Why the database could not be opened.
@@ -382,15 +383,9 @@ impl Store for SqliteStore {
     async fn get_project(&self, id: ProjectId) -> StoreResult<Project> {
         self.read("get_project", move |c| {
             c.query_row(
-                "SELECT id, name, created_at FROM projects WHERE id = ?1",
+                &format!("SELECT {PROJECT_COLS} FROM projects WHERE id = ?1"),
                 [id.to_string()],
-                |r| {
-                    Ok(Project {
-                        id: ProjectId(uuid_col(r, 0)?),
-                        name: r.get(1)?,
-                        created_at: UnixTime(r.get(2)?),
-                    })
-                },
+                project_row,
             )
         })
         .await
@@ -817,6 +812,11 @@ impl Store for SqliteStore {
                     [before.0],
                 )
                 .map_err(map_err)? as u64;
+            c.execute(
+                "DELETE FROM operator_sessions WHERE expires_at < ?1",
+                [before.0],
+            )
+            .map_err(map_err)?;
             let keys_destroyed = c
                 .execute(
                     "UPDATE keys SET state = 'destroyed', wrapped = x''
@@ -943,19 +943,236 @@ impl Store for SqliteStore {
         &self,
         project: Option<ProjectId>,
         since: UnixTime,
+        offset: u64,
         limit: u32,
     ) -> StoreResult<Vec<AuditEvent>> {
         self.read("audit_events", move |c| {
             let mut st = c.prepare_cached(
                 "SELECT at, project_id, action, actor, subject, detail FROM audit_events
                  WHERE at >= ?1 AND (?2 IS NULL OR project_id = ?2)
-                 ORDER BY seq LIMIT ?3",
+                 ORDER BY seq LIMIT ?3 OFFSET ?4",
             )?;
             let rows = st.query_map(
-                params![since.0, project.map(|p| p.to_string()), limit as i64],
+                params![
+                    since.0,
+                    project.map(|p| p.to_string()),
+                    limit as i64,
+                    offset.min(i64::MAX as u64) as i64
+                ],
                 audit_row,
             )?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn count_audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+    ) -> StoreResult<u64> {
+        self.read("count_audit_events", move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM audit_events WHERE at >= ?1 AND (?2 IS NULL OR project_id = ?2)",
+                params![since.0, project.map(|p| p.to_string())],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        self.read("list_projects", |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {PROJECT_COLS} FROM projects ORDER BY created_at, id"
+            ))?;
+            let rows = st.query_map([], project_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn delete_project(&self, id: ProjectId) -> StoreResult<()> {
+        self.write("delete_project", move |c| {
+            let id = id.to_string();
+            // Families and subscribers carry the project id without a foreign key (they are
+            // on the hot path); resources, addresses, tokens and embeds cascade.
+            c.execute("DELETE FROM families WHERE project_id = ?1", [&id])
+                .map_err(map_err)?;
+            c.execute("DELETE FROM resources WHERE project_id = ?1", [&id])
+                .map_err(map_err)?;
+            let n = c
+                .execute("DELETE FROM projects WHERE id = ?1", [&id])
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_operator(&self, op: Operator) -> StoreResult<()> {
+        self.write("create_operator", move |c| {
+            c.execute(
+                "INSERT INTO operators (id, username, username_key, domain, kind, role,
+                     password_hash, api_key_hash, disabled, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    op.id.to_string(),
+                    op.username,
+                    op.username.to_lowercase(),
+                    op.domain,
+                    op.kind.as_str(),
+                    op.role.as_str(),
+                    op.password_hash,
+                    op.api_key_hash.as_ref().map(|h| &h[..]),
+                    op.disabled,
+                    op.created_at.0
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("username".into()),
+                other => other,
+            })
+        })
+        .await
+    }
+
+    async fn get_operator(&self, id: OperatorId) -> StoreResult<Operator> {
+        self.read("get_operator", move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {OPERATOR_COLS} FROM operators WHERE id = ?1"
+            ))?
+            .query_row([id.to_string()], operator_row)
+        })
+        .await
+    }
+
+    async fn find_operator(&self, username: &str) -> StoreResult<Option<Operator>> {
+        let key = username.to_lowercase();
+        self.read("find_operator", move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {OPERATOR_COLS} FROM operators WHERE username_key = ?1"
+            ))?
+            .query_row([key], operator_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn find_operator_by_key(&self, hash: [u8; 32]) -> StoreResult<Option<Operator>> {
+        self.read("find_operator_by_key", move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {OPERATOR_COLS} FROM operators WHERE api_key_hash = ?1"
+            ))?
+            .query_row([&hash[..]], operator_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_operators(&self) -> StoreResult<Vec<Operator>> {
+        self.read("list_operators", |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {OPERATOR_COLS} FROM operators ORDER BY created_at, id"
+            ))?;
+            let rows = st.query_map([], operator_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn update_operator(&self, id: OperatorId, patch: OperatorPatch) -> StoreResult<Operator> {
+        self.write("update_operator", move |c| {
+            let id = id.to_string();
+            let n = c
+                .execute(
+                    "UPDATE operators SET disabled = COALESCE(?2, disabled), role = COALESCE(?3, role)
+                     WHERE id = ?1",
+                    params![id, patch.disabled, patch.role.map(Role::as_str)],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            if patch.disabled == Some(true) {
+                c.execute("DELETE FROM operator_sessions WHERE operator_id = ?1", [&id])
+                    .map_err(map_err)?;
+            }
+            c.query_row(
+                &format!("SELECT {OPERATOR_COLS} FROM operators WHERE id = ?1"),
+                [&id],
+                operator_row,
+            )
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn set_operator_password(&self, id: OperatorId, hash: String) -> StoreResult<()> {
+        self.write("set_operator_password", move |c| {
+            c.execute(
+                "UPDATE operators SET password_hash = ?2 WHERE id = ?1",
+                params![id.to_string(), hash],
+            )
+            .map(|_| ())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_operator(&self, id: OperatorId) -> StoreResult<()> {
+        self.write("delete_operator", move |c| {
+            let n = c
+                .execute("DELETE FROM operators WHERE id = ?1", [id.to_string()])
+                .map_err(map_err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_operator_session(&self, s: OperatorSession) -> StoreResult<()> {
+        self.write("create_operator_session", move |c| {
+            c.prepare_cached(
+                "INSERT INTO operator_sessions (hash, operator_id, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    &s.hash[..],
+                    s.operator_id.to_string(),
+                    s.created_at.0,
+                    s.expires_at.0
+                ])
+            })
+            .map(|_| ())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn find_operator_session(&self, hash: [u8; 32]) -> StoreResult<Option<OperatorSession>> {
+        self.read("find_operator_session", move |c| {
+            c.prepare_cached(
+                "SELECT hash, operator_id, created_at, expires_at FROM operator_sessions WHERE hash = ?1",
+            )?
+            .query_row([&hash[..]], operator_session_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn delete_operator_session(&self, hash: [u8; 32]) -> StoreResult<()> {
+        self.write("delete_operator_session", move |c| {
+            c.execute("DELETE FROM operator_sessions WHERE hash = ?1", [&hash[..]])
+                .map(|_| ())
+                .map_err(map_err)
         })
         .await
     }

@@ -42,6 +42,48 @@ pub(crate) fn api_token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
     })
 }
 
+pub(crate) const PROJECT_COLS: &str = "id, name, created_at";
+
+pub(crate) fn project_row(r: &Row<'_>) -> rusqlite::Result<Project> {
+    Ok(Project {
+        id: ProjectId(uuid_col(r, 0)?),
+        name: r.get(1)?,
+        created_at: UnixTime(r.get(2)?),
+    })
+}
+
+pub(crate) const OPERATOR_COLS: &str =
+    "id, username, domain, kind, role, password_hash, api_key_hash, disabled, created_at";
+
+pub(crate) fn operator_row(r: &Row<'_>) -> rusqlite::Result<Operator> {
+    let kind: String = r.get(3)?;
+    let role: String = r.get(4)?;
+    let key: Option<Vec<u8>> = r.get(6)?;
+    Ok(Operator {
+        id: OperatorId(uuid_col(r, 0)?),
+        username: r.get(1)?,
+        domain: r.get(2)?,
+        kind: OperatorKind::parse(&kind).ok_or_else(|| bad(3, "operator kind"))?,
+        role: Role::parse(&role).ok_or_else(|| bad(4, "role"))?,
+        password_hash: r.get(5)?,
+        api_key_hash: match key {
+            Some(k) => Some(k.try_into().map_err(|_| bad(6, "hash"))?),
+            None => None,
+        },
+        disabled: r.get(7)?,
+        created_at: UnixTime(r.get(8)?),
+    })
+}
+
+pub(crate) fn operator_session_row(r: &Row<'_>) -> rusqlite::Result<OperatorSession> {
+    Ok(OperatorSession {
+        hash: hash_col(r, 0)?,
+        operator_id: OperatorId(uuid_col(r, 1)?),
+        created_at: UnixTime(r.get(2)?),
+        expires_at: UnixTime(r.get(3)?),
+    })
+}
+
 pub(crate) fn key_row(r: &Row<'_>) -> rusqlite::Result<StoredKey> {
     let purpose: String = r.get(1)?;
     let state: String = r.get(2)?;

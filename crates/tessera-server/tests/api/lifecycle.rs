@@ -328,7 +328,7 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
         events = app
             .admin
             .store
-            .audit_events(Some(pid), tessera_core::UnixTime(0), 100)
+            .audit_events(Some(pid), tessera_core::UnixTime(0), 0, 100)
             .await
             .unwrap();
         if events.len() >= 9 {

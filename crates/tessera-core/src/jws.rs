@@ -1,0 +1,335 @@
+//! Accounts API access tokens: compact JWS with the claims of the original (accounts-api.md §5).
+//!
+//! HS256 by default, as the original signs; EdDSA (Ed25519) when resource servers should verify
+//! with a published public key. Both take their 32 bytes of material from the `signing` purpose
+//! of the [`KeyRing`], so these keys rotate, retire and are destroyed like the Fabric keys.
+//!
+//! Verification pins everything before any crypto runs: the header must be exactly
+//! `{"alg", "kid"}` (plus an optional `"typ": "JWT"`), `alg` must be the configured algorithm,
+//! and `kid` selects only among signing keys.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::{Signer, Verifier};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::clock::UnixTime;
+use crate::token::{KeyRing, MAX_TOKEN_LEN};
+
+/// The issuer every Accounts token carries (the original's value).
+pub const ISSUER: &str = "vcf-auth";
+/// The audience every Accounts token carries (the original's value).
+pub const AUDIENCE: &str = "sddc-services";
+
+/// How Accounts tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SigningAlg {
+    /// HMAC-SHA256 with a secret key, as the original; nothing to publish.
+    #[default]
+    Hs256,
+    /// Ed25519; public keys are published as a JWKS.
+    EdDsa,
+}
+
+impl SigningAlg {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Hs256 => "HS256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+
+    /// Parses [`SigningAlg::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "HS256" => Some(SigningAlg::Hs256),
+            "EdDSA" => Some(SigningAlg::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// A signing key's two uses of its material, prepared once when the key is loaded.
+pub struct SigningKey {
+    hmac: Hmac<Sha256>,
+    ed: ed25519_dalek::SigningKey,
+}
+
+impl SigningKey {
+    /// Prepares `material` for both algorithms.
+    pub(crate) fn new(material: &[u8; 32]) -> Self {
+        SigningKey {
+            hmac: Hmac::<Sha256>::new_from_slice(material).expect("HMAC takes any key length"),
+            ed: ed25519_dalek::SigningKey::from_bytes(material),
+        }
+    }
+
+    fn sign(&self, alg: SigningAlg, input: &[u8]) -> Vec<u8> {
+        match alg {
+            SigningAlg::Hs256 => {
+                let mut mac = self.hmac.clone();
+                mac.update(input);
+                mac.finalize().into_bytes().to_vec()
+            }
+            SigningAlg::EdDsa => self.ed.sign(input).to_bytes().to_vec(),
+        }
+    }
+
+    fn verify(&self, alg: SigningAlg, input: &[u8], sig: &[u8]) -> bool {
+        match alg {
+            SigningAlg::Hs256 => {
+                let mut mac = self.hmac.clone();
+                mac.update(input);
+                // Constant-time comparison.
+                mac.verify_slice(sig).is_ok()
+            }
+            SigningAlg::EdDsa => match ed25519_dalek::Signature::from_slice(sig) {
+                Ok(s) => self.ed.verifying_key().verify(input, &s).is_ok(),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// The claims of an Accounts access token, named as the original names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsClaims {
+    /// Token id.
+    pub jti: String,
+    /// Always [`ISSUER`].
+    pub iss: String,
+    /// Always [`AUDIENCE`].
+    pub aud: String,
+    /// The operator's username.
+    pub sub: String,
+    /// The operator's username (again, as the original).
+    pub user: String,
+    /// The operator's username (again, as the original).
+    pub name: String,
+    /// Permission strings of the operator's role.
+    pub scope: Vec<String>,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Not before (= `iat`).
+    pub nbf: i64,
+    /// Expiry (Unix seconds).
+    pub exp: i64,
+}
+
+#[derive(Serialize)]
+struct HeaderOut<'a> {
+    alg: &'a str,
+    kid: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderIn<'a> {
+    alg: &'a str,
+    kid: &'a str,
+    #[serde(default)]
+    typ: Option<&'a str>,
+}
+
+/// Why a JWS was not accepted (deliberately coarse: callers answer 401 for all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwsError {
+    /// Not a well-formed compact JWS of the expected profile.
+    #[error("malformed token")]
+    Malformed,
+    /// Unknown key, or the signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Outside its validity period (or not ours: wrong issuer or audience).
+    #[error("expired or not yet valid")]
+    Expired,
+    /// There is no active signing key.
+    #[error("no active signing key")]
+    NoKey,
+}
+
+/// Signs `claims` with the active signing key.
+pub fn sign(ring: &KeyRing, alg: SigningAlg, claims: &AccountsClaims) -> Result<String, JwsError> {
+    let payload = serde_json::to_vec(claims).map_err(|_| JwsError::Malformed)?;
+    ring.with_signing_key(None, |kid, key| {
+        let header = serde_json::to_vec(&HeaderOut {
+            alg: alg.as_str(),
+            kid,
+        })
+        .expect("a header always serializes");
+        let mut out = URL_SAFE_NO_PAD.encode(header);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+        let sig = key.sign(alg, out.as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
+        out
+    })
+    .ok_or(JwsError::NoKey)
+}
+
+/// Verifies a token: profile, key, signature, issuer, audience and validity period (with
+/// `leeway` seconds of clock skew).
+pub fn verify(
+    ring: &KeyRing,
+    alg: SigningAlg,
+    token: &str,
+    now: UnixTime,
+    leeway: i64,
+) -> Result<AccountsClaims, JwsError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(JwsError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwsError::Malformed);
+    };
+    let header = URL_SAFE_NO_PAD.decode(h).map_err(|_| JwsError::Malformed)?;
+    let header: HeaderIn = serde_json::from_slice(&header).map_err(|_| JwsError::Malformed)?;
+    if header.alg != alg.as_str() || header.typ.is_some_and(|t| t != "JWT") {
+        return Err(JwsError::Malformed);
+    }
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwsError::Malformed)?;
+    let input = &token.as_bytes()[..h.len() + 1 + p.len()];
+    let good = ring
+        .with_signing_key(Some(header.kid), |_, key| key.verify(alg, input, &sig))
+        .unwrap_or(false);
+    if !good {
+        return Err(JwsError::BadSignature);
+    }
+    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| JwsError::Malformed)?;
+    let claims: AccountsClaims =
+        serde_json::from_slice(&payload).map_err(|_| JwsError::Malformed)?;
+    if claims.iss != ISSUER
+        || claims.aud != AUDIENCE
+        || now.0 >= claims.exp.saturating_add(leeway)
+        || now.0.saturating_add(leeway) < claims.nbf
+    {
+        return Err(JwsError::Expired);
+    }
+    Ok(claims)
+}
+
+/// The public keys as a JWKS (`{"keys": [...]}`): Ed25519 keys for EdDSA, nothing for HS256
+/// (a shared secret is never published).
+pub fn jwks(ring: &KeyRing, alg: SigningAlg) -> serde_json::Value {
+    let keys: Vec<serde_json::Value> = match alg {
+        SigningAlg::Hs256 => Vec::new(),
+        SigningAlg::EdDsa => ring.signing_keys(|kid, key| {
+            serde_json::json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(key.ed.verifying_key().as_bytes()),
+            })
+        }),
+    };
+    serde_json::json!({ "keys": keys })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{KeyMaterial, KeyPurpose, KeyState};
+
+    fn ring(kid: &str, byte: u8) -> KeyRing {
+        KeyRing::new([KeyMaterial {
+            kid: kid.into(),
+            purpose: KeyPurpose::Signing,
+            state: KeyState::Active,
+            material: [byte; 32],
+        }])
+    }
+
+    fn claims() -> AccountsClaims {
+        AccountsClaims {
+            jti: "j".into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: "admin@local".into(),
+            user: "admin@local".into(),
+            name: "admin@local".into(),
+            scope: vec!["USER_READ".into()],
+            iat: 100,
+            nbf: 100,
+            exp: 3700,
+        }
+    }
+
+    #[test]
+    fn both_algorithms_round_trip_and_reject_tampering() {
+        for alg in [SigningAlg::Hs256, SigningAlg::EdDsa] {
+            let r = ring("s-1", 7);
+            let t = sign(&r, alg, &claims()).unwrap();
+            assert!(t.starts_with("eyJ"));
+            assert_eq!(verify(&r, alg, &t, UnixTime(200), 0).unwrap(), claims());
+            // Every single-bit flip is rejected.
+            for i in 0..t.len() {
+                for bit in 0..8 {
+                    let mut b = t.as_bytes().to_vec();
+                    b[i] ^= 1 << bit;
+                    if let Ok(s) = std::str::from_utf8(&b) {
+                        assert!(
+                            verify(&r, alg, s, UnixTime(200), 0).is_err(),
+                            "{alg:?} {i} {bit}"
+                        );
+                    }
+                }
+            }
+            // Another key, another algorithm, expiry and not-before.
+            assert_eq!(
+                verify(&ring("s-1", 8), alg, &t, UnixTime(200), 0),
+                Err(JwsError::BadSignature)
+            );
+            let other = if alg == SigningAlg::Hs256 {
+                SigningAlg::EdDsa
+            } else {
+                SigningAlg::Hs256
+            };
+            assert_eq!(
+                verify(&r, other, &t, UnixTime(200), 0),
+                Err(JwsError::Malformed)
+            );
+            assert_eq!(
+                verify(&r, alg, &t, UnixTime(3700), 0),
+                Err(JwsError::Expired)
+            );
+            assert_eq!(verify(&r, alg, &t, UnixTime(50), 0), Err(JwsError::Expired));
+        }
+    }
+
+    #[test]
+    fn alg_none_and_unknown_header_members_are_refused() {
+        let r = ring("s-1", 7);
+        let t = sign(&r, SigningAlg::Hs256, &claims()).unwrap();
+        let (_, rest) = t.split_once('.').unwrap();
+        for header in [
+            r#"{"alg":"none","kid":"s-1"}"#,
+            r#"{"alg":"HS256","kid":"s-1","jku":"http://x"}"#,
+            r#"{"alg":"HS256","kid":"s-2"}"#,
+            r#"{"alg":"HS256"}"#,
+        ] {
+            let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header));
+            assert!(
+                verify(&r, SigningAlg::Hs256, &forged, UnixTime(200), 0).is_err(),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn jwks_publishes_ed25519_keys_only() {
+        let r = ring("s-1", 7);
+        assert_eq!(jwks(&r, SigningAlg::Hs256), serde_json::json!({"keys": []}));
+        let j = jwks(&r, SigningAlg::EdDsa);
+        assert_eq!(j["keys"][0]["kid"], "s-1");
+        assert_eq!(j["keys"][0]["crv"], "Ed25519");
+    }
+}

@@ -1,0 +1,259 @@
+//! The Accounts dialect (accounts-api.md): the VCF SDDC Manager token family under `/v1/tokens`
+//! and, behind its Bearer tokens, Tessera's management plane (`manage.rs`).
+//!
+//! The token endpoints are deliberately lenient about what clients put on the wire (§9, §10):
+//! any `Authorization` header is ignored, `Content-Type` is not enforced (so duplicated or
+//! missing headers are fine), unknown fields are ignored, and a refresh id may arrive quoted,
+//! bare or wrapped in an object. Every error is the JSON `Error` object with a `message`.
+
+mod manage;
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tessera_core::accounts::is_refresh_id;
+use tessera_core::model::{Operator, Role};
+use tessera_core::Secret;
+
+use crate::error::V1Error;
+use crate::state::AppState;
+
+/// The `/v1` routes (nested under `/v1` by the router).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tokens", post(create_token))
+        .route("/tokens/access-token/refresh", patch(refresh))
+        .route("/tokens/refresh-token", axum::routing::delete(invalidate))
+        .route("/tokens/jwks", get(jwks))
+        .merge(manage::routes())
+        .fallback(|| async { V1Error::NotFound("NOT_FOUND", "No such endpoint.".into()) })
+        .method_not_allowed_fallback(|| async { V1Error::MethodNotAllowed })
+}
+
+/// A raw body, with the size limit answered in the dialect's format.
+pub(crate) struct V1Bytes(pub Bytes);
+
+impl FromRequest<AppState> for V1Bytes {
+    type Rejection = V1Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(V1Bytes)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    V1Error::PayloadTooLarge
+                } else {
+                    V1Error::BadRequest("MALFORMED_REQUEST_BODY", "The body cannot be read.".into())
+                }
+            })
+    }
+}
+
+/// A JSON body of any shape; `None` when empty.
+pub(crate) struct V1Json(pub Option<Value>);
+
+impl FromRequest<AppState> for V1Json {
+    type Rejection = V1Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let V1Bytes(bytes) = V1Bytes::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(V1Json(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| V1Json(Some(v)))
+            .map_err(|_| malformed("The request body is not valid JSON."))
+    }
+}
+
+pub(crate) fn malformed(message: &str) -> V1Error {
+    V1Error::BadRequest("MALFORMED_REQUEST_BODY", message.into())
+}
+
+/// The operator behind a valid `Authorization: Bearer` access token.
+pub(crate) struct Caller(pub Operator);
+
+impl Caller {
+    /// Refuses (403) unless the caller's role is at least `role`.
+    pub(crate) fn require(&self, role: Role) -> Result<&Operator, V1Error> {
+        if self.0.role >= role {
+            Ok(&self.0)
+        } else {
+            Err(V1Error::Forbidden)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = V1Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .ok_or(V1Error::Unauthorized)?;
+        Ok(Caller(state.accounts.authenticate(token).await?))
+    }
+}
+
+/// An optional string member: absent or null is `None`; another type is malformed.
+fn opt_string(m: &Map<String, Value>, key: &str) -> Result<Option<String>, V1Error> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(malformed(&format!("{key} must be a string."))),
+    }
+}
+
+/// `POST /v1/tokens`: username + password, or an API key (which takes precedence, A6).
+async fn create_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    V1Json(body): V1Json,
+) -> Result<impl IntoResponse, V1Error> {
+    let spec = match body {
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(malformed("The body must be a TokenCreationSpec object.")),
+        None => Map::new(),
+    };
+    let api_key = opt_string(&spec, "apiKey")?.filter(|k| !k.is_empty());
+    let id_token = opt_string(&spec, "idToken")?.filter(|t| !t.is_empty());
+    let username = opt_string(&spec, "username")?.filter(|u| !u.is_empty());
+    let password = opt_string(&spec, "password")?.filter(|p| !p.is_empty());
+    let addr = peer.ip();
+    let tokens = if let Some(key) = api_key {
+        state.accounts.login_api_key(Secret::new(key), addr).await?
+    } else if id_token.is_some() {
+        // There is no SSO here to check an id token against: it can never be valid.
+        return Err(V1Error::InvalidCredentials);
+    } else {
+        match (username, password) {
+            (Some(u), Some(p)) => {
+                state
+                    .accounts
+                    .login_password(&u, Secret::new(p), addr)
+                    .await?
+            }
+            (u, p) => {
+                let missing: Vec<&str> = [("username", u.is_none()), ("password", p.is_none())]
+                    .into_iter()
+                    .filter_map(|(name, absent)| absent.then_some(name))
+                    .collect();
+                return Err(V1Error::BadRequest(
+                    "TOKEN_SPEC_INVALID",
+                    format!(
+                        "Provide username and password, or apiKey (missing: {}).",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        }
+    };
+    // 200, not 201: the original answers 200, and older Terraform providers panic on 201 (A1).
+    Ok(Json(json!({
+        "accessToken": tokens.access.expose(),
+        "refreshToken": { "id": tokens.refresh_id.expose() },
+    })))
+}
+
+/// Reads a refresh id sent as a JSON string, a bare id (trimmed), or `{"id": …}` (A3).
+/// `Ok(None)` for an empty body.
+fn refresh_id(body: &[u8]) -> Result<Option<String>, V1Error> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| malformed("The refresh token id must be text."))?
+        .trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let id = match text.as_bytes()[0] {
+        b'"' => serde_json::from_str::<String>(text)
+            .map_err(|_| malformed("The refresh token id is not a valid JSON string."))?,
+        b'{' => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(m)) => opt_string(&m, "id")?.unwrap_or_default(),
+            _ => return Err(malformed("The body is not valid JSON.")),
+        },
+        _ => text.to_string(),
+    };
+    let id = id.trim().to_string();
+    Ok((!id.is_empty()).then_some(id))
+}
+
+fn required_refresh_id(body: &[u8]) -> Result<String, V1Error> {
+    refresh_id(body)?.ok_or_else(|| {
+        V1Error::BadRequest(
+            "REFRESH_TOKEN_REQUIRED",
+            "The refresh token id is required.".into(),
+        )
+    })
+}
+
+/// `PATCH /v1/tokens/access-token/refresh` → 200 with the new access token as a JSON string.
+async fn refresh(
+    State(state): State<AppState>,
+    V1Bytes(body): V1Bytes,
+) -> Result<impl IntoResponse, V1Error> {
+    let id = required_refresh_id(&body)?;
+    let access = state.accounts.refresh(&id).await?;
+    Ok(Json(Value::String(access.into_inner())))
+}
+
+/// `DELETE /v1/tokens/refresh-token` → 204 for any well-formed id, known or not (A11).
+async fn invalidate(
+    State(state): State<AppState>,
+    V1Bytes(body): V1Bytes,
+) -> Result<impl IntoResponse, V1Error> {
+    let id = required_refresh_id(&body)?;
+    if !is_refresh_id(&id) {
+        return Err(malformed("The refresh token id is not well formed."));
+    }
+    state.accounts.invalidate(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/tokens/jwks`: the public keys resource servers verify EdDSA tokens with.
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.accounts.jwks())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_ids_are_read_in_every_client_encoding() {
+        let id = "3c6b0e2a-1111-2222-3333-44445555b911";
+        for body in [
+            format!("\"{id}\""),
+            format!("\"{id}\"\n"),
+            id.to_string(),
+            format!("  {id}\r\n"),
+            format!("{{\"id\":\"{id}\"}}"),
+        ] {
+            assert_eq!(
+                refresh_id(body.as_bytes()).unwrap().as_deref(),
+                Some(id),
+                "{body}"
+            );
+        }
+        assert_eq!(refresh_id(b"  ").unwrap(), None);
+        assert_eq!(refresh_id(b"\"\"").unwrap(), None);
+        assert!(refresh_id(b"\"unterminated").is_err());
+        assert!(refresh_id(b"{\"id\": 5}").is_err());
+    }
+}
