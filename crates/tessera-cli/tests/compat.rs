@@ -101,3 +101,8 @@ fn run_suite(script: &str, module: &str) {
 fn signalwire_sdk_against_a_real_server() {
     run_suite("test_fabric_sdk.py", "signalwire.rest");
 }
+
+#[test]
+fn vmware_sdk_against_a_real_server() {
+    run_suite("test_accounts_sdk.py", "vmware.sddc_manager.v1_client");
+}

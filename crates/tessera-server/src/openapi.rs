@@ -14,9 +14,9 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
-use tessera_core::model::ResourceKind;
+use tessera_core::model::{ResourceKind, Role};
 use tessera_core::service::{MAX_ALLOWED_ADDRESSES, SCOPE_SAT_REFRESH};
-use tessera_core::token::PrincipalKind;
+use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
 
 use crate::state::AppState;
 
@@ -29,6 +29,8 @@ pub enum Method {
     Post,
     /// `PUT`.
     Put,
+    /// `PATCH`.
+    Patch,
     /// `DELETE`.
     Delete,
 }
@@ -40,6 +42,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Patch => "PATCH",
             Method::Delete => "DELETE",
         }
     }
@@ -50,6 +53,7 @@ impl Method {
             Method::Get => "get",
             Method::Post => "post",
             Method::Put => "put",
+            Method::Patch => "patch",
             Method::Delete => "delete",
         }
     }
@@ -62,6 +66,9 @@ pub enum Auth {
     Basic,
     /// `Authorization: Bearer` with a subscriber's access token (SAT).
     Bearer,
+    /// `Authorization: Bearer` with an Accounts API access token (a compact JWS from
+    /// `POST /v1/tokens`); the account's role decides which operations it may call.
+    AccountsBearer,
     /// No credentials (any `Authorization` header is ignored).
     None,
 }
@@ -195,6 +202,21 @@ pub const TAGS: &[(&str, &str)] = &[
         "Token introspection (RFC 7662) and revocation (RFC 7009) for resource servers and \
          project backends.",
     ),
+    (
+        "Accounts",
+        "The Accounts API's login, compatible with VMware Cloud Foundation SDDC Manager's \
+         `/v1/tokens`: an account's name and password, or a service account's API key, buy a \
+         one-hour access token (a compact JWS) and a refresh id. Public. Every error under \
+         `/v1` is an `AccountsError`.",
+    ),
+    (
+        "Management",
+        "The management plane under `/v1`: accounts, roles, Fabric projects and their API \
+         tokens, keys and the audit log. Every operation needs an Accounts access token \
+         (`Authorization: Bearer`), and its description names the least role it needs: VIEWER \
+         may call every GET, OPERATOR also manages projects and their API tokens, ADMIN also \
+         users and keys. Lists are pages (`elements` and `pageMetadata`).",
+    ),
     ("Service", "Health and this documentation."),
 ];
 
@@ -260,14 +282,6 @@ const E413: Reply = err(
     413,
     "The body exceeds the configured limit (`--body-limit`, 64 KiB by default).",
 );
-/// The OAuth 2.0 endpoints read their body as raw bytes, so an over-long body gets axum's own
-/// plain-text rejection rather than the Fabric error body.
-const E413_PLAIN: Reply = Reply {
-    status: 413,
-    description: "The body exceeds the configured limit (`--body-limit`, 64 KiB by default).",
-    body: Some(("text/plain; charset=utf-8", Schema::Inline(string))),
-    headers: &[],
-};
 const E500: Reply = err(
     500,
     "An internal error; it is logged with a reference id and the body says nothing more.",
@@ -277,16 +291,22 @@ const E422_LIST: Reply = invalid(
      `page_token` malformed (`page_token_is_invalid`) or missing when `page_number` > 0 \
      (`page_token_required`).",
 );
-const NO_CONTENT: Reply = Reply {
-    status: 204,
-    description: "Deleted.",
-    body: None,
-    headers: &[],
-};
+/// A 204 with an empty body.
+const fn empty(description: &'static str) -> Reply {
+    Reply {
+        status: 204,
+        description,
+        body: None,
+        headers: &[],
+    }
+}
+
+const NO_CONTENT: Reply = empty("Deleted.");
 
 const BASIC: &[Auth] = &[Auth::Basic];
 const BASIC_OR_BEARER: &[Auth] = &[Auth::Basic, Auth::Bearer];
 const PUBLIC: &[Auth] = &[Auth::None];
+const ACCOUNTS: &[Auth] = &[Auth::AccountsBearer];
 
 const PAGE_SIZE: Param = Param {
     name: "page_size",
@@ -331,6 +351,92 @@ const ADDRESS_ID: Param = Param {
     name: "id",
     location: Location::Path,
     description: "Address id.",
+    schema: Schema::Inline(uuid),
+};
+
+// ---- Reusable pieces of the Accounts API (/v1) ----------------------------------------------
+
+/// An Accounts API error: every 4xx and 5xx under `/v1` is an `AccountsError`.
+const fn v1_err(status: u16, description: &'static str) -> Reply {
+    Reply {
+        status,
+        description,
+        body: Some((JSON, Schema::Ref("AccountsError"))),
+        headers: &[],
+    }
+}
+
+const V1_400: Reply = v1_err(
+    400,
+    "Bad input (`INVALID_REQUEST`), or a body that is not JSON or has a member of the wrong \
+     type (`MALFORMED_REQUEST_BODY`).",
+);
+const V1_400_PAGING: Reply = v1_err(
+    400,
+    "`pageNumber` not a non-negative integer, `pageSize` outside 1–1000, or a query string \
+     that cannot be decoded (`INVALID_REQUEST`).",
+);
+const V1_401: Reply = Reply {
+    status: 401,
+    description: "The bearer access token is missing, invalid or expired, or its user is \
+                  disabled or deleted (`Unauthorized`).",
+    body: Some((JSON, Schema::Ref("AccountsError"))),
+    headers: &[ReplyHeader {
+        name: "WWW-Authenticate",
+        description: "`Bearer`.",
+        schema: Schema::Inline(string),
+    }],
+};
+const V1_403: Reply = v1_err(403, "The caller's role is too weak (`Forbidden`).");
+const V1_404: Reply = v1_err(404, "No such record (`NOT_FOUND`).");
+const V1_413: Reply = v1_err(
+    413,
+    "The body exceeds the configured limit (`--body-limit`, 64 KiB by default; \
+     `PAYLOAD_TOO_LARGE`).",
+);
+const V1_500: Reply = v1_err(
+    500,
+    "An internal error (`INTERNAL_SERVER_ERROR`), logged with the body's `referenceToken`; \
+     the body says nothing more.",
+);
+
+/// The refresh id, as `PATCH /v1/tokens/access-token/refresh` and
+/// `DELETE /v1/tokens/refresh-token` read it whatever the `Content-Type`.
+const REFRESH_ID_BODY: Option<RequestBody> = Some(RequestBody {
+    media: &[JSON, "*/*"],
+    schema: Schema::Ref("RefreshTokenIdBody"),
+});
+
+const V1_PAGE_NUMBER: Param = Param {
+    name: "pageNumber",
+    location: Location::Query,
+    description: "Zero-based page number; 0 by default.",
+    schema: Schema::Inline(v1_page_number_schema),
+};
+const V1_PAGE_SIZE: Param = Param {
+    name: "pageSize",
+    location: Location::Query,
+    description: "Elements per page, 1 to 1000; 100 by default.",
+    schema: Schema::Inline(v1_page_size_schema),
+};
+const V1_PAGING: &[Param] = &[V1_PAGE_NUMBER, V1_PAGE_SIZE];
+
+const USER_ID: Param = Param {
+    name: "id",
+    location: Location::Path,
+    description: "User id.",
+    schema: Schema::Inline(uuid),
+};
+const PROJECT_ID: Param = Param {
+    name: "id",
+    location: Location::Path,
+    description: "Project id (also the Fabric API's Basic user name).",
+    schema: Schema::Inline(uuid),
+};
+const API_TOKEN_ID: Param = Param {
+    name: "tokenId",
+    location: Location::Path,
+    description: "API token record id (not the secret).",
     schema: Schema::Inline(uuid),
 };
 
@@ -906,7 +1012,7 @@ pub static OPERATIONS: &[Operation] = &[
                 Schema::Ref("IntrospectionResponse"),
             ),
             E401,
-            E413_PLAIN,
+            E413,
             E500,
         ],
     },
@@ -933,8 +1039,448 @@ pub static OPERATIONS: &[Operation] = &[
                 headers: &[],
             },
             E401,
-            E413_PLAIN,
+            E413,
             E500,
+        ],
+    },
+    // ==== Accounts API (/v1) =================================================================
+    // An SDDC Manager-compatible login (tag "Accounts", public) and the management plane (tag
+    // "Management", Accounts bearer token and a role). Every error is an `AccountsError`.
+    // ---- Accounts
+    Operation {
+        method: Method::Post,
+        path: "/v1/tokens",
+        id: "createAccessToken",
+        summary: "Log in: create an access token and a refresh id",
+        description: "Public: any `Authorization` header is ignored. Takes an `apiKey` (a \
+                      SERVICE user's) or a `username` and `password`; `apiKey` wins when both \
+                      are sent. Five failed logins for one account from one client address \
+                      within 180 s lock that pair for 900 s, answered like wrong credentials; \
+                      other addresses can still log in, and a per-address failure limit stops \
+                      guessing across accounts.",
+        tag: "Accounts",
+        auth: PUBLIC,
+        params: &[],
+        request: json_body("TokenCreationSpec"),
+        responses: &[
+            ok(
+                200,
+                "The access token and the refresh id.",
+                Schema::Ref("AccountsTokenPair"),
+            ),
+            v1_err(
+                400,
+                "No usable credentials (`TOKEN_SPEC_INVALID`), or a body that is not JSON or \
+                 has a member of the wrong type (`MALFORMED_REQUEST_BODY`).",
+            ),
+            v1_err(
+                401,
+                "Wrong or unknown credentials, or a disabled or locked account, all answered \
+                 alike (`INVALID_CREDENTIALS`).",
+            ),
+            V1_413,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Patch,
+        path: "/v1/tokens/access-token/refresh",
+        id: "refreshAccessToken",
+        summary: "Refresh an access token",
+        description: "Public. Mints a new access token from a refresh id. The refresh id is not \
+                      rotated: it can be used again until 24 h after the login that issued it, \
+                      unless it is invalidated first.",
+        tag: "Accounts",
+        auth: PUBLIC,
+        params: &[],
+        request: REFRESH_ID_BODY,
+        responses: &[
+            ok(
+                200,
+                "The new access token, as a JSON string.",
+                Schema::Inline(access_token),
+            ),
+            v1_err(
+                400,
+                "No refresh id (`REFRESH_TOKEN_REQUIRED`), or a body that starts like JSON but \
+                 is not a JSON string or an object with a string `id` \
+                 (`MALFORMED_REQUEST_BODY`).",
+            ),
+            v1_err(
+                404,
+                "The refresh id is unknown, expired or invalidated \
+                 (`REFRESH_TOKEN_NOT_FOUND`).",
+            ),
+            V1_413,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Delete,
+        path: "/v1/tokens/refresh-token",
+        id: "invalidateRefreshToken",
+        summary: "Invalidate a refresh id (log out)",
+        description: "Public. The refresh id mints no more access tokens; access tokens it has \
+                      already minted stay valid until they expire.",
+        tag: "Accounts",
+        auth: PUBLIC,
+        params: &[],
+        request: REFRESH_ID_BODY,
+        responses: &[
+            empty("Invalidated; an unknown refresh id is answered 204 too."),
+            v1_err(
+                400,
+                "No refresh id (`REFRESH_TOKEN_REQUIRED`), or one not shaped like a refresh id \
+                 (`MALFORMED_REQUEST_BODY`).",
+            ),
+            V1_413,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Get,
+        path: "/v1/tokens/jwks",
+        id: "getAccessTokenKeys",
+        summary: "The public keys that verify access tokens (JWKS)",
+        description: "Public. The Ed25519 keys that verify EdDSA-signed access tokens, for \
+                      services that verify them themselves. Empty when the server signs with \
+                      HS256, whose secret is never published.",
+        tag: "Accounts",
+        auth: PUBLIC,
+        params: &[],
+        request: None,
+        responses: &[ok(200, "The key set.", Schema::Ref("JWKS"))],
+    },
+    // ---- Management
+    Operation {
+        method: Method::Get,
+        path: "/v1/roles",
+        id: "listRoles",
+        summary: "List roles",
+        description: "Role: VIEWER or above. ADMIN, OPERATOR and VIEWER; each may do all that \
+                      the next may.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: V1_PAGING,
+        request: None,
+        responses: &[
+            ok(200, "A page of roles.", Schema::Ref("RolePage")),
+            V1_400_PAGING,
+            V1_401,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Get,
+        path: "/v1/users",
+        id: "listUsers",
+        summary: "List users",
+        description: "Role: VIEWER or above. API keys are never listed.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: V1_PAGING,
+        request: None,
+        responses: &[
+            ok(200, "A page of users.", Schema::Ref("UserPage")),
+            V1_400_PAGING,
+            V1_401,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Post,
+        path: "/v1/users",
+        id: "createUsers",
+        summary: "Create users",
+        description: "Role: ADMIN. One to 100 users; every element is checked before any user \
+                      is created. A USER logs in with its name and `password`, which it \
+                      therefore needs; a SERVICE user takes no password and logs in with the \
+                      `apiKey` of its element in this reply, the only place it is ever shown \
+                      (Tessera keeps only a hash, so unlike SDDC Manager it cannot show it \
+                      again).",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[],
+        request: Some(RequestBody {
+            media: JSON_ONLY,
+            schema: Schema::Inline(user_create_array),
+        }),
+        responses: &[
+            ok(
+                201,
+                "A page of the new users.",
+                Schema::Ref("UserCreatedPage"),
+            ),
+            V1_400,
+            V1_401,
+            V1_403,
+            v1_err(
+                409,
+                "A user of that name exists already (`USER_ALREADY_EXISTS`).",
+            ),
+            V1_413,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Patch,
+        path: "/v1/users/{id}",
+        id: "updateUser",
+        summary: "Disable, enable or change the role of a user",
+        description: "Role: ADMIN. Only the members sent change. Disabling a user invalidates \
+                      its refresh ids at once, and its access tokens stop working at their next \
+                      use. An administrator cannot disable or demote itself (400).",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[USER_ID],
+        request: json_body("UserPatch"),
+        responses: &[
+            ok(200, "The updated user.", Schema::Ref("User")),
+            V1_400,
+            V1_401,
+            V1_403,
+            V1_413,
+            V1_404,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Delete,
+        path: "/v1/users/{id}",
+        id: "deleteUser",
+        summary: "Delete a user",
+        description: "Role: ADMIN. Also invalidates the user's refresh ids. An administrator \
+                      cannot delete itself (400).",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[USER_ID],
+        request: None,
+        responses: &[
+            NO_CONTENT,
+            v1_err(
+                400,
+                "The caller tried to delete itself (`INVALID_REQUEST`).",
+            ),
+            V1_401,
+            V1_403,
+            V1_404,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Get,
+        path: "/v1/projects",
+        id: "listProjects",
+        summary: "List Fabric projects",
+        description: "Role: VIEWER or above.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: V1_PAGING,
+        request: None,
+        responses: &[
+            ok(200, "A page of projects.", Schema::Ref("ProjectPage")),
+            V1_400_PAGING,
+            V1_401,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Post,
+        path: "/v1/projects",
+        id: "createProject",
+        summary: "Create a Fabric project",
+        description: "Role: OPERATOR or ADMIN. The project comes with a first API token: the \
+                      project id and the token are the HTTP Basic credentials of the Fabric \
+                      API. The token is shown only in this reply.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[],
+        request: json_body("ProjectCreate"),
+        responses: &[
+            ok(
+                201,
+                "The new project and its API token.",
+                Schema::Ref("ProjectCreated"),
+            ),
+            V1_400,
+            V1_401,
+            V1_403,
+            V1_413,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Get,
+        path: "/v1/projects/{id}",
+        id: "getProject",
+        summary: "Get a Fabric project",
+        description: "Role: VIEWER or above.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[PROJECT_ID],
+        request: None,
+        responses: &[
+            ok(200, "The project.", Schema::Ref("Project")),
+            V1_401,
+            V1_404,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Delete,
+        path: "/v1/projects/{id}",
+        id: "deleteProject",
+        summary: "Delete a Fabric project",
+        description: "Role: OPERATOR or ADMIN. The project's resources, API tokens and \
+                      sessions go with it.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[PROJECT_ID],
+        request: None,
+        responses: &[NO_CONTENT, V1_401, V1_403, V1_404, V1_500],
+    },
+    Operation {
+        method: Method::Get,
+        path: "/v1/projects/{id}/api-tokens",
+        id: "listProjectApiTokens",
+        summary: "List a project's API tokens",
+        description: "Role: VIEWER or above. Records only, never the secrets; a revoked token \
+                      has a `revocationTimestamp`.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[PROJECT_ID, V1_PAGE_NUMBER, V1_PAGE_SIZE],
+        request: None,
+        responses: &[
+            ok(200, "A page of API tokens.", Schema::Ref("ApiTokenPage")),
+            V1_400_PAGING,
+            V1_401,
+            v1_err(404, "No such project (`NOT_FOUND`)."),
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Post,
+        path: "/v1/projects/{id}/api-tokens",
+        id: "createProjectApiToken",
+        summary: "Create an API token for a project",
+        description: "Role: OPERATOR or ADMIN. The secret is shown only in this reply.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[PROJECT_ID],
+        request: json_body("ApiTokenCreate"),
+        responses: &[
+            ok(
+                201,
+                "The new token, with its secret.",
+                Schema::Ref("ApiTokenCreated"),
+            ),
+            V1_400,
+            V1_401,
+            V1_403,
+            V1_413,
+            v1_err(404, "No such project (`NOT_FOUND`)."),
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Delete,
+        path: "/v1/projects/{id}/api-tokens/{tokenId}",
+        id: "revokeProjectApiToken",
+        summary: "Revoke a project's API token",
+        description: "Role: OPERATOR or ADMIN. The token authenticates nothing from then on.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[PROJECT_ID, API_TOKEN_ID],
+        request: None,
+        responses: &[
+            empty("Revoked."),
+            V1_401,
+            V1_403,
+            v1_err(
+                404,
+                "No such project, or no such token in it (`NOT_FOUND`).",
+            ),
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Get,
+        path: "/v1/keys",
+        id: "listKeys",
+        summary: "List the server's keys",
+        description: "Role: VIEWER or above. Life-cycle records only, never key material.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: V1_PAGING,
+        request: None,
+        responses: &[
+            ok(200, "A page of keys.", Schema::Ref("KeyPage")),
+            V1_400_PAGING,
+            V1_401,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Post,
+        path: "/v1/keys/rotate",
+        id: "rotateKeys",
+        summary: "Rotate the keys",
+        description: "Role: ADMIN. Creates one pending key per purpose; the server promotes a \
+                      pending key to active once every node has had time to load it, and \
+                      retires the key it replaces.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[],
+        request: None,
+        responses: &[
+            ok(
+                200,
+                "A page of the new pending keys (`kid`, `purpose` and `state`).",
+                Schema::Ref("KeyPage"),
+            ),
+            V1_401,
+            V1_403,
+            V1_500,
+        ],
+    },
+    Operation {
+        method: Method::Get,
+        path: "/v1/audit-events",
+        id: "listAuditEvents",
+        summary: "Read the audit log",
+        description: "Role: VIEWER or above. Oldest first. Events never carry a secret.",
+        tag: "Management",
+        auth: ACCOUNTS,
+        params: &[
+            Param {
+                name: "projectId",
+                location: Location::Query,
+                description: "Only the events of this project.",
+                schema: Schema::Inline(uuid),
+            },
+            Param {
+                name: "since",
+                location: Location::Query,
+                description: "Only the events from this instant on: RFC 3339, or Unix \
+                              seconds.",
+                schema: Schema::Inline(since_schema),
+            },
+            V1_PAGE_NUMBER,
+            V1_PAGE_SIZE,
+        ],
+        request: None,
+        responses: &[
+            ok(
+                200,
+                "A page of audit events.",
+                Schema::Ref("AuditEventPage"),
+            ),
+            v1_err(
+                400,
+                "Bad `projectId`, `since`, `pageNumber` or `pageSize` (`INVALID_REQUEST`).",
+            ),
+            V1_401,
+            V1_500,
         ],
     },
     // ---- Service
@@ -1549,11 +2095,426 @@ fn error_and_service_schemas(s: &mut Map<String, Value>) {
     );
 }
 
+// ---- Schemas of the Accounts API (/v1) -------------------------------------------------------
+
+fn v1_page_number_schema() -> Value {
+    json!({ "type": "integer", "minimum": 0, "default": 0 })
+}
+
+fn v1_page_size_schema() -> Value {
+    json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 })
+}
+
+fn nullable_date_time() -> Value {
+    json!({ "type": ["string", "null"], "format": "date-time" })
+}
+
+fn since_schema() -> Value {
+    json!({ "type": "string", "examples": ["2027-01-15T08:00:00Z", "1800000000"] })
+}
+
+fn access_token() -> Value {
+    json!({
+        "type": "string",
+        "description": "A compact JWS: header `alg` HS256 or EdDSA and a `kid`; claims `jti`, \
+                        `iss` \"vcf-auth\", `aud` \"sddc-services\", `sub`, `user` and `name` \
+                        (all the user name), `scope` (the role's permission strings, e.g. \
+                        `USER_READ`), `iat`, `nbf` and `exp` (`iat` + 3600, in seconds).",
+        "examples": ["eyJhbGciOiJIUzI1NiIsImtpZCI6Ii4uLiJ9.eyJqdGkiOiIuLi4ifQ.c2ln"],
+    })
+}
+
+fn user_create_array() -> Value {
+    json!({ "type": "array", "items": schema_ref("UserCreate") })
+}
+
+/// A page whose `elements` are `item`s.
+fn page_of(item: &str) -> Value {
+    json!({
+        "allOf": [
+            schema_ref("Page"),
+            { "properties": { "elements": { "type": "array", "items": schema_ref(item) } } },
+        ],
+    })
+}
+
+fn accounts_error_schema(s: &mut Map<String, Value>) {
+    s.insert(
+        "AccountsError".into(),
+        json!({
+            "type": "object",
+            "required": ["message"],
+            "description": "SDDC Manager's `Error` object: the body of every 4xx and 5xx under \
+                            `/v1`. Tessera sends every member.",
+            "properties": {
+                "errorCode": {
+                    "type": "string",
+                    "examples": ["TOKEN_SPEC_INVALID", "MALFORMED_REQUEST_BODY",
+                                 "INVALID_CREDENTIALS", "REFRESH_TOKEN_REQUIRED",
+                                 "REFRESH_TOKEN_NOT_FOUND", "Unauthorized", "Forbidden",
+                                 "NOT_FOUND", "INVALID_REQUEST", "USER_ALREADY_EXISTS",
+                                 "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE",
+                                 "INTERNAL_SERVER_ERROR"],
+                },
+                "errorType": { "type": "string", "examples": ["ERROR"] },
+                "arguments": { "type": "array", "items": string() },
+                "context": { "type": "object", "additionalProperties": string() },
+                "message": { "type": "string", "description": "What went wrong." },
+                "remediationMessage": { "type": "string",
+                                        "description": "What to do about it; may be empty." },
+                "causes": {
+                    "type": "array",
+                    "items": { "type": "object",
+                               "properties": { "type": string(), "message": string() } },
+                },
+                "nestedErrors": { "type": "array", "items": schema_ref("AccountsError") },
+                "referenceToken": {
+                    "type": "string",
+                    "description": "Identifies this occurrence of the error; quote it when \
+                                    reporting one.",
+                    "examples": ["AB12CD"],
+                },
+            },
+        }),
+    );
+    s.insert(
+        "Page".into(),
+        json!({
+            "type": "object",
+            "required": ["elements", "pageMetadata"],
+            "properties": {
+                "elements": { "type": "array" },
+                "pageMetadata": schema_ref("PageMetadata"),
+            },
+        }),
+    );
+    s.insert(
+        "PageMetadata".into(),
+        json!({
+            "type": "object",
+            "required": ["pageNumber", "pageSize", "totalElements", "totalPages"],
+            "properties": {
+                "pageNumber": { "type": "integer", "minimum": 0, "description": "Zero-based." },
+                "pageSize": non_negative(),
+                "totalElements": non_negative(),
+                "totalPages": non_negative(),
+            },
+        }),
+    );
+    for item in [
+        "Role",
+        "User",
+        "UserCreated",
+        "Project",
+        "ApiToken",
+        "Key",
+        "AuditEvent",
+    ] {
+        s.insert(format!("{item}Page"), page_of(item));
+    }
+}
+
+fn accounts_token_schemas(s: &mut Map<String, Value>) {
+    s.insert(
+        "TokenCreationSpec".into(),
+        json!({
+            "type": "object",
+            "description": "Either `apiKey`, or `username` and `password`; `apiKey` wins when \
+                            both are sent. Empty strings count as absent; unknown members are \
+                            ignored.",
+            "anyOf": [{ "required": ["apiKey"] }, { "required": ["username", "password"] }],
+            "properties": {
+                "username": string(),
+                "password": { "type": "string", "format": "password" },
+                "apiKey": { "type": "string", "description": "A SERVICE user's API key." },
+                "idToken": { "type": "string",
+                             "description": "SDDC Manager's SSO login. Tessera has no SSO: \
+                                             an `idToken` without `apiKey` is always a 401." },
+            },
+        }),
+    );
+    s.insert(
+        "RefreshTokenId".into(),
+        json!({
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": { "type": "string",
+                        "pattern": "^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$",
+                        "description": "The refresh id (UUID-shaped). Reusable until 24 h \
+                                        after the login, unless invalidated." },
+            },
+        }),
+    );
+    s.insert(
+        "RefreshTokenIdBody".into(),
+        json!({
+            "description": "The refresh id as a JSON string (`\"<id>\"`), as `{\"id\": \
+                            \"<id>\"}`, or bare (not JSON; surrounding whitespace is trimmed), \
+                            whatever the `Content-Type`.",
+            "oneOf": [
+                { "type": "string", "examples": ["4f8a0c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b"] },
+                schema_ref("RefreshTokenId"),
+            ],
+        }),
+    );
+    s.insert(
+        "AccountsTokenPair".into(),
+        json!({
+            "type": "object",
+            "required": ["accessToken", "refreshToken"],
+            "description": "SDDC Manager's `TokenPair`.",
+            "properties": {
+                "accessToken": access_token(),
+                "refreshToken": schema_ref("RefreshTokenId"),
+            },
+        }),
+    );
+    s.insert(
+        "JWK".into(),
+        json!({
+            "type": "object",
+            "required": ["kty", "crv", "x", "kid", "alg", "use"],
+            "properties": {
+                "kty": { "const": "OKP" },
+                "crv": { "const": "Ed25519" },
+                "x": { "type": "string", "description": "The public key, base64url." },
+                "kid": { "type": "string", "description": "Matches the JWS header's `kid`." },
+                "alg": { "const": "EdDSA" },
+                "use": { "const": "sig" },
+            },
+        }),
+    );
+    s.insert(
+        "JWKS".into(),
+        json!({
+            "type": "object",
+            "required": ["keys"],
+            "properties": { "keys": { "type": "array", "items": schema_ref("JWK") } },
+        }),
+    );
+}
+
+fn user_schemas(s: &mut Map<String, Value>) {
+    s.insert(
+        "Role".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "name", "description"],
+            "properties": {
+                "id": { "type": "string", "examples": Role::ALL.map(Role::id),
+                        "description": "Stable across installations." },
+                "name": { "type": "string", "enum": Role::ALL.map(Role::as_str) },
+                "description": string(),
+            },
+        }),
+    );
+    s.insert(
+        "RoleReference".into(),
+        json!({
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": { "type": "string",
+                        "description": "A role's `id` from `GET /v1/roles`; its `name` is \
+                                        accepted too." },
+            },
+        }),
+    );
+    let user_type = json!({ "type": "string", "enum": ["USER", "SERVICE"],
+                            "description": "A USER logs in with a password, a SERVICE user \
+                                            with an API key." });
+    s.insert(
+        "User".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "name", "domain", "type", "role", "creationTimestamp", "disabled"],
+            "properties": {
+                "id": uuid(),
+                "name": { "type": "string", "description": "The login name." },
+                "domain": { "type": ["string", "null"] },
+                "type": user_type,
+                "role": schema_ref("RoleReference"),
+                "creationTimestamp": date_time(),
+                "disabled": { "type": "boolean" },
+            },
+        }),
+    );
+    s.insert(
+        "UserCreated".into(),
+        json!({
+            "allOf": [
+                schema_ref("User"),
+                { "properties": { "apiKey": {
+                    "type": "string",
+                    "description": "SERVICE users only, and only in this reply: the key to log \
+                                    in with.",
+                } } },
+            ],
+        }),
+    );
+    s.insert(
+        "UserCreate".into(),
+        json!({
+            "type": "object",
+            "required": ["name", "type", "role"],
+            "properties": {
+                "name": { "type": "string", "pattern": "^\\S+$",
+                          "description": "The login name, unique (case-insensitively): 1 to \
+                                          256 bytes without whitespace or control \
+                                          characters." },
+                "domain": string(),
+                "type": user_type,
+                "role": schema_ref("RoleReference"),
+                "password": { "type": "string", "format": "password",
+                              "description": "Required for a USER (Tessera keeps its own \
+                                              passwords); refused for a SERVICE user." },
+            },
+        }),
+    );
+    s.insert(
+        "UserPatch".into(),
+        json!({
+            "type": "object",
+            "description": "`disabled`, `role` or both.",
+            "properties": {
+                "disabled": { "type": "boolean",
+                              "description": "Disabling invalidates the user's refresh ids." },
+                "role": schema_ref("RoleReference"),
+            },
+        }),
+    );
+}
+
+fn project_schemas(s: &mut Map<String, Value>) {
+    s.insert(
+        "ProjectCreate".into(),
+        json!({
+            "type": "object",
+            "required": ["name"],
+            "properties": { "name": string() },
+        }),
+    );
+    s.insert(
+        "Project".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "name", "creationTimestamp"],
+            "properties": {
+                "id": { "type": "string", "format": "uuid",
+                        "description": "Also the Fabric API's Basic user name." },
+                "name": string(),
+                "creationTimestamp": date_time(),
+            },
+        }),
+    );
+    s.insert(
+        "ProjectCreated".into(),
+        json!({
+            "allOf": [
+                schema_ref("Project"),
+                { "required": ["apiToken"],
+                  "properties": { "apiToken": schema_ref("ApiTokenCreated") } },
+            ],
+        }),
+    );
+    s.insert(
+        "ApiTokenCreate".into(),
+        json!({
+            "type": "object",
+            "description": "The body may also be empty.",
+            "properties": { "name": string() },
+        }),
+    );
+    s.insert(
+        "ApiToken".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "name", "creationTimestamp", "revocationTimestamp"],
+            "properties": {
+                "id": uuid(),
+                "name": { "type": "string", "description": "Empty when none was given." },
+                "creationTimestamp": date_time(),
+                "revocationTimestamp": nullable_date_time(),
+            },
+        }),
+    );
+    s.insert(
+        "ApiTokenCreated".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "name", "creationTimestamp", "token"],
+            "properties": {
+                "id": uuid(),
+                "name": string(),
+                "creationTimestamp": date_time(),
+                "token": { "type": "string",
+                           "description": "The secret, shown only once: the Fabric API's \
+                                           Basic password, with the project id as user name." },
+            },
+        }),
+    );
+}
+
+fn key_and_audit_schemas(s: &mut Map<String, Value>) {
+    let purposes = KeyPurpose::ALL.map(KeyPurpose::as_str);
+    let states = [
+        KeyState::Pending,
+        KeyState::Active,
+        KeyState::Retired,
+        KeyState::Destroyed,
+    ]
+    .map(KeyState::as_str);
+    s.insert(
+        "Key".into(),
+        json!({
+            "type": "object",
+            "required": ["kid", "purpose", "state"],
+            "description": "A key's life-cycle record, never its material. `POST \
+                            /v1/keys/rotate` answers only `kid`, `purpose` and `state`.",
+            "properties": {
+                "kid": string(),
+                "purpose": { "type": "string", "enum": purposes,
+                             "description": "`access` and `refresh` seal Fabric tokens, \
+                                             `signing` signs Accounts access tokens." },
+                "state": { "type": "string", "enum": states },
+                "creationTimestamp": date_time(),
+                "activationTimestamp": nullable_date_time(),
+                "retirementTimestamp": nullable_date_time(),
+                "encryptions": { "type": "integer", "minimum": 0,
+                                 "description": "How many tokens it has sealed." },
+            },
+        }),
+    );
+    s.insert(
+        "AuditEvent".into(),
+        json!({
+            "type": "object",
+            "required": ["timestamp", "projectId", "action", "actor", "subject", "detail"],
+            "description": "Who did what to which principal. Never carries a secret.",
+            "properties": {
+                "timestamp": date_time(),
+                "projectId": { "type": ["string", "null"], "format": "uuid" },
+                "action": { "type": "string", "examples": ["token.issued", "key.rotated"] },
+                "actor": { "type": "string", "examples": ["admin", "system"] },
+                "subject": { "type": "string",
+                             "description": "A family, subscriber, key or token id." },
+                "detail": { "type": "object", "description": "A few non-secret details." },
+            },
+        }),
+    );
+}
+
 fn components() -> Value {
     let mut schemas = Map::new();
     error_and_service_schemas(&mut schemas);
     token_schemas(&mut schemas);
     resource_schemas(&mut schemas);
+    accounts_error_schema(&mut schemas);
+    accounts_token_schemas(&mut schemas);
+    user_schemas(&mut schemas);
+    project_schemas(&mut schemas);
+    key_and_audit_schemas(&mut schemas);
     json!({
         "schemas": schemas,
         "securitySchemes": {
@@ -1570,6 +2531,16 @@ fn components() -> Value {
                 "description": "A subscriber's access token (SAT), as issued by \
                                 `POST /api/fabric/subscribers/tokens`; it grants subscriber \
                                 scope.",
+            },
+            "accountsBearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWS",
+                "description": "An Accounts access token, as issued by `POST /v1/tokens` (valid \
+                                one hour). The user's role decides what it may call: VIEWER \
+                                every GET, OPERATOR also projects and their API tokens, ADMIN \
+                                also users and keys. The role and the user's state are read at \
+                                each call, so a change takes effect at once.",
             },
         },
         "headers": {
@@ -1593,6 +2564,7 @@ fn security(auth: &[Auth]) -> Value {
         .map(|a| match a {
             Auth::Basic => json!({ "projectBasic": [] }),
             Auth::Bearer => json!({ "subscriberBearer": [] }),
+            Auth::AccountsBearer => json!({ "accountsBearer": [] }),
             Auth::None => json!({}),
         })
         .collect()
@@ -1672,7 +2644,9 @@ pub fn document() -> Value {
                             Errors are `{\"error\": …}`, or `{\"errors\": […]}` for 422; a path \
                             served with other methods answers 405, an unknown path 404. Fabric \
                             request bodies are JSON (a non-JSON `Content-Type` is a 422 \
-                            `invalid_content_type`); the OAuth 2.0 endpoints also take forms.",
+                            `invalid_content_type`); the OAuth 2.0 endpoints also take forms. \
+                            The Accounts API under `/v1` (SDDC Manager-compatible) answers \
+                            every error with an `AccountsError` instead.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
         },
         "tags": TAGS.iter()
@@ -1757,6 +2731,8 @@ mod tests {
         let schemes = &d["components"]["securitySchemes"];
         assert_eq!(schemes["projectBasic"]["scheme"], "basic");
         assert_eq!(schemes["subscriberBearer"]["scheme"], "bearer");
+        assert_eq!(schemes["accountsBearer"]["scheme"], "bearer");
+        assert_eq!(schemes["accountsBearer"]["bearerFormat"], "JWS");
     }
 
     #[test]
@@ -1796,6 +2772,28 @@ mod tests {
             "IntrospectionRequest",
             "IntrospectionResponse",
             "RevocationRequest",
+            "AccountsError",
+            "TokenCreationSpec",
+            "AccountsTokenPair",
+            "RefreshTokenId",
+            "RefreshTokenIdBody",
+            "Page",
+            "PageMetadata",
+            "Role",
+            "User",
+            "UserCreate",
+            "UserCreated",
+            "UserPatch",
+            "Project",
+            "ProjectCreate",
+            "ProjectCreated",
+            "ApiToken",
+            "ApiTokenCreate",
+            "ApiTokenCreated",
+            "Key",
+            "AuditEvent",
+            "JWK",
+            "JWKS",
         ] {
             assert!(
                 d["components"]["schemas"][name].is_object(),
@@ -1857,15 +2855,23 @@ mod tests {
     fn error_responses_follow_the_extractors() {
         for op in OPERATIONS {
             let s = statuses(op);
-            // Credentials are checked by an extractor on every authenticated route.
-            let authenticated = op.auth != [Auth::None];
+            // One reply per status: the document keys replies by status.
+            assert_eq!(s.len(), op.responses.len(), "{} repeats a status", op.id);
+            // Credentials are checked by an extractor on every authenticated route; the
+            // Accounts login is public but checks the credentials its body carries.
+            let authenticated = op.auth != [Auth::None] || op.id == "createAccessToken";
             assert_eq!(s.contains(&401), authenticated, "{} and 401", op.id);
             // `JsonBody` answers 400 for non-JSON, 413 over the limit and 422 for a wrong
             // Content-Type or a non-object, on every route that reads a Fabric body.
-            if op.request.is_some_and(|b| b.media == JSON_ONLY) {
+            let fabric = op.path.starts_with("/api/fabric/");
+            if fabric && op.request.is_some_and(|b| b.media == JSON_ONLY) {
                 for code in [400, 413, 422] {
                     assert!(s.contains(&code), "{} lacks {code}", op.id);
                 }
+            }
+            // The `/v1` body readers answer 400 for a bad body and 413 over the limit.
+            if op.path.starts_with("/v1/") && op.request.is_some() {
+                assert!(s.contains(&400) && s.contains(&413), "{}", op.id);
             }
             // Path ids are looked up, and a malformed one is 404 like an unknown one.
             if op.path.contains("{id}") {
@@ -1875,7 +2881,43 @@ mod tests {
             if op.params.iter().any(|p| p.name == "page_size") {
                 assert!(s.contains(&422) && s.contains(&400), "{}", op.id);
             }
+            if op.params.iter().any(|p| p.name == "pageSize") {
+                assert!(s.contains(&400), "{}", op.id);
+            }
         }
+    }
+
+    #[test]
+    fn accounts_operations_answer_accounts_errors_and_name_their_role() {
+        let d = document();
+        let v1: Vec<&Operation> = OPERATIONS
+            .iter()
+            .filter(|o| o.path.starts_with("/v1/"))
+            .collect();
+        assert_eq!(v1.len(), 19);
+        for op in v1 {
+            let json = &d["paths"][op.path][op.method.key()];
+            for r in op.responses.iter().filter(|r| r.status >= 400) {
+                let schema = &json["responses"][r.status.to_string()]["content"][JSON]["schema"];
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/AccountsError",
+                    "{} {}",
+                    op.id, r.status
+                );
+            }
+            if op.tag == "Accounts" {
+                assert_eq!(op.auth, PUBLIC, "{}", op.id);
+                continue;
+            }
+            assert_eq!(op.tag, "Management", "{}", op.id);
+            assert_eq!(op.auth, ACCOUNTS, "{}", op.id);
+            assert!(op.description.starts_with("Role: "), "{}", op.id);
+            assert_eq!(json["security"], json!([{ "accountsBearer": [] }]));
+            let unauthorized = &json["responses"]["401"]["headers"]["WWW-Authenticate"];
+            assert!(unauthorized.is_object(), "{}", op.id);
+        }
+        let refresh = &d["paths"]["/v1/tokens/access-token/refresh"]["patch"];
+        assert_eq!(refresh["operationId"], "refreshAccessToken");
     }
 
     #[test]

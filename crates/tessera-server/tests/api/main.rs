@@ -1,6 +1,7 @@
 //! Integration tests: user stories told through HTTP against the real application, started on
 //! port 0 with its own temporary SQLite database and a manual clock. One test binary.
 
+mod accounts;
 mod bad_input;
 mod helpers;
 mod lifecycle;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::{spawn_app, TestApp};
 
 /// Every route the router serves, written down by reading `fabric/mod.rs`, `oauth2.rs`,
-/// `openapi.rs` and `startup.rs`. It is deliberately not derived from the document: a route
+/// `openapi.rs` and `startup.rs`, and the Accounts API's contract for `/v1`. It is deliberately not derived from the document: a route
 /// added to the router must be added here and to the document, or a test fails.
 const SERVED: &[(&str, &str)] = &[
     ("POST", "/api/fabric/subscribers/tokens"),
@@ -48,6 +48,26 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/metrics"),
+    // The Accounts API (/v1).
+    ("POST", "/v1/tokens"),
+    ("PATCH", "/v1/tokens/access-token/refresh"),
+    ("DELETE", "/v1/tokens/refresh-token"),
+    ("GET", "/v1/tokens/jwks"),
+    ("GET", "/v1/roles"),
+    ("GET", "/v1/users"),
+    ("POST", "/v1/users"),
+    ("PATCH", "/v1/users/{id}"),
+    ("DELETE", "/v1/users/{id}"),
+    ("GET", "/v1/projects"),
+    ("POST", "/v1/projects"),
+    ("GET", "/v1/projects/{id}"),
+    ("DELETE", "/v1/projects/{id}"),
+    ("GET", "/v1/projects/{id}/api-tokens"),
+    ("POST", "/v1/projects/{id}/api-tokens"),
+    ("DELETE", "/v1/projects/{id}/api-tokens/{tokenId}"),
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys/rotate"),
+    ("GET", "/v1/audit-events"),
 ];
 
 async fn document(app: &TestApp) -> Value {
@@ -61,9 +81,12 @@ async fn document(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
-/// Sends `method path` without credentials or body, with every `{id}` a fresh UUID.
+/// Sends `method path` without credentials or body, with every `{id}` and `{tokenId}` a fresh
+/// UUID.
 async fn probe(app: &TestApp, method: &str, path: &str) -> StatusCode {
-    let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+    let concrete = path
+        .replace("{id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{tokenId}", &uuid::Uuid::new_v4().to_string());
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
     app.client
         .request(method, app.url(&concrete))
