@@ -226,6 +226,25 @@ mod tests {
     }
 
     #[test]
+    fn old_parameters_ask_for_a_rehash() {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let current = password::hash("pw");
+        assert!(!password::needs_rehash(&current));
+        let weak = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(8 * 1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &SaltString::encode_b64(b"0123456789abcdef").unwrap())
+        .unwrap()
+        .to_string();
+        assert!(password::verify("pw", &weak));
+        assert!(password::needs_rehash(&weak));
+        assert!(password::needs_rehash("not a phc string"));
+        assert!(!password::verify_nobody("pw"));
+    }
+
+    #[test]
     fn password_hash_verifies_only_the_right_password() {
         let h = password::hash("hunter22");
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));

@@ -326,6 +326,13 @@ async fn bad_credentials_and_bad_specs_answer_in_the_error_format() {
     let (s, v) = call(&app, Method::GET, "/v1/nothing-here", None, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_error(&v, "NOT_FOUND");
+    let (s, v) = call(&app, Method::PUT, "/v1/tokens", None, None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&v, "METHOD_NOT_ALLOWED");
+    let big = "x".repeat(tessera_server::config::DEFAULT_BODY_LIMIT + 1);
+    let (s, v) = login(&app, "admin@local", &big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&v, "PAYLOAD_TOO_LARGE");
 }
 
 #[tokio::test]
