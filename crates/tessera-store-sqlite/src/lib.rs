@@ -68,6 +68,7 @@ pub struct SqliteStore {
     writer: writer::Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
     metrics: Arc<Metrics>,
+    schema_before: i64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -133,11 +134,17 @@ impl SqliteStore {
         }
         migrate(&mut conn).map_err(err)?;
         Ok(SqliteStore {
+            schema_before: found,
             writer: writer::Writer::start(conn),
             readers: Arc::new(Mutex::new(Vec::new())),
             metrics: Arc::default(),
             path,
         })
+    }
+
+    /// The schema version found when opening and the version now (after migrations).
+    pub fn schema_versions(&self) -> (i64, i64) {
+        (self.schema_before, MIGRATIONS.len() as i64)
     }
 
     /// The database file.

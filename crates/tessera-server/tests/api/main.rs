@@ -7,4 +7,5 @@ mod helpers;
 mod lifecycle;
 mod openapi;
 mod resources;
+mod store_contract;
 mod tokens;
