@@ -13,7 +13,7 @@ use tessera_core::model::Role;
 use tessera_core::{Secret, SystemClock};
 use tessera_server::admin::Admin;
 use tessera_server::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN};
-use tessera_server::startup::{open_store, resolve_master_key};
+use tessera_server::startup::{migrate, open_store, resolve_master_key};
 
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "A self-hosted token authority")]
@@ -134,6 +134,8 @@ enum AdminCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Apply pending schema migrations (`serve` also applies them on start).
+    Migrate,
     /// Operators of the management plane (the Accounts API's users).
     User {
         #[command(subcommand)]
@@ -337,8 +339,18 @@ async fn shutdown_signal() {
 
 async fn admin(db: DbArgs, command: AdminCommand) {
     let config = config_for(&db);
+    if let AdminCommand::Migrate = command {
+        // Only the schema: no master key is needed to migrate.
+        match migrate(&config.database_url).await {
+            Ok((from, to)) => println!("{}", json!({ "from_version": from, "to_version": to })),
+            Err(e) => fail(e),
+        }
+        return;
+    }
     let master = resolve_master_key(&config).unwrap_or_else(|e| fail(e));
-    let store = open_store(&config.database_url, Default::default()).unwrap_or_else(|e| fail(e));
+    let store = open_store(&config.database_url, Default::default())
+        .await
+        .unwrap_or_else(|e| fail(e));
     let admin = Admin {
         store,
         master,
@@ -368,6 +380,8 @@ async fn admin(db: DbArgs, command: AdminCommand) {
             KeysCommand::Retire { kid } => admin.keys_retire(&kid).await,
             KeysCommand::Destroy { kid } => admin.keys_destroy(&kid).await,
         },
+        // Handled above, before the master key is needed.
+        AdminCommand::Migrate => return,
         AdminCommand::User { command } => match command {
             UserCommand::Create {
                 username,

@@ -71,9 +71,9 @@ impl Admin {
 
     /// Creates a project and its first API token; returns both and the token's secret.
     pub async fn new_project(&self, name: &str) -> Result<(Project, ApiToken, String), AdminError> {
-        if name.trim().is_empty() || name.len() > 256 {
+        if name.trim().is_empty() || name.len() > 256 || name.contains('\0') {
             return Err(AdminError::Invalid(
-                "the project name must be 1 to 256 characters".into(),
+                "the project name must be 1 to 256 characters, without NUL".into(),
             ));
         }
         let project = Project {
@@ -127,9 +127,9 @@ impl Admin {
         project: ProjectId,
         name: &str,
     ) -> Result<(ApiToken, String), AdminError> {
-        if name.len() > 256 {
+        if name.len() > 256 || name.contains('\0') {
             return Err(AdminError::Invalid(
-                "the token name must be at most 256 characters".into(),
+                "the token name must be at most 256 characters, without NUL".into(),
             ));
         }
         self.store

@@ -115,6 +115,13 @@ impl Fields {
     pub fn string(&mut self, name: &str) -> Option<String> {
         match self.raw(name) {
             None => None,
+            // NUL cannot be stored as text by every backend (PostgreSQL refuses it), and no
+            // legitimate name or email contains one.
+            Some(Value::String(s)) if s.contains('\0') => {
+                self.errors
+                    .push(FieldError::invalid(name, "must not contain NUL characters"));
+                None
+            }
             Some(Value::String(s)) if s.len() <= MAX_TEXT => Some(s.clone()),
             Some(Value::String(_)) => {
                 self.errors.push(FieldError::invalid(

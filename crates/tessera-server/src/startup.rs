@@ -21,6 +21,7 @@ use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::service::{TokenPolicy, TokenService};
 use tessera_core::store::Store;
 use tessera_core::Clock;
+use tessera_store_postgres::PgStore;
 use tessera_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -33,11 +34,14 @@ use crate::state::AppState;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The database URL names no backend this build has.
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedDatabase(String),
     /// The SQLite database could not be opened.
     #[error(transparent)]
     Sqlite(#[from] tessera_store_sqlite::OpenError),
+    /// The PostgreSQL database could not be opened.
+    #[error(transparent)]
+    Postgres(#[from] tessera_store_postgres::OpenError),
     /// The master key is missing or malformed.
     #[error("master key: {0}")]
     MasterKey(String),
@@ -49,13 +53,27 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Opens the store named by `url`, recording operation latencies in `metrics`. The backend is
-/// chosen once, here, from the URL scheme.
-pub fn open_store(url: &str, metrics: Arc<Metrics>) -> Result<Arc<dyn Store>, StartError> {
-    match tessera_store_sqlite::path_from_url(url) {
-        Some(path) => Ok(Arc::new(SqliteStore::open(path)?.with_metrics(metrics))),
-        None => Err(StartError::UnsupportedDatabase(url.to_string())),
+/// Opens the store named by `url` (applying pending migrations), recording operation
+/// latencies in `metrics`. The backend is chosen once, here, from the URL scheme.
+pub async fn open_store(url: &str, metrics: Arc<Metrics>) -> Result<Arc<dyn Store>, StartError> {
+    if let Some(path) = tessera_store_sqlite::path_from_url(url) {
+        return Ok(Arc::new(SqliteStore::open(path)?.with_metrics(metrics)));
     }
+    if tessera_store_postgres::is_postgres_url(url) {
+        return Ok(Arc::new(PgStore::connect(url).await?.with_metrics(metrics)));
+    }
+    Err(StartError::UnsupportedDatabase(url.to_string()))
+}
+
+/// `admin migrate`: applies pending migrations; returns the schema version before and after.
+pub async fn migrate(url: &str) -> Result<(i64, i64), StartError> {
+    if let Some(path) = tessera_store_sqlite::path_from_url(url) {
+        return Ok(SqliteStore::open(path)?.schema_versions());
+    }
+    if tessera_store_postgres::is_postgres_url(url) {
+        return Ok(tessera_store_postgres::migrate(url).await?);
+    }
+    Err(StartError::UnsupportedDatabase(url.to_string()))
 }
 
 /// Where the master key file lives by default: beside the SQLite file.
@@ -116,7 +134,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
     let master = resolve_master_key(&config)?;
     let metrics = Arc::new(Metrics::default());
-    let store = open_store(&config.database_url, metrics.clone())?;
+    let store = open_store(&config.database_url, metrics.clone()).await?;
     let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
     let policy = TokenPolicy {
         refresh_grace: config.refresh_grace_seconds.max(0),

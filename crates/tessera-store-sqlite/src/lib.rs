@@ -326,7 +326,7 @@ fn update_subscriber_row(
     let n = conn
         .prepare_cached(
             "UPDATE subscribers SET
-                email = COALESCE(?3, email), email_key = COALESCE(lower(?3), email_key),
+                email = COALESCE(?3, email), email_key = COALESCE(?13, email_key),
                 first_name = COALESCE(?4, first_name), last_name = COALESCE(?5, last_name),
                 display_name = COALESCE(?6, display_name), job_title = COALESCE(?7, job_title),
                 timezone = COALESCE(?8, timezone), country = COALESCE(?9, country),
@@ -346,7 +346,9 @@ fn update_subscriber_row(
             patch.country,
             patch.region,
             patch.company_name,
-            password_hash
+            password_hash,
+            // Lower-cased here, as on insert: SQL lower() folds only ASCII.
+            patch.email.as_deref().map(str::to_lowercase)
         ])?;
     if n > 0 {
         conn.prepare_cached(
@@ -697,7 +699,8 @@ impl Store for SqliteStore {
             let existing: Option<String> = c
                 .prepare_cached(
                     "SELECT id FROM subscribers WHERE project_id = ?1
-                       AND (reference_key = ?2 OR email_key = ?2 OR id = ?2) LIMIT 1",
+                       AND (reference_key = ?2 OR email_key = ?2 OR id = ?2)
+                     ORDER BY reference_key = ?2 DESC, email_key = ?2 DESC LIMIT 1",
                 )
                 .and_then(|mut st| {
                     st.query_row(params![project.to_string(), key], |r| r.get(0))

@@ -238,7 +238,12 @@ fn new_user(i: usize, v: &Value) -> Result<NewUser, V1Error> {
     }
     Ok(NewUser {
         name,
-        domain: text("domain")?.filter(|d| !d.is_empty()),
+        domain: match text("domain")?.filter(|d| !d.is_empty()) {
+            Some(d) if !valid_username(&d) => {
+                return Err(at("domain must be 1 to 256 characters without spaces."))
+            }
+            d => d,
+        },
         kind,
         role,
         password: password.map(Secret::new),

@@ -468,3 +468,20 @@ async fn several_bad_fields_are_reported_together() {
         .collect();
     assert_eq!(attrs, ["address_id", "expires_at"]);
 }
+
+#[tokio::test]
+async fn nul_characters_are_refused_not_stored() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, attr) = first_error(r).await;
+    assert_eq!(code, "invalid_parameter");
+    assert_eq!(attr, json!("reference"));
+}

@@ -53,7 +53,12 @@ fn family(project: ProjectId, kind: PrincipalKind) -> Family {
     }
 }
 
-fn upsert(clock: &ManualClock, project: ProjectId, reference: &str, email: &str) -> SubscriberUpsert {
+fn upsert(
+    clock: &ManualClock,
+    project: ProjectId,
+    reference: &str,
+    email: &str,
+) -> SubscriberUpsert {
     let profile = SubscriberProfile {
         email: email.into(),
         ..Default::default()
@@ -106,7 +111,11 @@ async fn rotation(s: Arc<dyn Store>) {
     s.create_family(f.clone()).await.unwrap();
     assert_eq!(s.get_family(f.id).await.unwrap(), f);
     let now = START.plus(10);
-    match s.rotate_family(p.id, f.id, 1, now, now.plus(600)).await.unwrap() {
+    match s
+        .rotate_family(p.id, f.id, 1, now, now.plus(600))
+        .await
+        .unwrap()
+    {
         RotateOutcome::Rotated(n) => {
             assert_eq!(n.generation, 2);
             assert_eq!(n.rotated_at, Some(now));
@@ -120,7 +129,9 @@ async fn rotation(s: Arc<dyn Store>) {
     ));
     // Another project cannot spend it.
     assert_eq!(
-        s.rotate_family(ProjectId::random(), f.id, 2, now, now).await.unwrap(),
+        s.rotate_family(ProjectId::random(), f.id, 2, now, now)
+            .await
+            .unwrap(),
         RotateOutcome::NotFound
     );
     // Of many concurrent spends of one generation, exactly one wins.
@@ -128,7 +139,9 @@ async fn rotation(s: Arc<dyn Store>) {
     for _ in 0..32 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.rotate_family(p.id, f.id, 2, now, now.plus(600)).await.unwrap()
+            s.rotate_family(p.id, f.id, 2, now, now.plus(600))
+                .await
+                .unwrap()
         }));
     }
     let mut won = 0;
@@ -144,7 +157,9 @@ async fn rotation(s: Arc<dyn Store>) {
         RotateOutcome::Dead
     );
     assert_eq!(
-        s.rotate_family(p.id, FamilyId::random(), 1, now, now).await.unwrap(),
+        s.rotate_family(p.id, FamilyId::random(), 1, now, now)
+            .await
+            .unwrap(),
         RotateOutcome::NotFound
     );
 }
@@ -155,21 +170,44 @@ async fn subscribers(s: &dyn Store) {
     let (p, t) = project();
     s.create_project(p.clone(), t).await.unwrap();
     let a = s
-        .grant_subscriber(p.id, upsert(&clock, p.id, "Alice", "a@x.io"), family(p.id, PrincipalKind::Subscriber), START)
+        .grant_subscriber(
+            p.id,
+            upsert(&clock, p.id, "Alice", "a@x.io"),
+            family(p.id, PrincipalKind::Subscriber),
+            START,
+        )
         .await
         .unwrap();
     let again = s
-        .grant_subscriber(p.id, upsert(&clock, p.id, "alice", "a@x.io"), family(p.id, PrincipalKind::Subscriber), START)
+        .grant_subscriber(
+            p.id,
+            upsert(&clock, p.id, "alice", "a@x.io"),
+            family(p.id, PrincipalKind::Subscriber),
+            START,
+        )
         .await
         .unwrap();
     assert_eq!(a, again);
-    s.grant_subscriber(p.id, upsert(&clock, p.id, "bob", "b@x.io"), family(p.id, PrincipalKind::Subscriber), START)
-        .await
-        .unwrap();
+    s.grant_subscriber(
+        p.id,
+        upsert(&clock, p.id, "bob", "b@x.io"),
+        family(p.id, PrincipalKind::Subscriber),
+        START,
+    )
+    .await
+    .unwrap();
     let taken = s
-        .grant_subscriber(p.id, upsert(&clock, p.id, "carol", "A@X.io"), family(p.id, PrincipalKind::Subscriber), START)
+        .grant_subscriber(
+            p.id,
+            upsert(&clock, p.id, "carol", "A@X.io"),
+            family(p.id, PrincipalKind::Subscriber),
+            START,
+        )
         .await;
-    assert!(matches!(taken, Err(StoreError::Conflict(ref c)) if c == "email"), "{taken:?}");
+    assert!(
+        matches!(taken, Err(StoreError::Conflict(ref c)) if c == "email"),
+        "{taken:?}"
+    );
     // A password change revokes the subscriber's families.
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
@@ -178,9 +216,14 @@ async fn subscribers(s: &dyn Store) {
         .unwrap();
     let mut pw = upsert(&clock, p.id, "alice", "a@x.io");
     pw.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
-    s.grant_subscriber(p.id, pw, family(p.id, PrincipalKind::Subscriber), START.plus(5))
-        .await
-        .unwrap();
+    s.grant_subscriber(
+        p.id,
+        pw,
+        family(p.id, PrincipalKind::Subscriber),
+        START.plus(5),
+    )
+    .await
+    .unwrap();
     assert!(s.get_family(fam_id).await.unwrap().revoked_at.is_some());
     // Another project sees none of it.
     assert!(matches!(
@@ -245,7 +288,9 @@ async fn operators(s: &dyn Store) {
         Some(op.clone())
     );
     assert_eq!(
-        s.find_operator_by_key(op.api_key_hash.unwrap()).await.unwrap(),
+        s.find_operator_by_key(op.api_key_hash.unwrap())
+            .await
+            .unwrap(),
         Some(op.clone())
     );
     let session = OperatorSession {
@@ -298,7 +343,12 @@ async fn audit(s: &dyn Store) {
         .collect();
     s.append_audit(events).await.unwrap();
     assert_eq!(s.count_audit_events(Some(p.id), START).await.unwrap(), 5);
-    assert_eq!(s.count_audit_events(Some(p.id), START.plus(3)).await.unwrap(), 2);
+    assert_eq!(
+        s.count_audit_events(Some(p.id), START.plus(3))
+            .await
+            .unwrap(),
+        2
+    );
     let page = s.audit_events(Some(p.id), START, 1, 2).await.unwrap();
     let actions: Vec<_> = page.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["a1", "a2"]);
@@ -314,12 +364,24 @@ async fn purge_and_delete(s: &dyn Store) {
     s.create_family(live.clone()).await.unwrap();
     s.create_family(dead.clone()).await.unwrap();
     s.purge(START.plus(11), UnixTime(0)).await.unwrap();
-    assert!(matches!(s.get_family(dead.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.get_family(dead.id).await,
+        Err(StoreError::NotFound)
+    ));
     s.get_family(live.id).await.unwrap();
     s.delete_project(p.id).await.unwrap();
-    assert!(matches!(s.get_family(live.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.get_project(p.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.delete_project(p.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.get_family(live.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.get_project(p.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_project(p.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// The whole contract against one store.
@@ -338,4 +400,18 @@ async fn sqlite_keeps_the_storage_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = tessera_store_sqlite::SqliteStore::open(dir.path().join("c.db")).unwrap();
     contract(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_the_storage_contract() {
+    let Ok(base) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
+        println!("SKIP: TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL contract did not run");
+        return;
+    };
+    let (url, guard) = tessera_store_postgres::testing::scratch_schema(&base).await;
+    let store = tessera_store_postgres::PgStore::connect(&url)
+        .await
+        .unwrap();
+    contract(Arc::new(store)).await;
+    guard.drop_now().await;
 }

@@ -1,0 +1,1606 @@
+//! The PostgreSQL implementation of [`Store`], for several Tessera nodes sharing one database.
+//!
+//! Its observable behaviour is the SQLite store's, method by method: the same records, the same
+//! [`StoreError`] for the same mistake, the same outcome of every race the SQLite writer decides
+//! by running writes one at a time. Here writes from many nodes run concurrently, so each
+//! method states how it stays correct:
+//!
+//! - single-statement writes are autocommitted; multi-statement writes run in one transaction
+//!   (READ COMMITTED), and every method returns only after its commit;
+//! - the refresh race is one conditional `UPDATE … WHERE generation = $n`: PostgreSQL
+//!   re-checks the condition on the row a concurrent winner committed, so of N concurrent
+//!   spends of one generation exactly one updates a row;
+//! - read-modify-write methods lock the row they read (`FOR UPDATE`), key activation takes an
+//!   advisory lock, and a grant that lost a race to create the same subscriber is retried (and
+//!   then finds it), as are transactions PostgreSQL aborts for a deadlock.
+//!
+//! Ids are stored as `UUID`, which orders exactly like SQLite's canonical UUID text, so
+//! keyset pages come out in the same order on both backends.
+
+mod pool;
+mod rows;
+pub mod testing;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tessera_core::clock::UnixTime;
+use tessera_core::ids::*;
+use tessera_core::metrics::{Metrics, Stopwatch};
+use tessera_core::model::*;
+use tessera_core::store::{Store, StoreError, StoreResult};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, Row, Transaction};
+use uuid::Uuid;
+
+use pool::{Params, Pool, Pooled, Statements};
+use rows::*;
+
+/// The migrations this build knows, in order. The schema version is the number applied; the
+/// versions mean the same schema as the SQLite store's versions.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_lifecycle.sql"),
+    include_str!("../migrations/0003_operators.sql"),
+];
+
+/// The newest schema version this build knows.
+const KNOWN_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Advisory lock held (for its transaction) by whoever migrates, so that nodes starting
+/// together migrate one after the other. The number is arbitrary but fixed ("tessera" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;
+
+/// Advisory lock serialising key activations, so that two nodes activating two keys of one
+/// purpose at once cannot both leave theirs active.
+const KEY_LOCK: i64 = 0x0174_6573_7365_7261;
+
+/// How many times a transaction is re-run after PostgreSQL aborted it for a deadlock, a
+/// serialization failure or a lost creation race.
+const RETRIES: u32 = 3;
+
+/// Whether `url` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Why the database could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is invalid, the server cannot be reached, or it refused a statement.
+    #[error("cannot use the PostgreSQL database {target}: {}", describe(.source))]
+    Postgres {
+        /// `user@host:port/dbname` (never the password).
+        target: String,
+        /// The cause.
+        source: tokio_postgres::Error,
+    },
+    /// The database was migrated by a newer Tessera.
+    #[error("the database schema is version {found}, newer than this Tessera knows ({known}); upgrade Tessera")]
+    TooNew {
+        /// Version recorded in the database.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+}
+
+/// An error with its causes, on one line (tokio-postgres prints only the outermost).
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{db} (SQLSTATE {})", db.code().code());
+    }
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// How an operation failed, before it is mapped to a [`StoreError`].
+pub(crate) enum Fail {
+    /// PostgreSQL or the connection failed.
+    Pg(tokio_postgres::Error),
+    /// A uniqueness violation that a concurrent transaction may have caused after this one
+    /// looked: worth running the transaction again (which then sees the other's row).
+    Raced(tokio_postgres::Error),
+    /// A decision of the store itself (`NotFound`, a bad row).
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl Fail {
+    /// Marks a uniqueness violation as possibly caused by a concurrent creation.
+    fn raced(self) -> Fail {
+        match self {
+            Fail::Pg(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Fail::Raced(e),
+            other => other,
+        }
+    }
+
+    /// Whether running the transaction again may succeed.
+    fn retryable(&self) -> bool {
+        match self {
+            Fail::Raced(_) => true,
+            Fail::Pg(e) => matches!(
+                e.code(),
+                Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)
+            ),
+            Fail::Store(_) => false,
+        }
+    }
+
+    fn into_store(self) -> StoreError {
+        match self {
+            Fail::Pg(e) | Fail::Raced(e) => map_pg(&e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+/// Maps PostgreSQL errors to the store's small vocabulary, as the SQLite store maps SQLite's:
+/// a foreign-key failure means the parent is missing (`NotFound`); any other constraint
+/// failure is a `Conflict` named after the rule (`email`, `reference`, else `unique`).
+fn map_pg(e: &tokio_postgres::Error) -> StoreError {
+    let Some(db) = e.as_db_error() else {
+        return StoreError::Unavailable(describe(e));
+    };
+    if db.code() == &SqlState::FOREIGN_KEY_VIOLATION {
+        return StoreError::NotFound;
+    }
+    // Class 23: integrity constraint violations (unique, not null, check, exclusion).
+    if db.code().code().starts_with("23") {
+        let names = [db.constraint(), db.column()];
+        let names = names.iter().flatten();
+        return if names.clone().any(|n| n.contains("email")) {
+            StoreError::Conflict("email".into())
+        } else if names.clone().any(|n| n.contains("reference")) {
+            StoreError::Conflict("reference".into())
+        } else {
+            StoreError::Conflict("unique".into())
+        };
+    }
+    StoreError::Unavailable(describe(e))
+}
+
+/// Runs `$body` in a transaction on the pooled connection `$db` and commits it; PostgreSQL
+/// aborting it for a deadlock, a serialization failure or a lost creation race
+/// ([`Fail::retryable`]) runs it again, a few times. Inside `$body`, `$tx` is the transaction
+/// and `$st` the statement cache, and `?` aborts (the dropped transaction rolls back).
+macro_rules! transaction {
+    ($db:ident, |$tx:ident, $st:ident| $body:block) => {{
+        let mut attempt = 0;
+        loop {
+            let (client, $st) = $db.parts();
+            let result: Result<_, Fail> = async {
+                let $tx = client.transaction().await?;
+                let value = $body;
+                $tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// The PostgreSQL store.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: Pool,
+    metrics: Arc<Metrics>,
+    schema_before: i64,
+}
+
+/// Records one operation's latency when dropped, whichever way the operation ended.
+struct Timed<'a> {
+    metrics: &'a Metrics,
+    op: &'static str,
+    watch: Stopwatch,
+}
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.metrics.store.observe(&self.op, self.watch.elapsed());
+    }
+}
+
+/// Parses the URL and opens the first connection.
+async fn open_url(url: &str) -> Result<(Config, Client), OpenError> {
+    let mut config: Config = url.parse().map_err(|source| OpenError::Postgres {
+        target: "(unparsable URL)".into(),
+        source,
+    })?;
+    pool::defaults(&mut config);
+    let client = pool::open(&config)
+        .await
+        .map_err(|source| OpenError::Postgres {
+            target: pool::target(&config),
+            source,
+        })?;
+    Ok((config, client))
+}
+
+/// The recorded schema version (0 for an empty database).
+async fn schema_version<C: tokio_postgres::GenericClient + Sync>(
+    c: &C,
+) -> Result<i64, tokio_postgres::Error> {
+    // `to_regclass` resolves through the search path, as the migrations' own statements do.
+    let exists: bool = c
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+        .await
+        .map(|r| r.get(0))
+}
+
+/// Applies pending migrations; returns the version found and the version now.
+async fn run_migrations(client: &mut Client, target: &str) -> Result<(i64, i64), OpenError> {
+    let err = |source| OpenError::Postgres {
+        target: target.to_string(),
+        source,
+    };
+    // A quick look first, so that a database from a newer Tessera is refused before anything
+    // is locked or created, and an up-to-date one costs no transaction.
+    let found = schema_version(&*client).await.map_err(err)?;
+    if found > KNOWN_VERSION {
+        return Err(OpenError::TooNew {
+            found,
+            known: KNOWN_VERSION,
+        });
+    }
+    if found == KNOWN_VERSION {
+        return Ok((found, found));
+    }
+    let tx = client.transaction().await.map_err(err)?;
+    // Whoever holds the lock migrates; the others wait, then find nothing left to do. The lock
+    // is taken before anything is created, so that two nodes never race on CREATE TABLE.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(err)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await
+        .map_err(err)?;
+    let before = schema_version(&tx).await.map_err(err)?;
+    if before > KNOWN_VERSION {
+        return Err(OpenError::TooNew {
+            found: before,
+            known: KNOWN_VERSION,
+        });
+    }
+    for (v, sql) in (1..).zip(MIGRATIONS) {
+        if v > before {
+            tx.batch_execute(sql).await.map_err(err)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&v])
+                .await
+                .map_err(err)?;
+            tracing::info!(version = v, "applied PostgreSQL migration");
+        }
+    }
+    tx.commit().await.map_err(err)?;
+    Ok((before, KNOWN_VERSION))
+}
+
+/// Applies pending migrations to the database at `url` and returns the schema version before
+/// and after (`tessera admin migrate`). Refuses a database newer than this build.
+pub async fn migrate(url: &str) -> Result<(i64, i64), OpenError> {
+    let (config, mut client) = open_url(url).await?;
+    run_migrations(&mut client, &pool::target(&config)).await
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/dbname?…`, no TLS),
+    /// refuses a schema newer than this build knows, and applies pending migrations.
+    /// Connections are opened as needed, up to a small fixed number.
+    pub async fn connect(url: &str) -> Result<PgStore, OpenError> {
+        let (config, mut client) = open_url(url).await?;
+        let (before, _) = run_migrations(&mut client, &pool::target(&config)).await?;
+        Ok(PgStore {
+            pool: Pool::new(config, client),
+            metrics: Arc::default(),
+            schema_before: before,
+        })
+    }
+
+    /// Records operation latencies in `metrics` (by default they go to a private set).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The schema version found when connecting and the version now (after migrations).
+    pub fn schema_versions(&self) -> (i64, i64) {
+        (self.schema_before, KNOWN_VERSION)
+    }
+
+    fn time(&self, op: &'static str) -> Timed<'_> {
+        Timed {
+            metrics: &self.metrics,
+            op,
+            watch: Stopwatch::start(),
+        }
+    }
+
+    async fn db(&self) -> StoreResult<Pooled<'_>> {
+        self.pool.get().await.map_err(|e| map_pg(&e))
+    }
+
+    /// Runs one statement (autocommitted) on a pooled connection; returns its rows.
+    async fn query(&self, sql: &'static str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, st) = db.parts();
+            Ok(st.query(&*c, sql, params).await?)
+        }
+        .await;
+        db.finish(r)
+    }
+
+    /// Runs one statement (autocommitted), timed as `op`; returns how many rows it touched.
+    async fn execute(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> StoreResult<u64> {
+        let _t = self.time(op);
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, st) = db.parts();
+            Ok(st.execute(&*c, sql, params).await?)
+        }
+        .await;
+        db.finish(r)
+    }
+
+    /// The one row a query must find, mapped (`NotFound` without it), timed as `op`.
+    async fn fetch_one<T>(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        params: Params<'_>,
+        map: RowMap<T>,
+    ) -> StoreResult<T> {
+        let _t = self.time(op);
+        let rows = self.query(sql, params).await?;
+        one(rows.into_iter().next(), map).map_err(Fail::into_store)
+    }
+
+    /// The row a query may find, mapped, timed as `op`.
+    async fn fetch_maybe<T>(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        params: Params<'_>,
+        map: RowMap<T>,
+    ) -> StoreResult<Option<T>> {
+        let _t = self.time(op);
+        let rows = self.query(sql, params).await?;
+        maybe(rows.into_iter().next(), map).map_err(Fail::into_store)
+    }
+
+    /// Every row of a query, mapped, timed as `op`.
+    async fn fetch_all<T>(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        params: Params<'_>,
+        map: RowMap<T>,
+    ) -> StoreResult<Vec<T>> {
+        let _t = self.time(op);
+        let rows = self.query(sql, params).await?;
+        rows.iter()
+            .map(map)
+            .collect::<Result<_, _>>()
+            .map_err(Fail::into_store)
+    }
+}
+
+/// Maps a row to a record.
+type RowMap<T> = fn(&Row) -> Result<T, Fail>;
+
+/// The one row a query must find, mapped; `NotFound` without it.
+fn one<T>(row: Option<Row>, map: RowMap<T>) -> Result<T, Fail> {
+    match row {
+        Some(r) => map(&r),
+        None => Err(Fail::Store(StoreError::NotFound)),
+    }
+}
+
+/// The row a query may find, mapped.
+fn maybe<T>(row: Option<Row>, map: RowMap<T>) -> Result<Option<T>, Fail> {
+    row.as_ref().map(map).transpose()
+}
+
+/// A `COUNT(*)` row.
+fn count_row(r: &Row) -> Result<u64, Fail> {
+    Ok(r.try_get::<_, i64>(0)?.max(0) as u64)
+}
+
+fn page_of<T>(mut items: Vec<T>, size: u32) -> PageOf<T> {
+    let more = items.len() > size as usize;
+    items.truncate(size as usize);
+    PageOf { items, more }
+}
+
+/// `NotFound` when a write touched no row.
+fn found(n: u64) -> StoreResult<()> {
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+fn json(map: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    serde_json::Value::Object(map.clone())
+}
+
+async fn insert_api_token(
+    tx: &Transaction<'_>,
+    st: &mut Statements,
+    t: &ApiToken,
+) -> Result<(), Fail> {
+    st.execute(
+        tx,
+        "INSERT INTO api_tokens (id, project_id, name, hash, created_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &t.id.0,
+            &t.project_id.0,
+            &t.name,
+            &&t.hash[..],
+            &t.created_at.0,
+            &t.revoked_at.map(|x| x.0),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_resource(
+    tx: &Transaction<'_>,
+    st: &mut Statements,
+    new: &NewResource,
+    reference: Option<&str>,
+) -> Result<(), Fail> {
+    let r = &new.resource;
+    st.execute(
+        tx,
+        "INSERT INTO resources (id, project_id, kind, name, display_name, data, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &r.id.0,
+            &r.project_id.0,
+            &r.kind.as_str(),
+            &r.name,
+            &r.display_name,
+            &json(&r.data),
+            &r.created_at.0,
+            &r.updated_at.0,
+        ],
+    )
+    .await?;
+    if let Some(s) = &r.subscriber {
+        let reference_key = reference.unwrap_or(&s.email).to_lowercase();
+        st.execute(
+            tx,
+            "INSERT INTO subscribers (id, project_id, reference_key, email, email_key, first_name,
+                last_name, display_name, job_title, timezone, country, region, company_name,
+                password_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                &r.id.0,
+                &r.project_id.0,
+                &reference_key,
+                &s.email,
+                &s.email.to_lowercase(),
+                &s.first_name,
+                &s.last_name,
+                &s.display_name,
+                &s.job_title,
+                &s.timezone,
+                &s.country,
+                &s.region,
+                &s.company_name,
+                &new.password_hash,
+            ],
+        )
+        .await?;
+    }
+    let a = &new.address;
+    st.execute(
+        tx,
+        "INSERT INTO addresses (id, project_id, resource_id, kind, name, display_name, locked,
+            cover_url, preview_url, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &a.id.0,
+            &a.project_id.0,
+            &a.resource_id.0,
+            &a.kind.as_str(),
+            &a.name,
+            &a.display_name,
+            &a.locked,
+            &a.cover_url,
+            &a.preview_url,
+            &a.created_at.0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_family<C: tokio_postgres::GenericClient + Sync>(
+    c: &C,
+    st: &mut Statements,
+    f: &Family,
+) -> Result<(), Fail> {
+    st.execute(
+        c,
+        "INSERT INTO families (id, project_id, kind, subject, generation, created_at, expires_at,
+             rotated_at, revoked_at, tokens_expire_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &f.id.0,
+            &f.project_id.0,
+            &f.kind.as_str(),
+            &f.subject,
+            &f.generation,
+            &f.created_at.0,
+            &f.expires_at.0,
+            &f.rotated_at.map(|t| t.0),
+            &f.revoked_at.map(|t| t.0),
+            &f.tokens_expire_at.0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies a profile patch (and password) to a subscriber of `project`; the number of
+/// subscriber rows changed (0 or 1). The resource's update time and display name, and its
+/// address's display name, follow.
+async fn update_subscriber_row(
+    tx: &Transaction<'_>,
+    st: &mut Statements,
+    project: ProjectId,
+    id: ResourceId,
+    patch: &SubscriberPatch,
+    password_hash: Option<&str>,
+    at: UnixTime,
+) -> Result<u64, Fail> {
+    // The key is lower-cased here, with the same function every other key goes through.
+    let email_key = patch.email.as_deref().map(str::to_lowercase);
+    let n = st
+        .execute(
+            tx,
+            "UPDATE subscribers SET
+                email = COALESCE($3, email), email_key = COALESCE($4, email_key),
+                first_name = COALESCE($5, first_name), last_name = COALESCE($6, last_name),
+                display_name = COALESCE($7, display_name), job_title = COALESCE($8, job_title),
+                timezone = COALESCE($9, timezone), country = COALESCE($10, country),
+                region = COALESCE($11, region), company_name = COALESCE($12, company_name),
+                password_hash = COALESCE($13, password_hash)
+             WHERE id = $1 AND project_id = $2",
+            &[
+                &id.0,
+                &project.0,
+                &patch.email,
+                &email_key,
+                &patch.first_name,
+                &patch.last_name,
+                &patch.display_name,
+                &patch.job_title,
+                &patch.timezone,
+                &patch.country,
+                &patch.region,
+                &patch.company_name,
+                &password_hash,
+            ],
+        )
+        .await?;
+    if n > 0 {
+        st.execute(
+            tx,
+            "UPDATE resources SET updated_at = $2, display_name = COALESCE($3, display_name)
+             WHERE id = $1",
+            &[&id.0, &at.0, &patch.display_name],
+        )
+        .await?;
+        if let Some(d) = &patch.display_name {
+            st.execute(
+                tx,
+                "UPDATE addresses SET display_name = $2 WHERE resource_id = $1",
+                &[&id.0, d],
+            )
+            .await?;
+        }
+    }
+    Ok(n)
+}
+
+/// Revokes every live family of a subject.
+async fn revoke_subject(
+    tx: &Transaction<'_>,
+    st: &mut Statements,
+    project: ProjectId,
+    subject: ResourceId,
+    at: UnixTime,
+) -> Result<u64, Fail> {
+    Ok(st
+        .execute(
+            tx,
+            "UPDATE families SET revoked_at = $3
+             WHERE project_id = $1 AND subject = $2 AND revoked_at IS NULL",
+            &[&project.0, &subject.0, &at.0],
+        )
+        .await?)
+}
+
+const READ_RESOURCE: &str = concat!(
+    "SELECT ",
+    resource_cols!(),
+    " FROM resources r LEFT JOIN subscribers s ON s.id = r.id
+     WHERE r.id = $1 AND r.project_id = $2"
+);
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_project(&self, project: Project, token: ApiToken) -> StoreResult<()> {
+        let _t = self.time("create_project");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            st.execute(
+                &tx,
+                "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)",
+                &[&project.id.0, &project.name, &project.created_at.0],
+            )
+            .await?;
+            insert_api_token(&tx, st, &token).await?;
+        });
+        db.finish(r)
+    }
+
+    async fn get_project(&self, id: ProjectId) -> StoreResult<Project> {
+        self.fetch_one(
+            "get_project",
+            concat!("SELECT ", project_cols!(), " FROM projects WHERE id = $1"),
+            &[&id.0],
+            project_row,
+        )
+        .await
+    }
+
+    async fn create_api_token(&self, token: ApiToken) -> StoreResult<()> {
+        let _t = self.time("create_api_token");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            insert_api_token(&tx, st, &token).await?;
+        });
+        db.finish(r)
+    }
+
+    async fn list_api_tokens(&self, project: ProjectId) -> StoreResult<Vec<ApiToken>> {
+        self.fetch_all(
+            "list_api_tokens",
+            concat!(
+                "SELECT ",
+                api_token_cols!(),
+                " FROM api_tokens WHERE project_id = $1 ORDER BY created_at, id"
+            ),
+            &[&project.0],
+            api_token_row,
+        )
+        .await
+    }
+
+    async fn revoke_api_token(&self, id: ApiTokenId, at: UnixTime) -> StoreResult<()> {
+        let n = self
+            .execute(
+                "revoke_api_token",
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+                &[&id.0, &at.0],
+            )
+            .await?;
+        found(n)
+    }
+
+    async fn find_api_token(
+        &self,
+        project: ProjectId,
+        hash: [u8; 32],
+    ) -> StoreResult<Option<ApiToken>> {
+        self.fetch_maybe(
+            "find_api_token",
+            concat!(
+                "SELECT ",
+                api_token_cols!(),
+                " FROM api_tokens WHERE hash = $1 AND project_id = $2 AND revoked_at IS NULL"
+            ),
+            &[&&hash[..], &project.0],
+            api_token_row,
+        )
+        .await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.fetch_all(
+            "list_keys",
+            concat!(
+                "SELECT ",
+                key_cols!(),
+                " FROM keys ORDER BY created_at, kid"
+            ),
+            &[],
+            key_row,
+        )
+        .await
+    }
+
+    async fn insert_key(&self, key: StoredKey) -> StoreResult<()> {
+        self.execute(
+            "insert_key",
+            concat!(
+                "INSERT INTO keys (",
+                key_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            &[
+                &key.kid,
+                &key.purpose.as_str(),
+                &key.state.as_str(),
+                &key.wrapped,
+                &key.created_at.0,
+                &key.activated_at.map(|t| t.0),
+                &key.retired_at.map(|t| t.0),
+                &key.sealed,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn create_resource(&self, new: NewResource) -> StoreResult<()> {
+        let _t = self.time("create_resource");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            insert_resource(&tx, st, &new, None).await?;
+        });
+        db.finish(r)
+    }
+
+    async fn get_resource(&self, project: ProjectId, id: ResourceId) -> StoreResult<Resource> {
+        self.fetch_one(
+            "get_resource",
+            READ_RESOURCE,
+            &[&id.0, &project.0],
+            resource_row,
+        )
+        .await
+    }
+
+    async fn list_resources(
+        &self,
+        project: ProjectId,
+        kind: Option<ResourceKind>,
+        page: Page,
+    ) -> StoreResult<PageOf<Resource>> {
+        let items = self
+            .fetch_all(
+                "list_resources",
+                concat!(
+                    "SELECT ",
+                    resource_cols!(),
+                    " FROM resources r LEFT JOIN subscribers s ON s.id = r.id
+                     WHERE r.project_id = $1 AND ($2::text IS NULL OR r.kind = $2)
+                       AND ($3::uuid IS NULL OR r.id > $3)
+                     ORDER BY r.id LIMIT $4"
+                ),
+                &[
+                    &project.0,
+                    &kind.map(ResourceKind::as_str),
+                    &page.after,
+                    &(page.size as i64 + 1),
+                ],
+                resource_row,
+            )
+            .await?;
+        Ok(page_of(items, page.size))
+    }
+
+    async fn update_subscriber(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        patch: SubscriberPatch,
+        password_hash: Option<String>,
+        at: UnixTime,
+    ) -> StoreResult<Resource> {
+        let _t = self.time("update_subscriber");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            let n =
+                update_subscriber_row(&tx, st, project, id, &patch, password_hash.as_deref(), at)
+                    .await?;
+            found(n)?;
+            // Changing the password revokes the subscriber's sessions (security.md).
+            if password_hash.is_some() {
+                revoke_subject(&tx, st, project, id, at).await?;
+            }
+            let row = st
+                .query_opt(&tx, READ_RESOURCE, &[&id.0, &project.0])
+                .await?;
+            one(row, resource_row)?
+        });
+        db.finish(r)
+    }
+
+    async fn update_room(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        kind: ResourceKind,
+        patch: RoomPatch,
+        at: UnixTime,
+    ) -> StoreResult<Resource> {
+        let _t = self.time("update_room");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            // The row stays locked until commit, so concurrent merges into `data` queue up
+            // instead of overwriting each other.
+            let row = st
+                .query_opt(
+                    &tx,
+                    concat!(
+                        "SELECT ",
+                        resource_cols!(),
+                        " FROM resources r LEFT JOIN subscribers s ON s.id = r.id
+                         WHERE r.id = $1 AND r.project_id = $2 FOR UPDATE OF r"
+                    ),
+                    &[&id.0, &project.0],
+                )
+                .await?;
+            let mut r = one(row, resource_row)?;
+            if r.kind != kind {
+                return Err(Fail::Store(StoreError::NotFound));
+            }
+            if let Some(n) = &patch.name {
+                r.name.clone_from(n);
+            }
+            if let Some(d) = &patch.display_name {
+                r.display_name.clone_from(d);
+            }
+            r.data.extend(patch.data.clone());
+            st.execute(
+                &tx,
+                "UPDATE resources SET name = $2, display_name = $3, data = $4, updated_at = $5
+                 WHERE id = $1",
+                &[&id.0, &r.name, &r.display_name, &json(&r.data), &at.0],
+            )
+            .await?;
+            st.execute(
+                &tx,
+                "UPDATE addresses SET name = $2, display_name = $3 WHERE resource_id = $1",
+                &[&id.0, &r.name, &r.display_name],
+            )
+            .await?;
+            r.updated_at = at;
+            r
+        });
+        db.finish(r)
+    }
+
+    async fn delete_resource(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        kind: ResourceKind,
+        at: UnixTime,
+    ) -> StoreResult<()> {
+        let _t = self.time("delete_resource");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            let n = st
+                .execute(
+                    &tx,
+                    "DELETE FROM resources WHERE id = $1 AND project_id = $2 AND kind = $3",
+                    &[&id.0, &project.0, &kind.as_str()],
+                )
+                .await?;
+            found(n)?;
+            if kind == ResourceKind::Subscriber {
+                revoke_subject(&tx, st, project, id, at).await?;
+            }
+        });
+        db.finish(r)
+    }
+
+    async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address> {
+        self.fetch_one(
+            "get_address",
+            concat!(
+                "SELECT ",
+                address_cols!(),
+                " FROM addresses WHERE id = $1 AND project_id = $2"
+            ),
+            &[&id.0, &project.0],
+            address_row,
+        )
+        .await
+    }
+
+    async fn list_addresses(
+        &self,
+        project: ProjectId,
+        q: AddressQuery,
+        page: Page,
+    ) -> StoreResult<PageOf<Address>> {
+        let items = self
+            .fetch_all(
+                "list_addresses",
+                concat!(
+                    "SELECT ",
+                    address_cols!(),
+                    " FROM addresses
+                     WHERE project_id = $1
+                       AND ($2::text IS NULL OR kind = $2)
+                       AND ($3::text IS NULL OR display_name = $3)
+                       AND ($4::uuid IS NULL OR resource_id = $4)
+                       AND ($5::uuid IS NULL OR kind <> 'subscriber' OR resource_id = $5)
+                       AND ($6::uuid IS NULL OR id > $6)
+                     ORDER BY id LIMIT $7"
+                ),
+                &[
+                    &project.0,
+                    &q.kind.map(ResourceKind::as_str),
+                    &q.display_name,
+                    &q.resource_id.map(|r| r.0),
+                    &q.visible_to.map(|r| r.0),
+                    &page.after,
+                    &(page.size as i64 + 1),
+                ],
+                address_row,
+            )
+            .await?;
+        Ok(page_of(items, page.size))
+    }
+
+    async fn existing_addresses(
+        &self,
+        project: ProjectId,
+        ids: &[AddressId],
+    ) -> StoreResult<Vec<Address>> {
+        let ids: Vec<Uuid> = ids.iter().map(|a| a.0).collect();
+        // In the order asked, once per mention (as the SQLite store answers).
+        self.fetch_all(
+            "existing_addresses",
+            concat!(
+                "SELECT ",
+                address_cols!(),
+                " FROM unnest($1::uuid[]) WITH ORDINALITY AS q(qid, ord)
+                 JOIN addresses ON addresses.id = q.qid
+                 WHERE addresses.project_id = $2
+                 ORDER BY q.ord"
+            ),
+            &[&ids, &project.0],
+            address_row,
+        )
+        .await
+    }
+
+    async fn grant_subscriber(
+        &self,
+        project: ProjectId,
+        upsert: SubscriberUpsert,
+        family: Family,
+        at: UnixTime,
+    ) -> StoreResult<ResourceId> {
+        let _t = self.time("grant_subscriber");
+        let key = upsert.reference.to_lowercase();
+        // The reference may be the subscriber id itself; ids are stored as UUID, so it is
+        // compared only when it is one in canonical form (SQLite compares the text).
+        let key_id = key
+            .parse::<ResourceId>()
+            .ok()
+            .filter(|id| id.to_string() == key)
+            .map(|id| id.0);
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            // A reference match wins over an email match, which wins over an id match.
+            let existing = st
+                .query_opt(
+                    &tx,
+                    "SELECT id FROM subscribers
+                     WHERE project_id = $1 AND (reference_key = $2 OR email_key = $2 OR id = $3)
+                     ORDER BY reference_key = $2 DESC, email_key = $2 DESC
+                     LIMIT 1",
+                    &[&project.0, &key, &key_id],
+                )
+                .await?;
+            let id = match existing {
+                Some(row) => {
+                    let id = ResourceId(row.try_get(0)?);
+                    update_subscriber_row(
+                        &tx,
+                        st,
+                        project,
+                        id,
+                        &upsert.patch,
+                        upsert.password_hash.as_deref(),
+                        at,
+                    )
+                    .await?;
+                    if upsert.password_hash.is_some() {
+                        revoke_subject(&tx, st, project, id, at).await?;
+                    }
+                    id
+                }
+                None => {
+                    // A concurrent grant may create the same subscriber between the look-up
+                    // and this insert; then the transaction runs again and finds it.
+                    insert_resource(&tx, st, &upsert.create, Some(&upsert.reference))
+                        .await
+                        .map_err(Fail::raced)?;
+                    upsert.create.resource.id
+                }
+            };
+            let mut family = family.clone();
+            family.subject = id.0;
+            insert_family(&tx, st, &family).await?;
+            id
+        });
+        db.finish(r)
+    }
+
+    async fn create_family(&self, family: Family) -> StoreResult<()> {
+        let _t = self.time("create_family");
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, st) = db.parts();
+            insert_family(&*c, st, &family).await
+        }
+        .await;
+        db.finish(r)
+    }
+
+    async fn get_family(&self, id: FamilyId) -> StoreResult<Family> {
+        self.fetch_one(
+            "get_family",
+            concat!("SELECT ", family_cols!(), " FROM families WHERE id = $1"),
+            &[&id.0],
+            family_row,
+        )
+        .await
+    }
+
+    async fn rotate_family(
+        &self,
+        project: ProjectId,
+        id: FamilyId,
+        generation: i64,
+        at: UnixTime,
+        tokens_expire_at: UnixTime,
+    ) -> StoreResult<RotateOutcome> {
+        let _t = self.time("rotate_family");
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, st) = db.parts();
+            // The conditional update is the whole race. Concurrent updates of the row queue on
+            // its lock; each re-checks the condition against the row the one before committed,
+            // so only the first finds the generation it spends. RETURNING hands back the row
+            // as this update left it.
+            let rotated = st
+                .query_opt(
+                    &*c,
+                    concat!(
+                        "UPDATE families SET generation = generation + 1, rotated_at = $4,
+                             tokens_expire_at = LEAST($5, expires_at)
+                         WHERE id = $1 AND project_id = $2 AND generation = $3
+                           AND revoked_at IS NULL AND expires_at > $4
+                         RETURNING ",
+                        family_cols!()
+                    ),
+                    &[&id.0, &project.0, &generation, &at.0, &tokens_expire_at.0],
+                )
+                .await?;
+            if let Some(row) = rotated {
+                return Ok(RotateOutcome::Rotated(family_row(&row)?));
+            }
+            // Not spent: a new statement, so it sees the family as it is now.
+            let row = st
+                .query_opt(
+                    &*c,
+                    concat!(
+                        "SELECT ",
+                        family_cols!(),
+                        " FROM families WHERE id = $1 AND project_id = $2"
+                    ),
+                    &[&id.0, &project.0],
+                )
+                .await?;
+            Ok(match maybe(row, family_row)? {
+                None => RotateOutcome::NotFound,
+                Some(f) if f.revoked_at.is_some() || f.expires_at <= at => RotateOutcome::Dead,
+                Some(f) => RotateOutcome::Stale(f),
+            })
+        }
+        .await;
+        db.finish(r)
+    }
+
+    async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()> {
+        self.execute(
+            "revoke_family",
+            "UPDATE families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id.0, &at.0],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts> {
+        let _t = self.time("purge");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            // Families whose newest token has expired can never be used again; revoked ones
+            // are kept until their tokens expire so that reuse of a revoked chain still reads
+            // as reuse in logs.
+            let families = st
+                .execute(
+                    &tx,
+                    "DELETE FROM families WHERE tokens_expire_at < $1 OR expires_at < $1",
+                    &[&before.0],
+                )
+                .await?;
+            st.execute(
+                &tx,
+                "DELETE FROM operator_sessions WHERE expires_at < $1",
+                &[&before.0],
+            )
+            .await?;
+            let keys_destroyed = st
+                .execute(
+                    &tx,
+                    "UPDATE keys SET state = 'destroyed', wrapped = ''::bytea
+                     WHERE state = 'retired' AND retired_at < $1",
+                    &[&retired_before.0],
+                )
+                .await?;
+            PurgeCounts {
+                families,
+                keys_destroyed,
+            }
+        });
+        db.finish(r)
+    }
+
+    async fn count_families(&self) -> StoreResult<u64> {
+        self.fetch_one(
+            "count_families",
+            "SELECT COUNT(*) FROM families",
+            &[],
+            count_row,
+        )
+        .await
+    }
+
+    async fn activate_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
+        let _t = self.time("activate_key");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            st.execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&KEY_LOCK])
+                .await?;
+            let row = st
+                .query_opt(
+                    &tx,
+                    "SELECT purpose FROM keys WHERE kid = $1 AND state = 'pending' FOR UPDATE",
+                    &[&kid],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            let purpose: String = row.try_get(0)?;
+            st.execute(
+                &tx,
+                "UPDATE keys SET state = 'retired', retired_at = $2
+                 WHERE purpose = $1 AND state = 'active'",
+                &[&purpose, &at.0],
+            )
+            .await?;
+            st.execute(
+                &tx,
+                "UPDATE keys SET state = 'active', activated_at = $2 WHERE kid = $1",
+                &[&kid, &at.0],
+            )
+            .await?;
+        });
+        db.finish(r)
+    }
+
+    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
+        let n = self
+            .execute(
+                "retire_key",
+                "UPDATE keys SET state = 'retired', retired_at = $2
+                 WHERE kid = $1 AND state IN ('pending', 'active')",
+                &[&kid, &at.0],
+            )
+            .await?;
+        found(n)
+    }
+
+    async fn destroy_key(&self, kid: &str) -> StoreResult<()> {
+        let n = self
+            .execute(
+                "destroy_key",
+                "UPDATE keys SET state = 'destroyed', wrapped = ''::bytea
+                 WHERE kid = $1 AND state <> 'destroyed'",
+                &[&kid],
+            )
+            .await?;
+        found(n)
+    }
+
+    async fn add_seal_counts(&self, counts: Vec<(String, u64)>) -> StoreResult<()> {
+        let _t = self.time("add_seal_counts");
+        // One update per key, in kid order: two nodes flushing counts for the same keys then
+        // lock the rows in the same order and cannot deadlock.
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        for (kid, n) in counts {
+            let sum = sums.entry(kid).or_default();
+            *sum = sum.saturating_add(n.min(i64::MAX as u64) as i64);
+        }
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            for (kid, n) in &sums {
+                st.execute(
+                    &tx,
+                    "UPDATE keys SET sealed = sealed + $2 WHERE kid = $1",
+                    &[kid, n],
+                )
+                .await?;
+            }
+        });
+        db.finish(r)
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
+        let mut at = Vec::with_capacity(events.len());
+        let mut project = Vec::with_capacity(events.len());
+        let mut action = Vec::with_capacity(events.len());
+        let mut actor = Vec::with_capacity(events.len());
+        let mut subject = Vec::with_capacity(events.len());
+        let mut detail = Vec::with_capacity(events.len());
+        for e in events {
+            at.push(e.at.0);
+            project.push(e.project_id.map(|p| p.0));
+            action.push(e.action);
+            actor.push(e.actor);
+            subject.push(e.subject);
+            detail.push(serde_json::Value::Object(e.detail));
+        }
+        // One statement for the whole batch; rows are numbered in the order given.
+        self.execute(
+            "append_audit",
+            "INSERT INTO audit_events (at, project_id, action, actor, subject, detail)
+             SELECT at, project_id, action, actor, subject, detail
+             FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::json[])
+                  WITH ORDINALITY AS e(at, project_id, action, actor, subject, detail, ord)
+             ORDER BY ord",
+            &[&at, &project, &action, &actor, &subject, &detail],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        self.fetch_all(
+            "audit_events",
+            concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_events
+                 WHERE at >= $1 AND ($2::uuid IS NULL OR project_id = $2)
+                 ORDER BY seq LIMIT $3 OFFSET $4"
+            ),
+            &[
+                &since.0,
+                &project.map(|p| p.0),
+                &(limit as i64),
+                &(offset.min(i64::MAX as u64) as i64),
+            ],
+            audit_row,
+        )
+        .await
+    }
+
+    async fn count_audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+    ) -> StoreResult<u64> {
+        self.fetch_one(
+            "count_audit_events",
+            "SELECT COUNT(*) FROM audit_events
+             WHERE at >= $1 AND ($2::uuid IS NULL OR project_id = $2)",
+            &[&since.0, &project.map(|p| p.0)],
+            count_row,
+        )
+        .await
+    }
+
+    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
+        self.fetch_all(
+            "list_projects",
+            concat!(
+                "SELECT ",
+                project_cols!(),
+                " FROM projects ORDER BY created_at, id"
+            ),
+            &[],
+            project_row,
+        )
+        .await
+    }
+
+    async fn delete_project(&self, id: ProjectId) -> StoreResult<()> {
+        let _t = self.time("delete_project");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            // Families and subscribers carry the project id without a foreign key (they are
+            // on the hot path); resources, addresses, tokens and embeds cascade.
+            st.execute(&tx, "DELETE FROM families WHERE project_id = $1", &[&id.0])
+                .await?;
+            st.execute(&tx, "DELETE FROM resources WHERE project_id = $1", &[&id.0])
+                .await?;
+            let n = st
+                .execute(&tx, "DELETE FROM projects WHERE id = $1", &[&id.0])
+                .await?;
+            found(n)?;
+        });
+        db.finish(r)
+    }
+
+    async fn create_operator(&self, op: Operator) -> StoreResult<()> {
+        self.execute(
+            "create_operator",
+            "INSERT INTO operators (id, username, username_key, domain, kind, role,
+                 password_hash, api_key_hash, disabled, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &op.id.0,
+                &op.username,
+                &op.username.to_lowercase(),
+                &op.domain,
+                &op.kind.as_str(),
+                &op.role.as_str(),
+                &op.password_hash,
+                &op.api_key_hash.as_ref().map(|h| &h[..]),
+                &op.disabled,
+                &op.created_at.0,
+            ],
+        )
+        .await
+        .map(drop)
+        // As in the SQLite store, any constraint the new row breaks reads as a taken name.
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => StoreError::Conflict("username".into()),
+            other => other,
+        })
+    }
+
+    async fn get_operator(&self, id: OperatorId) -> StoreResult<Operator> {
+        self.fetch_one(
+            "get_operator",
+            concat!("SELECT ", operator_cols!(), " FROM operators WHERE id = $1"),
+            &[&id.0],
+            operator_row,
+        )
+        .await
+    }
+
+    async fn find_operator(&self, username: &str) -> StoreResult<Option<Operator>> {
+        self.fetch_maybe(
+            "find_operator",
+            concat!(
+                "SELECT ",
+                operator_cols!(),
+                " FROM operators WHERE username_key = $1"
+            ),
+            &[&username.to_lowercase()],
+            operator_row,
+        )
+        .await
+    }
+
+    async fn find_operator_by_key(&self, hash: [u8; 32]) -> StoreResult<Option<Operator>> {
+        self.fetch_maybe(
+            "find_operator_by_key",
+            concat!(
+                "SELECT ",
+                operator_cols!(),
+                " FROM operators WHERE api_key_hash = $1"
+            ),
+            &[&&hash[..]],
+            operator_row,
+        )
+        .await
+    }
+
+    async fn list_operators(&self) -> StoreResult<Vec<Operator>> {
+        self.fetch_all(
+            "list_operators",
+            concat!(
+                "SELECT ",
+                operator_cols!(),
+                " FROM operators ORDER BY created_at, id"
+            ),
+            &[],
+            operator_row,
+        )
+        .await
+    }
+
+    async fn update_operator(&self, id: OperatorId, patch: OperatorPatch) -> StoreResult<Operator> {
+        let _t = self.time("update_operator");
+        let mut db = self.db().await?;
+        let r = transaction!(db, |tx, st| {
+            let row = st
+                .query_opt(
+                    &tx,
+                    concat!(
+                        "UPDATE operators SET disabled = COALESCE($2, disabled),
+                             role = COALESCE($3, role)
+                         WHERE id = $1 RETURNING ",
+                        operator_cols!()
+                    ),
+                    &[&id.0, &patch.disabled, &patch.role.map(Role::as_str)],
+                )
+                .await?;
+            let op = one(row, operator_row)?;
+            if patch.disabled == Some(true) {
+                st.execute(
+                    &tx,
+                    "DELETE FROM operator_sessions WHERE operator_id = $1",
+                    &[&id.0],
+                )
+                .await?;
+            }
+            op
+        });
+        db.finish(r)
+    }
+
+    async fn set_operator_password(&self, id: OperatorId, hash: String) -> StoreResult<()> {
+        // Like the SQLite store: no error for an unknown operator.
+        self.execute(
+            "set_operator_password",
+            "UPDATE operators SET password_hash = $2 WHERE id = $1",
+            &[&id.0, &hash],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn delete_operator(&self, id: OperatorId) -> StoreResult<()> {
+        // Its sessions go with it (ON DELETE CASCADE).
+        let n = self
+            .execute(
+                "delete_operator",
+                "DELETE FROM operators WHERE id = $1",
+                &[&id.0],
+            )
+            .await?;
+        found(n)
+    }
+
+    async fn create_operator_session(&self, s: OperatorSession) -> StoreResult<()> {
+        self.execute(
+            "create_operator_session",
+            concat!(
+                "INSERT INTO operator_sessions (",
+                operator_session_cols!(),
+                ") VALUES ($1, $2, $3, $4)"
+            ),
+            &[
+                &&s.hash[..],
+                &s.operator_id.0,
+                &s.created_at.0,
+                &s.expires_at.0,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn find_operator_session(&self, hash: [u8; 32]) -> StoreResult<Option<OperatorSession>> {
+        self.fetch_maybe(
+            "find_operator_session",
+            concat!(
+                "SELECT ",
+                operator_session_cols!(),
+                " FROM operator_sessions WHERE hash = $1"
+            ),
+            &[&&hash[..]],
+            operator_session_row,
+        )
+        .await
+    }
+
+    async fn delete_operator_session(&self, hash: [u8; 32]) -> StoreResult<()> {
+        self.execute(
+            "delete_operator_session",
+            "DELETE FROM operator_sessions WHERE hash = $1",
+            &[&&hash[..]],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn create_embed(&self, embed: Embed) -> StoreResult<()> {
+        let addresses: Vec<Uuid> = embed.addresses.iter().map(|a| a.0).collect();
+        self.execute(
+            "create_embed",
+            concat!(
+                "INSERT INTO embeds (",
+                embed_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            &[
+                &embed.id.0,
+                &embed.project_id.0,
+                &&embed.token_hash[..],
+                &addresses,
+                &embed.enabled,
+                &embed.created_at.0,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>> {
+        self.fetch_maybe(
+            "find_embed",
+            concat!(
+                "SELECT ",
+                embed_cols!(),
+                " FROM embeds WHERE token_hash = $1"
+            ),
+            &[&&token_hash[..]],
+            embed_row,
+        )
+        .await
+    }
+}

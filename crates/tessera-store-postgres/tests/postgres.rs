@@ -1,0 +1,1485 @@
+//! The PostgreSQL store against a real server: migrations, the refresh race across
+//! connections and nodes, and a differential run that replays one script of every Store method
+//! against the SQLite store and this one and demands identical answers.
+//!
+//! Needs `TESSERA_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); without
+//! it every test prints SKIP and passes. Each test works in a scratch schema of its own.
+
+use std::sync::Arc;
+
+use tessera_core::ids::*;
+use tessera_core::metrics::Metrics;
+use tessera_core::model::*;
+use tessera_core::store::{Store, StoreError};
+use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
+use tessera_core::UnixTime;
+use tessera_store_postgres::testing::{scratch_schema, url_from_env, with_search_path};
+use tessera_store_postgres::{is_postgres_url, migrate, OpenError, PgStore};
+use uuid::Uuid;
+
+/// The test server's URL, or return (after the SKIP line) from the test.
+macro_rules! base_url {
+    () => {
+        match url_from_env() {
+            Some(url) => url,
+            None => return,
+        }
+    };
+}
+
+/// A raw connection into `url`, for looking behind the store.
+async fn raw(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("raw connection");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+async fn versions(url: &str) -> Vec<i64> {
+    raw(url)
+        .await
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .await
+        .expect("schema_version")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+// --- builders (deterministic ids, so both backends see identical input) ---
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n)
+}
+
+fn t(s: i64) -> UnixTime {
+    UnixTime(s)
+}
+
+fn project(n: u128, created: i64) -> Project {
+    Project {
+        id: ProjectId(id(n)),
+        name: format!("project {n}"),
+        created_at: t(created),
+    }
+}
+
+fn token(n: u128, project: ProjectId, hash: u8, created: i64) -> ApiToken {
+    ApiToken {
+        id: ApiTokenId(id(n)),
+        project_id: project,
+        name: format!("token {n}"),
+        hash: [hash; 32],
+        created_at: t(created),
+        revoked_at: None,
+    }
+}
+
+fn resource(
+    n: u128,
+    project: ProjectId,
+    kind: ResourceKind,
+    name: &str,
+    subscriber: Option<SubscriberProfile>,
+) -> NewResource {
+    let mut data = serde_json::Map::new();
+    if kind != ResourceKind::Subscriber {
+        data.insert("size".into(), serde_json::json!(1.5));
+        data.insert("tags".into(), serde_json::json!(["a", {"b": null}]));
+    }
+    NewResource {
+        resource: Resource {
+            id: ResourceId(id(n)),
+            project_id: project,
+            kind,
+            name: address_name(name),
+            display_name: name.to_string(),
+            created_at: t(1000 + n as i64),
+            updated_at: t(1000 + n as i64),
+            subscriber,
+            data,
+        },
+        address: Address {
+            id: AddressId(id(n + 0x10_0000)),
+            project_id: project,
+            resource_id: ResourceId(id(n)),
+            kind,
+            name: address_name(name),
+            display_name: name.to_string(),
+            locked: false,
+            cover_url: String::new(),
+            preview_url: String::new(),
+            created_at: t(1000 + n as i64),
+        },
+        password_hash: None,
+    }
+}
+
+fn subscriber(n: u128, project: ProjectId, email: &str) -> NewResource {
+    let profile = SubscriberProfile {
+        email: email.into(),
+        first_name: "First".into(),
+        ..Default::default()
+    };
+    resource(n, project, ResourceKind::Subscriber, email, Some(profile))
+}
+
+fn upsert(
+    n: u128,
+    project: ProjectId,
+    reference: &str,
+    email: &str,
+    password: Option<&str>,
+) -> SubscriberUpsert {
+    SubscriberUpsert {
+        reference: reference.into(),
+        patch: SubscriberPatch {
+            email: Some(email.into()),
+            last_name: Some(format!("via {reference}")),
+            ..Default::default()
+        },
+        password_hash: password.map(str::to_string),
+        create: subscriber(n, project, email),
+    }
+}
+
+fn family(n: u128, project: ProjectId, kind: PrincipalKind, subject: Uuid) -> Family {
+    Family {
+        id: FamilyId(id(n)),
+        project_id: project,
+        kind,
+        subject,
+        generation: 1,
+        created_at: t(1000),
+        expires_at: t(5000),
+        tokens_expire_at: t(1600),
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+fn key(kid: &str, purpose: KeyPurpose, state: KeyState, created: i64) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        purpose,
+        state,
+        wrapped: kid.as_bytes().to_vec(),
+        created_at: t(created),
+        activated_at: (state == KeyState::Active).then_some(t(created)),
+        retired_at: None,
+        sealed: 0,
+    }
+}
+
+fn operator(n: u128, username: &str, key: Option<u8>) -> Operator {
+    Operator {
+        id: OperatorId(id(n)),
+        username: username.into(),
+        domain: Some("local".into()),
+        kind: if key.is_some() {
+            OperatorKind::Service
+        } else {
+            OperatorKind::User
+        },
+        role: Role::Operator,
+        password_hash: key.is_none().then(|| "$argon2id$fake".to_string()),
+        api_key_hash: key.map(|k| [k; 32]),
+        disabled: false,
+        created_at: t(900 + n as i64),
+    }
+}
+
+fn page(size: u32, after: Option<Uuid>) -> Page {
+    Page { size, after }
+}
+
+// --- plain tests ---
+
+#[test]
+fn recognises_postgres_urls() {
+    assert!(is_postgres_url("postgres://u@h/db"));
+    assert!(is_postgres_url("postgresql://u@h:5433/db?sslmode=disable"));
+    assert!(!is_postgres_url("sqlite://tessera.db"));
+    assert!(!is_postgres_url("tessera.db"));
+}
+
+#[test]
+fn search_path_is_encoded_into_the_url() {
+    assert_eq!(
+        with_search_path("postgres://u@h/db", "t_x"),
+        "postgres://u@h/db?options=-c%20search_path%3Dt_x"
+    );
+    assert_eq!(
+        with_search_path("postgres://u@h/db?application_name=a", "t_x"),
+        "postgres://u@h/db?application_name=a&options=-c%20search_path%3Dt_x"
+    );
+    assert_eq!(
+        with_search_path("host=h user=u", "t_x"),
+        "host=h user=u options='-c search_path=t_x'"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_clear_error_without_the_password() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let err = PgStore::connect("postgres://tessera:s3cret@127.0.0.1:1/tessera?connect_timeout=5")
+        .await
+        .expect_err("nothing listens on port 1");
+    let msg = err.to_string();
+    assert!(matches!(err, OpenError::Postgres { .. }), "{msg}");
+    assert!(msg.contains("tessera@127.0.0.1:1/tessera"), "{msg}");
+    assert!(!msg.contains("s3cret"), "{msg}");
+    let err = migrate("postgres://u@h/db?sslmode=nonsense")
+        .await
+        .expect_err("bad URL");
+    assert!(err.to_string().contains("invalid"), "{err}");
+}
+
+// --- migrations ---
+
+#[tokio::test]
+async fn migrations_apply_once_and_are_idempotent() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    assert_eq!(migrate(&url).await.expect("first migrate"), (0, 3));
+    assert_eq!(migrate(&url).await.expect("second migrate"), (3, 3));
+    let store = PgStore::connect(&url).await.expect("connect");
+    assert_eq!(store.schema_versions(), (3, 3));
+    assert_eq!(versions(&url).await, vec![1, 2, 3]);
+    // Every table landed in the scratch schema, none in public.
+    let n: i64 = raw(&url)
+        .await
+        .query_one(
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = $1",
+            &[&guard.schema()],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 12, "schema_version plus eleven tables");
+    drop(store);
+    guard.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_starting_together_migrate_once() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgStore::connect(&url).await })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        let store = task.await.expect("join").expect("connect");
+        let (before, after) = store.schema_versions();
+        assert_eq!(after, 3);
+        if before == 0 {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one node found an empty database");
+    assert_eq!(versions(&url).await, vec![1, 2, 3]);
+    guard.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    migrate(&url).await.expect("migrate");
+    raw(&url)
+        .await
+        .execute("INSERT INTO schema_version (version) VALUES (99)", &[])
+        .await
+        .expect("bump");
+    let err = PgStore::connect(&url).await.expect_err("too new");
+    assert!(
+        matches!(
+            err,
+            OpenError::TooNew {
+                found: 99,
+                known: 3
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the database schema is version 99, newer than this Tessera knows (3); upgrade Tessera"
+    );
+    let err = migrate(&url).await.expect_err("too new");
+    assert!(matches!(err, OpenError::TooNew { found: 99, .. }));
+    guard.drop_now().await;
+}
+
+#[tokio::test]
+async fn dropping_the_guard_drops_the_schema() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let store = PgStore::connect(&url).await.expect("connect");
+    store.count_families().await.expect("in use");
+    let schema = guard.schema().to_string();
+    // As when a test panics: no drop_now, the store (and its idle connections) still alive.
+    drop(guard);
+    let left: i64 = raw(&base)
+        .await
+        .query_one(
+            "SELECT COUNT(*) FROM pg_namespace WHERE nspname = $1",
+            &[&schema],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+    drop(store);
+}
+
+// --- the refresh race ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_of_one_generation_have_exactly_one_winner() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    // Two stores on one database stand for two nodes; each has its own connections.
+    let nodes = [
+        Arc::new(PgStore::connect(&url).await.expect("node a")),
+        Arc::new(PgStore::connect(&url).await.expect("node b")),
+    ];
+    let p = project(1, 100);
+    let fam = family(2, p.id, PrincipalKind::Subscriber, id(3));
+    nodes[0].create_family(fam.clone()).await.expect("family");
+
+    for generation in 1..=5 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(32));
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let store = nodes[i % 2].clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .rotate_family(p.id, fam.id, generation, t(2000), t(4000))
+                        .await
+                })
+            })
+            .collect();
+        let (mut rotated, mut stale) = (0, 0);
+        for task in tasks {
+            match task.await.expect("join").expect("no store error") {
+                RotateOutcome::Rotated(f) => {
+                    rotated += 1;
+                    assert_eq!(f.generation, generation + 1);
+                }
+                RotateOutcome::Stale(f) => {
+                    stale += 1;
+                    assert!(f.generation > generation);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((rotated, stale), (1, 31), "generation {generation}");
+    }
+    let f = nodes[1].get_family(fam.id).await.expect("family");
+    assert_eq!(f.generation, 6);
+    assert_eq!(f.tokens_expire_at, t(4000));
+    drop(nodes);
+    guard.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_grants_of_a_new_reference_create_one_subscriber() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let store = Arc::new(PgStore::connect(&url).await.expect("connect"));
+    let p = project(1, 100);
+    store
+        .create_project(p.clone(), token(2, p.id, 2, 100))
+        .await
+        .expect("project");
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let tasks: Vec<_> = (0..12u128)
+        .map(|i| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                // Each request would create its own resource; only one may.
+                let up = upsert(100 + i, p.id, "Race@Example.com", "race@example.com", None);
+                let fam = family(200 + i, p.id, PrincipalKind::Subscriber, Uuid::nil());
+                barrier.wait().await;
+                store.grant_subscriber(p.id, up, fam, t(1500)).await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("join").expect("grant"));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one subscriber for one reference: {ids:?}");
+    let all = store
+        .list_resources(p.id, Some(ResourceKind::Subscriber), page(50, None))
+        .await
+        .expect("list");
+    assert_eq!(all.items.len(), 1);
+    assert_eq!(store.count_families().await.expect("count"), 12);
+    drop(store);
+    guard.drop_now().await;
+}
+
+// --- focused behaviour ---
+
+#[tokio::test]
+async fn subscriber_upserts_and_their_conflicts() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let s = PgStore::connect(&url).await.expect("connect");
+    let p = project(1, 100);
+    s.create_project(p.clone(), token(2, p.id, 2, 100))
+        .await
+        .expect("project");
+
+    // Created by reference; found again case-insensitively, by email and by id.
+    let alice = s
+        .grant_subscriber(
+            p.id,
+            upsert(10, p.id, "Alice@X.com", "Alice@X.com", None),
+            family(20, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+            t(1000),
+        )
+        .await
+        .expect("create");
+    assert_eq!(alice, ResourceId(id(10)));
+    for (n, reference) in [(21, "alice@x.COM"), (22, &alice.to_string()[..])] {
+        let again = s
+            .grant_subscriber(
+                p.id,
+                upsert(11, p.id, reference, "alice@x.com", None),
+                family(n, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+                t(1001),
+            )
+            .await
+            .expect("upsert");
+        assert_eq!(again, alice, "{reference}");
+    }
+    assert_eq!(
+        s.get_family(FamilyId(id(21))).await.unwrap().subject,
+        alice.0
+    );
+
+    // A password change revokes the subscriber's live families.
+    s.grant_subscriber(
+        p.id,
+        upsert(
+            12,
+            p.id,
+            "ALICE@x.com",
+            "alice@x.com",
+            Some("$argon2id$new"),
+        ),
+        family(23, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+        t(1002),
+    )
+    .await
+    .expect("password change");
+    for n in [20, 21, 22] {
+        assert_eq!(
+            s.get_family(FamilyId(id(n))).await.unwrap().revoked_at,
+            Some(t(1002))
+        );
+    }
+    assert_eq!(
+        s.get_family(FamilyId(id(23))).await.unwrap().revoked_at,
+        None
+    );
+
+    // A new reference whose email another subscriber holds: Conflict("email"), and nothing of
+    // the failed grant remains.
+    let err = s
+        .grant_subscriber(
+            p.id,
+            upsert(13, p.id, "bob", "ALICE@X.COM", None),
+            family(24, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+            t(1003),
+        )
+        .await
+        .expect_err("email taken");
+    assert!(
+        matches!(err, StoreError::Conflict(ref c) if c == "email"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        s.get_family(FamilyId(id(24))).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // create_resource: same email → email; a reference taken by another email → reference.
+    let err = s
+        .create_resource(subscriber(14, p.id, "alice@X.com"))
+        .await
+        .expect_err("dup");
+    assert!(
+        matches!(err, StoreError::Conflict(ref c) if c == "email"),
+        "{err:?}"
+    );
+    s.grant_subscriber(
+        p.id,
+        upsert(15, p.id, "carol", "carol@x.com", None),
+        family(25, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+        t(1004),
+    )
+    .await
+    .expect("carol");
+    let err = s
+        .create_resource(subscriber(16, p.id, "Carol"))
+        .await
+        .expect_err("reference taken");
+    assert!(
+        matches!(err, StoreError::Conflict(ref c) if c == "reference"),
+        "{err:?}"
+    );
+
+    // update_subscriber to a taken email → email; unknown → NotFound.
+    let err = s
+        .update_subscriber(
+            p.id,
+            ResourceId(id(15)),
+            SubscriberPatch {
+                email: Some("ALICE@x.com".into()),
+                ..Default::default()
+            },
+            None,
+            t(1005),
+        )
+        .await
+        .expect_err("taken");
+    assert!(
+        matches!(err, StoreError::Conflict(ref c) if c == "email"),
+        "{err:?}"
+    );
+    let err = s
+        .update_subscriber(
+            p.id,
+            ResourceId(id(99)),
+            SubscriberPatch::default(),
+            None,
+            t(1005),
+        )
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, StoreError::NotFound));
+
+    // One subscriber's reference is another's email: the reference match wins.
+    s.grant_subscriber(
+        p.id,
+        upsert(18, p.id, "dave", "dave@x.com", None),
+        family(27, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+        t(1007),
+    )
+    .await
+    .expect("dave");
+    s.update_subscriber(
+        p.id,
+        ResourceId(id(15)),
+        SubscriberPatch {
+            email: Some("Dave".into()),
+            ..Default::default()
+        },
+        None,
+        t(1007),
+    )
+    .await
+    .expect("carol's email is now dave");
+    let who = s
+        .grant_subscriber(
+            p.id,
+            upsert(19, p.id, "DAVE", "dave@x.com", None),
+            family(28, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+            t(1008),
+        )
+        .await
+        .expect("ambiguous grant");
+    assert_eq!(who, ResourceId(id(18)));
+
+    // A grant in a project that does not exist: the resource's foreign key → NotFound.
+    let other = ProjectId(id(98));
+    let err = s
+        .grant_subscriber(
+            other,
+            upsert(17, other, "dave", "dave@x.com", None),
+            family(26, other, PrincipalKind::Subscriber, Uuid::nil()),
+            t(1006),
+        )
+        .await
+        .expect_err("no project");
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    drop(s);
+    guard.drop_now().await;
+}
+
+#[tokio::test]
+async fn purge_removes_dead_families_sessions_and_old_retired_keys() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let s = PgStore::connect(&url).await.expect("connect");
+    let p = ProjectId(id(1));
+    let mut live = family(10, p, PrincipalKind::Guest, id(2));
+    live.tokens_expire_at = t(3000);
+    let mut spent = family(11, p, PrincipalKind::Guest, id(2));
+    spent.tokens_expire_at = t(1500);
+    let mut over = family(12, p, PrincipalKind::Guest, id(2));
+    over.expires_at = t(1800);
+    over.tokens_expire_at = t(2500);
+    for f in [&live, &spent, &over] {
+        s.create_family(f.clone()).await.expect("family");
+    }
+    s.insert_key(key("old", KeyPurpose::Access, KeyState::Pending, 10))
+        .await
+        .unwrap();
+    s.insert_key(key("new", KeyPurpose::Access, KeyState::Pending, 20))
+        .await
+        .unwrap();
+    s.retire_key("old", t(100)).await.unwrap();
+    s.retire_key("new", t(300)).await.unwrap();
+    let op = operator(30, "ops@local", None);
+    s.create_operator(op.clone()).await.unwrap();
+    for (h, expires) in [(1u8, 1500), (2, 2500)] {
+        s.create_operator_session(OperatorSession {
+            hash: [h; 32],
+            operator_id: op.id,
+            created_at: t(1000),
+            expires_at: t(expires),
+        })
+        .await
+        .unwrap();
+    }
+
+    let counts = s.purge(t(2000), t(200)).await.expect("purge");
+    assert_eq!(
+        counts,
+        PurgeCounts {
+            families: 2,
+            keys_destroyed: 1
+        }
+    );
+    assert_eq!(s.count_families().await.unwrap(), 1);
+    assert!(s.get_family(live.id).await.is_ok());
+    assert!(s.find_operator_session([1; 32]).await.unwrap().is_none());
+    assert!(s.find_operator_session([2; 32]).await.unwrap().is_some());
+    let keys = s.list_keys().await.unwrap();
+    assert_eq!(keys[0].state, KeyState::Destroyed);
+    assert!(keys[0].wrapped.is_empty());
+    assert_eq!(keys[1].state, KeyState::Retired);
+    assert_eq!(
+        s.purge(t(2000), t(200)).await.unwrap(),
+        PurgeCounts::default()
+    );
+    drop(s);
+    guard.drop_now().await;
+}
+
+#[tokio::test]
+async fn every_call_is_timed_in_the_shared_metrics() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let metrics = Arc::new(Metrics::default());
+    let s = PgStore::connect(&url)
+        .await
+        .expect("connect")
+        .with_metrics(metrics.clone());
+    let _ = s.get_project(ProjectId(id(1))).await;
+    let _ = s.count_families().await;
+    let _ = s.count_families().await;
+    let snap = metrics.store.snapshot();
+    let count = |op: &str| {
+        snap.iter()
+            .find(|(k, _)| *k == op)
+            .map(|(_, h)| h.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("get_project"), 1, "failed calls are timed too");
+    assert_eq!(count("count_families"), 2);
+    drop(s);
+    guard.drop_now().await;
+}
+
+// --- the differential run ---
+
+/// Calls every Store method, including the failing cases, and records each answer. Run
+/// against two backends with the same input, the two records must be equal line for line.
+async fn script(s: &dyn Store) -> Vec<String> {
+    let mut log = Vec::new();
+    macro_rules! rec {
+        ($label:expr, $e:expr) => {{
+            let r = $e.await;
+            log.push(format!("{}: {:?}", $label, r));
+            r
+        }};
+    }
+    let p1 = project(1, 100);
+    let p2 = project(2, 50);
+    let missing = ProjectId(id(999));
+
+    // Projects and tokens.
+    rec!(
+        "project p1",
+        s.create_project(p1.clone(), token(11, p1.id, 11, 100))
+    )
+    .unwrap();
+    rec!(
+        "project p2",
+        s.create_project(p2.clone(), token(12, p2.id, 12, 50))
+    )
+    .unwrap();
+    let _ = rec!(
+        "project dup id",
+        s.create_project(p1.clone(), token(13, p1.id, 13, 100))
+    );
+    let _ = rec!(
+        "project token elsewhere",
+        s.create_project(project(3, 1), token(14, missing, 14, 1))
+    );
+    let _ = rec!("project p3 absent", s.get_project(ProjectId(id(3))));
+    let _ = rec!(
+        "project dup hash",
+        s.create_project(project(4, 1), token(15, ProjectId(id(4)), 11, 1))
+    );
+    let _ = rec!("get p1", s.get_project(p1.id));
+    let _ = rec!("get missing", s.get_project(missing));
+    let _ = rec!("token 2", s.create_api_token(token(16, p1.id, 16, 90)));
+    let _ = rec!(
+        "token dup hash",
+        s.create_api_token(token(17, p1.id, 16, 90))
+    );
+    let _ = rec!(
+        "token no project",
+        s.create_api_token(token(18, missing, 18, 90))
+    );
+    let _ = rec!("list tokens", s.list_api_tokens(p1.id));
+    let _ = rec!("revoke", s.revoke_api_token(ApiTokenId(id(16)), t(150)));
+    let _ = rec!(
+        "revoke again",
+        s.revoke_api_token(ApiTokenId(id(16)), t(250))
+    );
+    let _ = rec!(
+        "revoke missing",
+        s.revoke_api_token(ApiTokenId(id(19)), t(250))
+    );
+    let _ = rec!("find live", s.find_api_token(p1.id, [11; 32]));
+    let _ = rec!("find revoked", s.find_api_token(p1.id, [16; 32]));
+    let _ = rec!("find other project", s.find_api_token(p2.id, [11; 32]));
+    let _ = rec!("list tokens after", s.list_api_tokens(p1.id));
+
+    // Keys.
+    let _ = rec!(
+        "key k1",
+        s.insert_key(key("k1", KeyPurpose::Access, KeyState::Active, 10))
+    );
+    let _ = rec!(
+        "key k2",
+        s.insert_key(key("k2", KeyPurpose::Access, KeyState::Pending, 10))
+    );
+    let _ = rec!(
+        "key K0",
+        s.insert_key(key("K0", KeyPurpose::Refresh, KeyState::Pending, 10))
+    );
+    let _ = rec!(
+        "key s1",
+        s.insert_key(key("s1", KeyPurpose::Signing, KeyState::Active, 5))
+    );
+    let _ = rec!(
+        "key dup",
+        s.insert_key(key("k1", KeyPurpose::Refresh, KeyState::Pending, 1))
+    );
+    let _ = rec!("activate k2", s.activate_key("k2", t(20)));
+    let _ = rec!("activate k2 again", s.activate_key("k2", t(21)));
+    let _ = rec!("activate k1 (retired)", s.activate_key("k1", t(21)));
+    let _ = rec!("activate missing", s.activate_key("nope", t(21)));
+    let _ = rec!("activate K0", s.activate_key("K0", t(22)));
+    let _ = rec!("retire K0", s.retire_key("K0", t(23)));
+    let _ = rec!("retire K0 again", s.retire_key("K0", t(24)));
+    let _ = rec!("destroy k1", s.destroy_key("k1"));
+    let _ = rec!("destroy k1 again", s.destroy_key("k1"));
+    let _ = rec!("destroy missing", s.destroy_key("nope"));
+    let _ = rec!(
+        "seal counts",
+        s.add_seal_counts(vec![
+            ("k2".into(), 5),
+            ("s1".into(), 2),
+            ("k2".into(), 3),
+            ("nope".into(), 9)
+        ])
+    );
+    let _ = rec!("seal counts empty", s.add_seal_counts(vec![]));
+    let _ = rec!("list keys", s.list_keys());
+
+    // Resources.
+    let alice = subscriber(100, p1.id, "Alice@Example.com");
+    let _ = rec!("alice", s.create_resource(alice.clone()));
+    let _ = rec!(
+        "lobby",
+        s.create_resource(resource(101, p1.id, ResourceKind::Room, "The Lobby", None))
+    );
+    let _ = rec!(
+        "app",
+        s.create_resource(resource(102, p1.id, ResourceKind::App, "App", None))
+    );
+    let _ = rec!(
+        "p2 room",
+        s.create_resource(resource(103, p2.id, ResourceKind::Room, "Other", None))
+    );
+    let _ = rec!(
+        "dup email",
+        s.create_resource(subscriber(104, p1.id, "alice@EXAMPLE.com"))
+    );
+    let _ = rec!(
+        "same email other project",
+        s.create_resource(subscriber(105, p2.id, "alice@example.com"))
+    );
+    let _ = rec!(
+        "dup id",
+        s.create_resource(resource(101, p1.id, ResourceKind::Room, "Again", None))
+    );
+    let _ = rec!(
+        "no project",
+        s.create_resource(resource(106, missing, ResourceKind::Room, "X", None))
+    );
+    let mut with_pw = subscriber(107, p1.id, "pw@example.com");
+    with_pw.password_hash = Some("$argon2id$x".into());
+    let _ = rec!("with password", s.create_resource(with_pw));
+    for n in [100, 101, 102, 103, 104, 107] {
+        let _ = rec!(
+            format!("get {n} in p1"),
+            s.get_resource(p1.id, ResourceId(id(n)))
+        );
+    }
+    let _ = rec!("list all", s.list_resources(p1.id, None, page(2, None)));
+    let _ = rec!(
+        "list after",
+        s.list_resources(p1.id, None, page(2, Some(id(101))))
+    );
+    let _ = rec!(
+        "list rooms",
+        s.list_resources(p1.id, Some(ResourceKind::Room), page(10, None))
+    );
+    let _ = rec!("list zero", s.list_resources(p1.id, None, page(0, None)));
+    let _ = rec!(
+        "update alice",
+        s.update_subscriber(
+            p1.id,
+            ResourceId(id(100)),
+            SubscriberPatch {
+                display_name: Some("Alice A.".into()),
+                country: Some("NZ".into()),
+                ..Default::default()
+            },
+            None,
+            t(1200),
+        )
+    );
+    let _ = rec!(
+        "update alice email taken",
+        s.update_subscriber(
+            p1.id,
+            ResourceId(id(100)),
+            SubscriberPatch {
+                email: Some("PW@example.com".into()),
+                ..Default::default()
+            },
+            None,
+            t(1201),
+        )
+    );
+    let _ = rec!(
+        "update alice wrong project",
+        s.update_subscriber(
+            p2.id,
+            ResourceId(id(100)),
+            SubscriberPatch::default(),
+            None,
+            t(1202)
+        )
+    );
+    let _ = rec!(
+        "update room as subscriber",
+        s.update_subscriber(
+            p1.id,
+            ResourceId(id(101)),
+            SubscriberPatch::default(),
+            None,
+            t(1202)
+        )
+    );
+    let mut patch = RoomPatch {
+        name: Some("lounge".into()),
+        display_name: None,
+        data: serde_json::Map::new(),
+    };
+    patch.data.insert("size".into(), serde_json::json!(3));
+    patch
+        .data
+        .insert("new".into(), serde_json::json!({"x": [1, 2]}));
+    let _ = rec!(
+        "update room",
+        s.update_room(
+            p1.id,
+            ResourceId(id(101)),
+            ResourceKind::Room,
+            patch.clone(),
+            t(1300)
+        )
+    );
+    let _ = rec!(
+        "update room as app",
+        s.update_room(
+            p1.id,
+            ResourceId(id(101)),
+            ResourceKind::App,
+            patch.clone(),
+            t(1301)
+        )
+    );
+    let _ = rec!(
+        "update room other project",
+        s.update_room(
+            p2.id,
+            ResourceId(id(101)),
+            ResourceKind::Room,
+            patch,
+            t(1301)
+        )
+    );
+    let _ = rec!("get room", s.get_resource(p1.id, ResourceId(id(101))));
+
+    // Addresses.
+    let a = |n: u128| AddressId(id(n + 0x10_0000));
+    let _ = rec!("address", s.get_address(p1.id, a(101)));
+    let _ = rec!("address other project", s.get_address(p2.id, a(101)));
+    let q = |kind, display_name: Option<&str>, resource_id, visible_to| AddressQuery {
+        kind,
+        display_name: display_name.map(str::to_string),
+        resource_id,
+        visible_to,
+    };
+    let _ = rec!(
+        "addresses all",
+        s.list_addresses(p1.id, q(None, None, None, None), page(10, None))
+    );
+    let _ = rec!(
+        "addresses paged",
+        s.list_addresses(p1.id, q(None, None, None, None), page(1, Some(a(100).0)))
+    );
+    let _ = rec!(
+        "addresses rooms",
+        s.list_addresses(
+            p1.id,
+            q(Some(ResourceKind::Room), None, None, None),
+            page(10, None)
+        )
+    );
+    let _ = rec!(
+        "addresses by name",
+        s.list_addresses(p1.id, q(None, Some("App"), None, None), page(10, None))
+    );
+    let _ = rec!(
+        "addresses of",
+        s.list_addresses(
+            p1.id,
+            q(None, None, Some(ResourceId(id(100))), None),
+            page(10, None)
+        )
+    );
+    let _ = rec!(
+        "addresses visible",
+        s.list_addresses(
+            p1.id,
+            q(None, None, None, Some(ResourceId(id(107)))),
+            page(10, None)
+        )
+    );
+    let _ = rec!(
+        "existing",
+        s.existing_addresses(p1.id, &[a(102), a(103), a(100), a(999), a(102)])
+    );
+    let _ = rec!("existing none", s.existing_addresses(p1.id, &[]));
+
+    // Grants and families.
+    let f = |n| family(n, p1.id, PrincipalKind::Subscriber, Uuid::nil());
+    let _ = rec!(
+        "grant new",
+        s.grant_subscriber(
+            p1.id,
+            upsert(200, p1.id, "Carol@Example.com", "carol@example.com", None),
+            f(300),
+            t(1400)
+        )
+    );
+    let _ = rec!(
+        "grant same ref",
+        s.grant_subscriber(
+            p1.id,
+            upsert(201, p1.id, "CAROL@example.com", "Carol@Example.com", None),
+            f(301),
+            t(1401)
+        )
+    );
+    let _ = rec!(
+        "grant by email",
+        s.grant_subscriber(
+            p1.id,
+            upsert(202, p1.id, "alice@example.COM", "alice@example.com", None),
+            f(302),
+            t(1402)
+        )
+    );
+    let _ = rec!(
+        "grant by id",
+        s.grant_subscriber(
+            p1.id,
+            upsert(203, p1.id, &id(107).to_string(), "pw@example.com", None),
+            f(303),
+            t(1403)
+        )
+    );
+    let _ = rec!(
+        "grant by id uppercase",
+        s.grant_subscriber(
+            p1.id,
+            upsert(
+                204,
+                p1.id,
+                &id(107).to_string().to_uppercase(),
+                "pw@example.com",
+                None
+            ),
+            f(304),
+            t(1404)
+        )
+    );
+    // dave's reference is erin's email: the reference match must win.
+    let _ = rec!(
+        "grant dave",
+        s.grant_subscriber(
+            p1.id,
+            upsert(205, p1.id, "dave", "dave@example.com", None),
+            f(305),
+            t(1405)
+        )
+    );
+    let _ = rec!(
+        "grant erin",
+        s.grant_subscriber(
+            p1.id,
+            upsert(206, p1.id, "erin@example.com", "erin@example.com", None),
+            f(306),
+            t(1406)
+        )
+    );
+    let _ = rec!(
+        "erin takes email dave",
+        s.update_subscriber(
+            p1.id,
+            ResourceId(id(206)),
+            SubscriberPatch {
+                email: Some("DAVE".into()),
+                ..Default::default()
+            },
+            None,
+            t(1407)
+        )
+    );
+    // Granting "Dave" now matches dave by reference and erin by email. That case is not
+    // replayed: SQLite's `LIMIT 1` without ORDER BY answers whichever row its query plan meets
+    // first (today the smallest email_key: erin). PostgreSQL prefers the reference match; see
+    // `subscriber_upserts_and_their_conflicts`.
+    let _ = rec!(
+        "grant email taken",
+        s.grant_subscriber(
+            p1.id,
+            upsert(208, p1.id, "frank", "CAROL@example.com", None),
+            f(308),
+            t(1409)
+        )
+    );
+    let _ = rec!(
+        "grant reference taken",
+        s.grant_subscriber(
+            p1.id,
+            upsert(209, p1.id, "george", "george@example.com", None),
+            f(309),
+            t(1410)
+        )
+    );
+    let _ = rec!(
+        "grant ref is other's ref",
+        s.create_resource(subscriber(210, p1.id, "GEORGE"))
+    );
+    let _ = rec!(
+        "grant dup family",
+        s.grant_subscriber(
+            p1.id,
+            upsert(211, p1.id, "harry", "harry@example.com", None),
+            f(300),
+            t(1411)
+        )
+    );
+    let _ = rec!("harry absent", s.get_resource(p1.id, ResourceId(id(211))));
+    let _ = rec!(
+        "grant password",
+        s.grant_subscriber(
+            p1.id,
+            upsert(
+                212,
+                p1.id,
+                "carol@example.com",
+                "carol@example.com",
+                Some("$argon2id$pw")
+            ),
+            f(310),
+            t(1412)
+        )
+    );
+    let _ = rec!(
+        "grant no project",
+        s.grant_subscriber(
+            missing,
+            upsert(213, missing, "ivy", "ivy@example.com", None),
+            family(311, missing, PrincipalKind::Subscriber, Uuid::nil()),
+            t(1413)
+        )
+    );
+    for n in 300..=311 {
+        let _ = rec!(format!("family {n}"), s.get_family(FamilyId(id(n))));
+    }
+    for n in [200, 205, 206, 207, 209, 210] {
+        let _ = rec!(
+            format!("subscriber {n}"),
+            s.get_resource(p1.id, ResourceId(id(n)))
+        );
+    }
+    let _ = rec!(
+        "subscribers",
+        s.list_resources(p1.id, Some(ResourceKind::Subscriber), page(50, None))
+    );
+
+    let g = family(400, p1.id, PrincipalKind::Guest, id(401));
+    let _ = rec!("guest family", s.create_family(g.clone()));
+    let _ = rec!("guest family dup", s.create_family(g.clone()));
+    let _ = rec!(
+        "family no project",
+        s.create_family(family(402, missing, PrincipalKind::Embed, id(1)))
+    );
+    let _ = rec!(
+        "rotate 1",
+        s.rotate_family(p1.id, g.id, 1, t(1500), t(9000))
+    );
+    let _ = rec!(
+        "rotate 1 again",
+        s.rotate_family(p1.id, g.id, 1, t(1501), t(9000))
+    );
+    let _ = rec!(
+        "rotate 2",
+        s.rotate_family(p1.id, g.id, 2, t(1502), t(2500))
+    );
+    let _ = rec!(
+        "rotate future gen",
+        s.rotate_family(p1.id, g.id, 7, t(1503), t(2500))
+    );
+    let _ = rec!(
+        "rotate wrong project",
+        s.rotate_family(p2.id, g.id, 3, t(1503), t(2500))
+    );
+    let _ = rec!(
+        "rotate missing",
+        s.rotate_family(p1.id, FamilyId(id(499)), 1, t(1503), t(2500))
+    );
+    let _ = rec!(
+        "rotate at expiry",
+        s.rotate_family(p1.id, g.id, 3, t(5000), t(6000))
+    );
+    let _ = rec!(
+        "rotate stale at expiry",
+        s.rotate_family(p1.id, g.id, 2, t(5000), t(6000))
+    );
+    let _ = rec!("revoke guest", s.revoke_family(g.id, t(1600)));
+    let _ = rec!("revoke guest again", s.revoke_family(g.id, t(1700)));
+    let _ = rec!(
+        "revoke missing",
+        s.revoke_family(FamilyId(id(499)), t(1700))
+    );
+    let _ = rec!(
+        "rotate revoked",
+        s.rotate_family(p1.id, g.id, 3, t(1800), t(2500))
+    );
+    let _ = rec!("get guest", s.get_family(g.id));
+    let _ = rec!("count families", s.count_families());
+
+    // Deleting resources.
+    let _ = rec!(
+        "delete carol as room",
+        s.delete_resource(p1.id, ResourceId(id(200)), ResourceKind::Room, t(1900))
+    );
+    let _ = rec!(
+        "delete carol",
+        s.delete_resource(
+            p1.id,
+            ResourceId(id(200)),
+            ResourceKind::Subscriber,
+            t(1900)
+        )
+    );
+    let _ = rec!(
+        "delete carol again",
+        s.delete_resource(
+            p1.id,
+            ResourceId(id(200)),
+            ResourceKind::Subscriber,
+            t(1901)
+        )
+    );
+    let _ = rec!("carol's families", s.get_family(FamilyId(id(310))));
+    let _ = rec!(
+        "delete app",
+        s.delete_resource(p1.id, ResourceId(id(102)), ResourceKind::App, t(1902))
+    );
+    let _ = rec!("app address", s.get_address(p1.id, a(102)));
+
+    // Audit.
+    let ev = |at: i64, project: Option<ProjectId>, action: &str| {
+        let mut detail = serde_json::Map::new();
+        detail.insert("n".into(), serde_json::json!(at));
+        AuditEvent {
+            at: t(at),
+            project_id: project,
+            action: action.into(),
+            actor: "system".into(),
+            subject: format!("s{at}"),
+            detail,
+        }
+    };
+    let _ = rec!(
+        "audit batch",
+        s.append_audit(vec![
+            ev(10, Some(p1.id), "a"),
+            ev(30, None, "b"),
+            ev(20, Some(p2.id), "c"),
+            ev(20, Some(p1.id), "d"),
+        ])
+    );
+    let _ = rec!(
+        "audit batch 2",
+        s.append_audit(vec![ev(5, Some(p1.id), "e"), ev(40, Some(p1.id), "f")])
+    );
+    let _ = rec!("audit empty", s.append_audit(vec![]));
+    let _ = rec!("audit all", s.audit_events(None, t(0), 0, 100));
+    let _ = rec!("audit since", s.audit_events(None, t(20), 0, 100));
+    let _ = rec!("audit p1 page", s.audit_events(Some(p1.id), t(10), 1, 2));
+    let _ = rec!("audit huge offset", s.audit_events(None, t(0), u64::MAX, 2));
+    let _ = rec!("audit count", s.count_audit_events(None, t(0)));
+    let _ = rec!("audit count p1", s.count_audit_events(Some(p1.id), t(15)));
+
+    // Operators.
+    let alice_op = operator(500, "Alice@Local", None);
+    let svc = operator(501, "svc@local", Some(7));
+    let _ = rec!("op alice", s.create_operator(alice_op.clone()));
+    let _ = rec!("op svc", s.create_operator(svc.clone()));
+    let _ = rec!(
+        "op dup name",
+        s.create_operator(operator(502, "ALICE@local", None))
+    );
+    let _ = rec!(
+        "op dup key",
+        s.create_operator(operator(503, "other@local", Some(7)))
+    );
+    let _ = rec!(
+        "op dup id",
+        s.create_operator(operator(500, "third@local", None))
+    );
+    let _ = rec!("get op", s.get_operator(alice_op.id));
+    let _ = rec!("get op missing", s.get_operator(OperatorId(id(599))));
+    let _ = rec!("find op", s.find_operator("alice@LOCAL"));
+    let _ = rec!("find op missing", s.find_operator("bob@local"));
+    let _ = rec!("find op by key", s.find_operator_by_key([7; 32]));
+    let _ = rec!("find op by bad key", s.find_operator_by_key([8; 32]));
+    let _ = rec!("list ops", s.list_operators());
+    let session = |h: u8, op: OperatorId| OperatorSession {
+        hash: [h; 32],
+        operator_id: op,
+        created_at: t(100),
+        expires_at: t(200),
+    };
+    let _ = rec!(
+        "session",
+        s.create_operator_session(session(1, alice_op.id))
+    );
+    let _ = rec!(
+        "session 2",
+        s.create_operator_session(session(2, alice_op.id))
+    );
+    let _ = rec!("session svc", s.create_operator_session(session(3, svc.id)));
+    let _ = rec!("session dup", s.create_operator_session(session(1, svc.id)));
+    let _ = rec!(
+        "session no operator",
+        s.create_operator_session(session(4, OperatorId(id(599))))
+    );
+    let _ = rec!("find session", s.find_operator_session([1; 32]));
+    let _ = rec!("delete session", s.delete_operator_session([2; 32]));
+    let _ = rec!("delete session again", s.delete_operator_session([2; 32]));
+    let _ = rec!("find deleted session", s.find_operator_session([2; 32]));
+    let _ = rec!(
+        "promote",
+        s.update_operator(
+            alice_op.id,
+            OperatorPatch {
+                disabled: None,
+                role: Some(Role::Admin)
+            }
+        )
+    );
+    let _ = rec!("session kept", s.find_operator_session([1; 32]));
+    let _ = rec!(
+        "disable",
+        s.update_operator(
+            alice_op.id,
+            OperatorPatch {
+                disabled: Some(true),
+                role: None
+            }
+        )
+    );
+    let _ = rec!("session gone", s.find_operator_session([1; 32]));
+    let _ = rec!(
+        "enable",
+        s.update_operator(
+            alice_op.id,
+            OperatorPatch {
+                disabled: Some(false),
+                role: None
+            }
+        )
+    );
+    let _ = rec!(
+        "update missing op",
+        s.update_operator(OperatorId(id(599)), OperatorPatch::default())
+    );
+    let _ = rec!(
+        "password",
+        s.set_operator_password(alice_op.id, "$argon2id$new".into())
+    );
+    let _ = rec!(
+        "password missing op",
+        s.set_operator_password(OperatorId(id(599)), "$argon2id$x".into())
+    );
+    let _ = rec!("op after", async {
+        s.get_operator(alice_op.id).await.map(|o| o.password_hash)
+    });
+    let _ = rec!("delete svc", s.delete_operator(svc.id));
+    let _ = rec!("delete svc again", s.delete_operator(svc.id));
+    let _ = rec!("svc session gone", s.find_operator_session([3; 32]));
+
+    // Embeds.
+    let embed = Embed {
+        id: EmbedId(id(600)),
+        project_id: p1.id,
+        token_hash: [60; 32],
+        addresses: vec![a(101), a(100)],
+        enabled: true,
+        created_at: t(100),
+    };
+    let _ = rec!("embed", s.create_embed(embed.clone()));
+    let _ = rec!(
+        "embed dup hash",
+        s.create_embed(Embed {
+            id: EmbedId(id(601)),
+            ..embed.clone()
+        })
+    );
+    let _ = rec!(
+        "embed no project",
+        s.create_embed(Embed {
+            id: EmbedId(id(602)),
+            token_hash: [62; 32],
+            project_id: missing,
+            ..embed.clone()
+        })
+    );
+    let _ = rec!(
+        "embed empty",
+        s.create_embed(Embed {
+            id: EmbedId(id(603)),
+            token_hash: [63; 32],
+            addresses: vec![],
+            enabled: false,
+            ..embed.clone()
+        })
+    );
+    let _ = rec!("find embed", s.find_embed([60; 32]));
+    let _ = rec!("find embed empty", s.find_embed([63; 32]));
+    let _ = rec!("find embed missing", s.find_embed([61; 32]));
+
+    // Purge, then the project goes.
+    let _ = rec!("purge", s.purge(t(1700), t(22)));
+    let _ = rec!("purge more", s.purge(t(5001), t(1000)));
+    let _ = rec!("keys after purge", s.list_keys());
+    let _ = rec!("families after purge", s.count_families());
+    let _ = rec!(
+        "family for p1",
+        s.create_family(family(700, p1.id, PrincipalKind::Guest, id(1)))
+    );
+    let _ = rec!(
+        "family for p2",
+        s.create_family(family(701, p2.id, PrincipalKind::Guest, id(1)))
+    );
+    let _ = rec!("list projects", s.list_projects());
+    let _ = rec!("delete p1", s.delete_project(p1.id));
+    let _ = rec!("delete p1 again", s.delete_project(p1.id));
+    let _ = rec!("delete missing", s.delete_project(missing));
+    let _ = rec!("p1 gone", s.get_project(p1.id));
+    let _ = rec!("p1 token gone", s.find_api_token(p1.id, [11; 32]));
+    let _ = rec!(
+        "p1 resource gone",
+        s.get_resource(p1.id, ResourceId(id(101)))
+    );
+    let _ = rec!("p1 embed gone", s.find_embed([60; 32]));
+    let _ = rec!("p1 family gone", s.get_family(FamilyId(id(700))));
+    let _ = rec!("p2 family kept", s.get_family(FamilyId(id(701))));
+    let _ = rec!("families at end", s.count_families());
+    let _ = rec!("projects at end", s.list_projects());
+    let _ = rec!(
+        "p2 resources",
+        s.list_resources(p2.id, None, page(10, None))
+    );
+    let _ = rec!("audit kept", s.count_audit_events(Some(p1.id), t(0)));
+    log
+}
+
+#[tokio::test]
+async fn answers_exactly_as_the_sqlite_store_does() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = tessera_store_sqlite::SqliteStore::open(dir.path().join("t.db")).expect("sqlite");
+    let pg = PgStore::connect(&url).await.expect("postgres");
+    let want = script(&sqlite).await;
+    let got = script(&pg).await;
+    assert_eq!(want.len(), got.len());
+    let mut diffs = 0;
+    for (w, g) in want.iter().zip(&got) {
+        if w != g {
+            diffs += 1;
+            eprintln!("SQLite:     {w}\nPostgreSQL: {g}\n");
+        }
+    }
+    assert!(
+        !got.iter().any(|l| l.contains("Unavailable")),
+        "a store failed: {got:#?}"
+    );
+    assert_eq!(diffs, 0, "{diffs} of {} answers differ (above)", want.len());
+    drop(pg);
+    guard.drop_now().await;
+}
