@@ -14,6 +14,7 @@ use tessera_core::{Secret, SystemClock};
 use tessera_server::admin::Admin;
 use tessera_server::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN};
 use tessera_server::startup::{migrate, open_store, resolve_master_key};
+use tessera_server::transfer;
 
 #[derive(Parser)]
 #[command(name = "tessera", version, about = "A self-hosted token authority")]
@@ -136,6 +137,11 @@ enum AdminCommand {
     },
     /// Apply pending schema migrations (`serve` also applies them on start).
     Migrate,
+    /// Write the whole installation to stdout as JSON lines (stop every server first).
+    Export,
+    /// Read an export from stdin into an empty database, in one transaction. Serve it with
+    /// the master key of the installation it came from.
+    Import,
     /// Operators of the management plane (the Accounts API's users).
     User {
         #[command(subcommand)]
@@ -347,6 +353,25 @@ async fn admin(db: DbArgs, command: AdminCommand) {
         }
         return;
     }
+    // Export and import move wrapped key material as it is: no master key is needed.
+    if let AdminCommand::Export = command {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        match transfer::export_database(&config.database_url, &mut out).await {
+            // The export itself is on stdout; the summary goes to stderr.
+            Ok(summary) => eprintln!("{summary}"),
+            Err(e) => fail(e),
+        }
+        return;
+    }
+    if let AdminCommand::Import = command {
+        let mut input = std::io::stdin().lock();
+        match transfer::import_database(&config.database_url, &mut input).await {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => fail(e),
+        }
+        return;
+    }
     let master = resolve_master_key(&config).unwrap_or_else(|e| fail(e));
     let store = open_store(&config.database_url, Default::default())
         .await
@@ -381,7 +406,7 @@ async fn admin(db: DbArgs, command: AdminCommand) {
             KeysCommand::Destroy { kid } => admin.keys_destroy(&kid).await,
         },
         // Handled above, before the master key is needed.
-        AdminCommand::Migrate => return,
+        AdminCommand::Migrate | AdminCommand::Export | AdminCommand::Import => return,
         AdminCommand::User { command } => match command {
             UserCommand::Create {
                 username,

@@ -1,9 +1,10 @@
-//! Whole-process tests: real `tessera serve` processes killed with SIGKILL under load, and
-//! (on PostgreSQL) several nodes sharing one database.
+//! Whole-process tests: real `tessera serve` processes killed with SIGKILL under load,
+//! (on PostgreSQL) several nodes sharing one database, and an installation moved to another
+//! database with `tessera admin export` / `import`.
 //!
 //! PostgreSQL cases read `TESSERA_TEST_POSTGRES_URL`; without it they print SKIP and pass.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -408,5 +409,280 @@ async fn two_nodes_on_one_postgres_act_as_one() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop((a, b));
+    guard.drop_now().await;
+}
+
+/// `tessera admin ARGS` fed `stdin`, without any master key (export and import need none).
+fn admin_keyless(database: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("admin")
+        .args(args)
+        .args(["--database", database])
+        .env_remove("TESSERA_MASTER_KEY")
+        .env_remove("TESSERA_MASTER_KEY_FILE")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tessera admin runs");
+    // Import reads all of its input before it writes anything, so this cannot deadlock.
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+const OPERATOR_PASSWORD: &str = "pw-for-the-move";
+
+/// What clients of the source installation hold when it is moved.
+struct Held {
+    project: Creds,
+    access: Vec<String>,
+    chains: Vec<String>,
+    embed: String,
+    accounts_access: String,
+    accounts_refresh: String,
+}
+
+/// A SQLite installation in use: a project with an application and a widget, subscriber and
+/// guest tokens (one chain refreshed once), an embed exchange and an operator's login.
+async fn populate_through_http(source: &str) -> Held {
+    let p = project(source);
+    let app = admin(
+        source,
+        &[
+            "application",
+            "create",
+            "--project",
+            &p.id,
+            "--name",
+            "lobby",
+        ],
+    );
+    let address = app["address_id"].as_str().unwrap().to_string();
+    let embed = admin(
+        source,
+        &["embed", "create", "--project", &p.id, "--address", &address],
+    );
+    let embed = embed["token"].as_str().unwrap().to_string();
+    admin(
+        source,
+        &[
+            "user",
+            "create",
+            "--username",
+            "root@local",
+            "--password",
+            OPERATOR_PASSWORD,
+            "--role",
+            "ADMIN",
+        ],
+    );
+    let node = Node::start(source, &[]);
+    let client = reqwest::Client::new();
+    let (mut access, mut chains) = (Vec::new(), Vec::new());
+    for reference in ["alice", "bob"] {
+        let (s, t) = post(
+            &client,
+            node.url("/api/fabric/subscribers/tokens"),
+            &p,
+            json!({"reference": reference}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 200, "{t}");
+        access.push(t["token"].as_str().unwrap().to_string());
+        chains.push(t["refresh_token"].as_str().unwrap().to_string());
+    }
+    let (s, g) = post(
+        &client,
+        node.url("/api/fabric/guests/tokens"),
+        &p,
+        json!({"allowed_addresses": [address]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{g}");
+    access.push(g["token"].as_str().unwrap().to_string());
+    chains.push(g["refresh_token"].as_str().unwrap().to_string());
+    let (s, r) = post(
+        &client,
+        node.url("/api/fabric/subscribers/tokens/refresh"),
+        &p,
+        json!({"refresh_token": chains[0]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{r}");
+    chains[0] = r["refresh_token"].as_str().unwrap().to_string();
+    access.push(r["token"].as_str().unwrap().to_string());
+    let r = client
+        .post(node.url("/api/fabric/embeds/tokens"))
+        .json(&json!({"token": embed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let e: Value = r.json().await.unwrap();
+    access.push(e["token"].as_str().unwrap().to_string());
+    let login: Value = client
+        .post(node.url("/v1/tokens"))
+        .json(&json!({"username": "root@local", "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Held {
+        project: p,
+        access,
+        chains,
+        embed,
+        accounts_access: login["accessToken"].as_str().unwrap().to_string(),
+        accounts_refresh: login["refreshToken"]["id"].as_str().unwrap().to_string(),
+    }
+}
+
+/// Moves a SQLite installation in use to `target` with `admin export` / `admin import`, and
+/// serves it there with the same master key: everything its clients hold still works.
+async fn move_installation(target: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let held = populate_through_http(&source).await;
+    // The node serving the source was killed when populate_through_http returned.
+
+    let export = admin_keyless(&source, &["export"], b"");
+    assert!(
+        export.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let dump = export.stdout;
+    let header: Value =
+        serde_json::from_slice(dump.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(header, json!({"tessera_export": 1, "schema_version": 3}));
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    let exported: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+
+    admin(target, &["migrate"]);
+    let import = admin_keyless(target, &["import"], &dump);
+    assert!(
+        import.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let imported: Value = serde_json::from_slice(&import.stdout).unwrap();
+    assert_eq!(imported["imported"], exported["exported"]);
+    assert!(imported["note"].as_str().unwrap().contains("master key"));
+    let counts = &imported["imported"];
+    assert_eq!(counts["projects"], 1);
+    assert_eq!(counts["operators"], 1);
+    assert_eq!(counts["operator_sessions"], 1);
+    assert_eq!(counts["embeds"], 1);
+    assert_eq!(
+        counts["families"], 4,
+        "alice, bob, the guest and the embed exchange"
+    );
+    assert!(counts["keys"].as_u64().unwrap() >= 3);
+
+    // A second import would merge two installations: refused, and the first stays intact.
+    let again = admin_keyless(target, &["import"], &dump);
+    assert!(!again.status.success());
+    let error: Value = serde_json::from_slice(&again.stderr).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("not empty"),
+        "{error}"
+    );
+
+    let node = Node::start(target, &[]);
+    let client = reqwest::Client::new();
+    let p = &held.project;
+    // Access tokens introspect active with the project's API token (which authenticates).
+    for token in &held.access {
+        let r = client
+            .post(node.url("/oauth2/introspect"))
+            .basic_auth(&p.id, Some(&p.token))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["active"], true, "an access token died in the move: {v}");
+    }
+    // Every chain's newest refresh token refreshes.
+    for chain in &held.chains {
+        let (s, body) = post(
+            &client,
+            node.url("/api/fabric/subscribers/tokens/refresh"),
+            p,
+            json!({"refresh_token": chain}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 201, "a refresh token died in the move: {body}");
+    }
+    // New grants work, and the widget still exchanges.
+    let (s, _) = post(
+        &client,
+        node.url("/api/fabric/subscribers/tokens"),
+        p,
+        json!({"reference": "carol"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200);
+    let r = client
+        .post(node.url("/api/fabric/embeds/tokens"))
+        .json(&json!({"token": held.embed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+
+    // The operator: the Accounts refresh id refreshes, the earlier access token still works,
+    // and the password still logs in.
+    let r = client
+        .patch(node.url("/v1/tokens/access-token/refresh"))
+        .header("content-type", "application/json")
+        .body(json!(held.accounts_refresh).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let refreshed: String = r.json().await.unwrap();
+    for bearer in [&refreshed, &held.accounts_access] {
+        let r = client
+            .get(node.url("/v1/projects"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let r = client
+        .post(node.url("/v1/tokens"))
+        .json(&json!({"username": "root@local", "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_moves_from_sqlite_to_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("sqlite://{}", dir.path().join("target.db").display());
+    move_installation(&target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_moves_from_sqlite_to_postgres() {
+    let Some((database, guard)) = postgres().await else {
+        return;
+    };
+    move_installation(&database).await;
     guard.drop_now().await;
 }

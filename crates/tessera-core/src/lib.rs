@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod clock;
 pub mod crypto;
+pub mod export;
 pub mod ids;
 pub mod jws;
 pub mod keys;

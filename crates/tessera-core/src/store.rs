@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 
 use crate::clock::UnixTime;
+pub use crate::export::{ExportRow, EXPORT_TABLES};
 use crate::ids::{AddressId, ApiTokenId, FamilyId, OperatorId, ProjectId, ResourceId};
 use crate::model::*;
 
@@ -24,6 +25,10 @@ pub enum StoreError {
     /// The database failed or is unreachable; the message is for logs only.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// An import cannot be applied as given (an unknown table, a malformed row, a row the
+    /// schema refuses, or a database that is not empty); the message says why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Shorthand for store results.
@@ -217,4 +222,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn create_embed(&self, embed: Embed) -> StoreResult<()>;
     /// Finds a widget by the hash of its public token.
     async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>>;
+
+    // --- moving an installation (`tessera admin export` / `import`) ---
+
+    /// Every row of every table of [`EXPORT_TABLES`], in that order, read in one consistent
+    /// snapshot and written in the backend-neutral format of [`crate::export`]; each table's
+    /// rows in the order of its primary key.
+    async fn export_all(&self) -> StoreResult<Vec<(&'static str, Vec<ExportRow>)>>;
+    /// Writes an export into this store in one transaction, table by table in the order of
+    /// [`EXPORT_TABLES`] whatever the order given, keeping every id, hash and sequence number
+    /// (new audit events continue after the imported ones). Refuses, with `Invalid` and
+    /// without writing anything, a store that already holds a row in any of those tables (so
+    /// that two installations are never merged), an unknown table name, a malformed row, and
+    /// any row the schema refuses (a duplicate, a missing parent).
+    async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()>;
 }

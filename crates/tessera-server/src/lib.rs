@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod transfer;
 
 pub use config::Config;
 pub use startup::{prepare, router, serve, StartError};

@@ -20,6 +20,7 @@
 mod pool;
 mod rows;
 pub mod testing;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use tessera_core::clock::UnixTime;
 use tessera_core::ids::*;
 use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::model::*;
-use tessera_core::store::{Store, StoreError, StoreResult};
+use tessera_core::store::{ExportRow, Store, StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, Row, Transaction};
 use uuid::Uuid;
@@ -1602,5 +1603,27 @@ impl Store for PgStore {
             embed_row,
         )
         .await
+    }
+
+    async fn export_all(&self) -> StoreResult<Vec<(&'static str, Vec<ExportRow>)>> {
+        let _t = self.time("export_all");
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, _) = db.parts();
+            transfer::export_all(c).await
+        }
+        .await;
+        db.finish(r)
+    }
+
+    async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
+        let _t = self.time("import_all");
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, _) = db.parts();
+            transfer::import_all(c, tables).await
+        }
+        .await;
+        db.finish(r)
     }
 }

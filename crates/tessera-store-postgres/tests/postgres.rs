@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use tessera_core::export::{ColumnType, EXPORT_TABLES};
 use tessera_core::ids::*;
 use tessera_core::metrics::Metrics;
 use tessera_core::model::*;
@@ -261,6 +262,55 @@ async fn migrations_apply_once_and_are_idempotent() {
         .get(0);
     assert_eq!(n, 12, "schema_version plus eleven tables");
     drop(store);
+    guard.drop_now().await;
+}
+
+/// The export's column list is the schema's, with PostgreSQL's type for each column type: a
+/// migration that adds or changes a column fails here until `EXPORT_TABLES` follows it.
+#[tokio::test]
+async fn export_tables_match_the_schema() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    migrate(&url).await.expect("migrate");
+    let rows = raw(&url)
+        .await
+        .query(
+            "SELECT table_name::text, column_name::text, data_type::text, udt_name::text
+             FROM information_schema.columns
+             WHERE table_schema = $1 AND table_name <> 'schema_version'
+             ORDER BY table_name, ordinal_position",
+            &[&guard.schema()],
+        )
+        .await
+        .expect("columns");
+    let found: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let (data_type, udt): (String, String) = (r.get(2), r.get(3));
+            let ty = if data_type == "ARRAY" { udt } else { data_type };
+            (r.get(0), r.get(1), ty)
+        })
+        .collect();
+    let mut tables = EXPORT_TABLES.iter().collect::<Vec<_>>();
+    tables.sort_by_key(|t| t.name);
+    let want: Vec<(String, String, String)> = tables
+        .iter()
+        .flat_map(|t| {
+            t.columns.iter().map(|c| {
+                let ty = match c.ty {
+                    ColumnType::Uuid => "uuid",
+                    ColumnType::Text => "text",
+                    ColumnType::Integer => "bigint",
+                    ColumnType::Flag => "boolean",
+                    ColumnType::Bytes => "bytea",
+                    ColumnType::Json => "json",
+                    ColumnType::UuidList => "_uuid",
+                };
+                (t.name.to_string(), c.name.to_string(), ty.to_string())
+            })
+        })
+        .collect();
+    assert_eq!(found, want);
     guard.drop_now().await;
 }
 

@@ -8,6 +8,7 @@
 //! the writer.
 
 mod rows;
+mod transfer;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use tessera_core::clock::UnixTime;
 use tessera_core::ids::*;
 use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::model::*;
-use tessera_core::store::{Store, StoreError, StoreResult};
+use tessera_core::store::{ExportRow, Store, StoreError, StoreResult};
 
 use rows::*;
 
@@ -1217,6 +1218,15 @@ impl Store for SqliteStore {
             .optional()
         })
         .await
+    }
+
+    async fn export_all(&self) -> StoreResult<Vec<(&'static str, Vec<ExportRow>)>> {
+        self.read("export_all", transfer::export_all).await
+    }
+
+    async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
+        self.write("import_all", move |c| transfer::import_all(c, tables))
+            .await
     }
 }
 

@@ -2,15 +2,18 @@
 //! `Store`, called directly (the HTTP tests cover the rest through the real app).
 //!
 //! PostgreSQL runs when `TESSERA_TEST_POSTGRES_URL` is set (CI sets it), in a scratch schema
-//! that is dropped afterwards; without it the test says SKIP and passes.
+//! that is dropped afterwards; without it the test says SKIP and passes. The same goes for
+//! moving a populated installation between backends (`export_all` / `import_all`).
 
 use std::sync::Arc;
 
 use tessera_core::crypto::MasterKey;
-use tessera_core::ids::{ApiTokenId, FamilyId, OperatorId, ProjectId};
+use tessera_core::ids::{
+    AddressId, ApiTokenId, EmbedId, FamilyId, OperatorId, ProjectId, ResourceId,
+};
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::*;
-use tessera_core::store::{Store, StoreError};
+use tessera_core::store::{ExportRow, Store, StoreError, EXPORT_TABLES};
 use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
 use tessera_core::{ManualClock, UnixTime};
 use uuid::Uuid;
@@ -36,6 +39,16 @@ fn project() -> (Project, ApiToken) {
 
 fn rand_hash() -> [u8; 32] {
     tessera_core::crypto::random_bytes::<32>()
+}
+
+/// A day-long Accounts session of `operator`.
+fn session_of(operator: OperatorId) -> OperatorSession {
+    OperatorSession {
+        hash: rand_hash(),
+        operator_id: operator,
+        created_at: START,
+        expires_at: START.plus(86_400),
+    }
 }
 
 fn family(project: ProjectId, kind: PrincipalKind) -> Family {
@@ -293,12 +306,7 @@ async fn operators(s: &dyn Store) {
             .unwrap(),
         Some(op.clone())
     );
-    let session = OperatorSession {
-        hash: rand_hash(),
-        operator_id: op.id,
-        created_at: START,
-        expires_at: START.plus(86_400),
-    };
+    let session = session_of(op.id);
     s.create_operator_session(session.clone()).await.unwrap();
     assert_eq!(
         s.find_operator_session(session.hash).await.unwrap(),
@@ -414,4 +422,337 @@ async fn postgres_keeps_the_storage_contract() {
         .unwrap();
     contract(Arc::new(store)).await;
     guard.drop_now().await;
+}
+
+// --- moving an installation: export_all / import_all ---
+
+/// What [`populate`] wrote, to read it back on the other side.
+struct Populated {
+    project: ProjectId,
+    live_token: [u8; 32],
+    resources: Vec<ResourceId>,
+    addresses: Vec<AddressId>,
+    family: FamilyId,
+    embed: [u8; 32],
+    session: [u8; 32],
+}
+
+/// A bit of everything, so that every table and every column type of the export holds rows:
+/// NULLs and their values, flags both ways, empty and full byte strings, JSON documents,
+/// address lists.
+async fn populate(s: &dyn Store) -> Populated {
+    let clock = ManualClock::new(START);
+    let (p, t) = project();
+    s.create_project(p.clone(), t.clone()).await.unwrap();
+    s.revoke_api_token(t.id, START.plus(1)).await.unwrap();
+    let live = ApiToken {
+        id: ApiTokenId::random(),
+        name: "second".into(),
+        hash: rand_hash(),
+        ..t
+    };
+    s.create_api_token(live.clone()).await.unwrap();
+
+    let (master, _) = MasterKey::generate();
+    let active = pending_key(&master, KeyPurpose::Access, START);
+    let destroyed = pending_key(&master, KeyPurpose::Refresh, START);
+    s.insert_key(active.clone()).await.unwrap();
+    s.insert_key(destroyed.clone()).await.unwrap();
+    s.activate_key(&active.kid, START).await.unwrap();
+    s.add_seal_counts(vec![(active.kid.clone(), 9)])
+        .await
+        .unwrap();
+    s.destroy_key(&destroyed.kid).await.unwrap();
+
+    let mut data = serde_json::Map::new();
+    data.insert(
+        "nested".into(),
+        serde_json::json!({"list": [1, "é", null, true]}),
+    );
+    let mut room = NewResource::build(
+        &clock,
+        p.id,
+        ResourceKind::Room,
+        "Lobby",
+        "The lobby ✓".into(),
+        None,
+        data,
+    );
+    room.address.locked = true;
+    room.address.cover_url = "https://example.com/c.png".into();
+    s.create_resource(room.clone()).await.unwrap();
+    let mut sub = upsert(&clock, p.id, "Ref-Ü", "ü@x.io");
+    sub.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+    let sub_addr = sub.create.address.id;
+    let fam = family(p.id, PrincipalKind::Subscriber);
+    let sub_id = s
+        .grant_subscriber(p.id, sub, fam.clone(), START)
+        .await
+        .unwrap();
+    s.rotate_family(p.id, fam.id, 1, START.plus(2), START.plus(600))
+        .await
+        .unwrap();
+    let guest = family(p.id, PrincipalKind::Guest);
+    s.create_family(guest.clone()).await.unwrap();
+    s.revoke_family(guest.id, START.plus(3)).await.unwrap();
+
+    let embed = Embed {
+        id: EmbedId::random(),
+        project_id: p.id,
+        token_hash: rand_hash(),
+        addresses: vec![room.address.id, sub_addr],
+        enabled: true,
+        created_at: START,
+    };
+    s.create_embed(embed.clone()).await.unwrap();
+
+    let mut detail = serde_json::Map::new();
+    detail.insert("why".into(), serde_json::json!("a \"quoted\" ✓"));
+    s.append_audit(vec![
+        AuditEvent {
+            at: START,
+            project_id: Some(p.id),
+            action: "first".into(),
+            actor: "test".into(),
+            subject: "s".into(),
+            detail,
+        },
+        AuditEvent {
+            at: START.plus(1),
+            project_id: None,
+            action: "second".into(),
+            actor: "test".into(),
+            subject: "s".into(),
+            detail: Default::default(),
+        },
+    ])
+    .await
+    .unwrap();
+
+    let user = Operator {
+        id: OperatorId::random(),
+        username: "Ops@Local".into(),
+        domain: Some("local".into()),
+        kind: OperatorKind::User,
+        role: Role::Operator,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        api_key_hash: None,
+        disabled: false,
+        created_at: START,
+    };
+    let service = Operator {
+        id: OperatorId::random(),
+        username: "svc@local".into(),
+        domain: None,
+        kind: OperatorKind::Service,
+        role: Role::Admin,
+        password_hash: None,
+        api_key_hash: Some(rand_hash()),
+        disabled: false,
+        created_at: START.plus(1),
+    };
+    s.create_operator(user.clone()).await.unwrap();
+    s.create_operator(service.clone()).await.unwrap();
+    s.update_operator(
+        service.id,
+        OperatorPatch {
+            disabled: Some(true),
+            role: None,
+        },
+    )
+    .await
+    .unwrap();
+    let session = session_of(user.id);
+    s.create_operator_session(session.clone()).await.unwrap();
+
+    Populated {
+        project: p.id,
+        live_token: live.hash,
+        resources: vec![room.resource.id, sub_id],
+        addresses: vec![room.address.id, sub_addr],
+        family: fam.id,
+        embed: embed.token_hash,
+        session: session.hash,
+    }
+}
+
+/// Every table of `s`, for comparing whole installations.
+async fn dump(s: &dyn Store) -> Vec<(String, Vec<ExportRow>)> {
+    s.export_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(t, rows)| (t.to_string(), rows))
+        .collect()
+}
+
+/// Moves a populated installation from `from` into the empty `to`: every row arrives as it
+/// was and reads back as the same records; a second import, an unknown table and a bad row
+/// are refused, the last without leaving anything in the (empty) `spare`.
+pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
+    let p = populate(from).await;
+    let exported = dump(from).await;
+    let names: Vec<&str> = exported.iter().map(|(t, _)| t.as_str()).collect();
+    let listed: Vec<&str> = EXPORT_TABLES.iter().map(|t| t.name).collect();
+    assert_eq!(names, listed);
+    for (t, rows) in &exported {
+        assert!(!rows.is_empty(), "populate left {t} empty");
+    }
+    // Given in reverse, imported in dependency order all the same.
+    let mut input = exported.clone();
+    input.reverse();
+    to.import_all(input.clone()).await.unwrap();
+    assert_eq!(
+        dump(to).await,
+        exported,
+        "the installation changed on the way"
+    );
+
+    // The target reads the imported rows as the same records.
+    assert_eq!(
+        to.get_project(p.project).await.unwrap(),
+        from.get_project(p.project).await.unwrap()
+    );
+    assert_eq!(
+        to.list_api_tokens(p.project).await.unwrap(),
+        from.list_api_tokens(p.project).await.unwrap()
+    );
+    assert!(to
+        .find_api_token(p.project, p.live_token)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        to.list_keys().await.unwrap(),
+        from.list_keys().await.unwrap()
+    );
+    for id in &p.resources {
+        assert_eq!(
+            to.get_resource(p.project, *id).await.unwrap(),
+            from.get_resource(p.project, *id).await.unwrap()
+        );
+    }
+    for id in &p.addresses {
+        assert_eq!(
+            to.get_address(p.project, *id).await.unwrap(),
+            from.get_address(p.project, *id).await.unwrap()
+        );
+    }
+    assert_eq!(
+        to.get_family(p.family).await.unwrap(),
+        from.get_family(p.family).await.unwrap()
+    );
+    assert_eq!(
+        to.find_embed(p.embed).await.unwrap(),
+        from.find_embed(p.embed).await.unwrap()
+    );
+    assert_eq!(
+        to.find_operator_session(p.session).await.unwrap(),
+        from.find_operator_session(p.session).await.unwrap()
+    );
+    assert_eq!(
+        to.list_operators().await.unwrap(),
+        from.list_operators().await.unwrap()
+    );
+    assert_eq!(
+        to.audit_events(None, UnixTime(0), 0, 100).await.unwrap(),
+        from.audit_events(None, UnixTime(0), 0, 100).await.unwrap()
+    );
+    // New audit events come after the imported ones.
+    let later = AuditEvent {
+        at: START,
+        project_id: None,
+        action: "after the move".into(),
+        actor: "test".into(),
+        subject: "s".into(),
+        detail: Default::default(),
+    };
+    to.append_audit(vec![later]).await.unwrap();
+    let events = to.audit_events(None, UnixTime(0), 0, 100).await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2].action, "after the move");
+
+    // Never two installations in one database.
+    let again = to.import_all(input.clone()).await;
+    assert!(
+        matches!(&again, Err(StoreError::Invalid(m)) if m.contains("not empty")),
+        "{again:?}"
+    );
+    // An unknown table, a malformed row, a duplicate row: refused, nothing written.
+    let unknown = spare
+        .import_all(vec![("schema_version".into(), vec![])])
+        .await;
+    assert!(matches!(&unknown, Err(StoreError::Invalid(m)) if m.contains("unknown table")));
+    let mut malformed = exported.clone();
+    if let Some((_, rows)) = malformed.iter_mut().find(|(t, _)| t == "families") {
+        rows[0].insert("generation".into(), serde_json::json!("two"));
+    }
+    let refused = spare.import_all(malformed).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("families.generation")),
+        "{refused:?}"
+    );
+    let mut duplicated = exported.clone();
+    if let Some((_, rows)) = duplicated.last_mut() {
+        let first = rows[0].clone();
+        rows.push(first);
+    }
+    let refused = spare.import_all(duplicated).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("operator_sessions")),
+        "{refused:?}"
+    );
+    for (t, rows) in dump(spare).await {
+        assert!(rows.is_empty(), "a refused import left rows in {t}");
+    }
+    // And the spare still takes the whole installation afterwards.
+    spare.import_all(exported.clone()).await.unwrap();
+    assert_eq!(dump(spare).await, exported);
+}
+
+fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> tessera_store_sqlite::SqliteStore {
+    tessera_store_sqlite::SqliteStore::open(dir.path().join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn sqlite_moves_intact_into_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    moves_intact(
+        &sqlite_store(&dir, "from.db"),
+        &sqlite_store(&dir, "to.db"),
+        &sqlite_store(&dir, "spare.db"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_postgres_move_intact_into_each_other() {
+    let Ok(base) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
+        println!("SKIP: TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL moves did not run");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut guards = Vec::new();
+    let mut pg = Vec::new();
+    for _ in 0..3 {
+        let (url, guard) = tessera_store_postgres::testing::scratch_schema(&base).await;
+        pg.push(
+            tessera_store_postgres::PgStore::connect(&url)
+                .await
+                .unwrap(),
+        );
+        guards.push(guard);
+    }
+    // SQLite into PostgreSQL, then PostgreSQL into SQLite.
+    moves_intact(&sqlite_store(&dir, "a.db"), &pg[0], &pg[1]).await;
+    moves_intact(
+        &pg[2],
+        &sqlite_store(&dir, "b.db"),
+        &sqlite_store(&dir, "c.db"),
+    )
+    .await;
+    drop(pg);
+    for g in guards {
+        g.drop_now().await;
+    }
 }
