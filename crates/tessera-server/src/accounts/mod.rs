@@ -22,7 +22,8 @@ use tessera_core::accounts::is_refresh_id;
 use tessera_core::model::{Operator, Role};
 use tessera_core::Secret;
 
-use crate::error::V1Error;
+use crate::error::{FabricError, V1Error};
+use crate::extract::RawBody;
 use crate::state::AppState;
 
 /// The `/v1` routes (nested under `/v1` by the router).
@@ -37,23 +38,19 @@ pub fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(|| async { V1Error::MethodNotAllowed })
 }
 
-/// A raw body, with the size limit answered in the dialect's format.
+/// A raw body, read by the Fabric dialect's [`RawBody`] and its rejections restated in this
+/// dialect's format.
 pub(crate) struct V1Bytes(pub Bytes);
 
 impl FromRequest<AppState> for V1Bytes {
     type Rejection = V1Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(V1Bytes)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    V1Error::PayloadTooLarge
-                } else {
-                    V1Error::BadRequest("MALFORMED_REQUEST_BODY", "The body cannot be read.".into())
-                }
-            })
+        match RawBody::from_request(req, state).await {
+            Ok(RawBody(bytes)) => Ok(V1Bytes(bytes)),
+            Err(FabricError::PayloadTooLarge) => Err(V1Error::PayloadTooLarge),
+            Err(_) => Err(malformed("The body cannot be read.")),
+        }
     }
 }
 
