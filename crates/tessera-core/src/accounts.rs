@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::audit::AuditLog;
 use crate::clock::Clock;
-use crate::crypto::{new_secret, random_bytes, MasterKey};
+use crate::crypto::{hex, new_secret, random_bytes, MasterKey};
 use crate::ids::OperatorId;
 use crate::jws::{self, AccountsClaims, SigningAlg, AUDIENCE, ISSUER};
 use crate::metrics::{Metrics, OPERATOR};
@@ -232,7 +232,7 @@ impl Lockout {
 /// A new refresh id: 128 random bits written like a UUID.
 fn new_refresh_id() -> String {
     let b = random_bytes::<16>();
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -403,8 +403,7 @@ impl AccountsService {
         addr: IpAddr,
     ) -> Result<OperatorTokens, AccountsError> {
         let hash = self.master.credential_hash(key.expose());
-        let account: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let account = format!("key:{account}");
+        let account = format!("key:{}", hex(&hash[..8]));
         if self.lockout.refused(&account, addr) {
             return Err(self.login_failed());
         }

@@ -24,6 +24,29 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// Lower-case hexadecimal, two digits per byte.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Parses [`hex`] (either case); `None` for an odd length or a non-hex digit.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let s = s.as_bytes();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
 /// A 256-bit random secret in base64url, prefixed so that leaked credentials are recognisable
 /// by secret scanners (`tsr_` for project API tokens, `tsk_` for operator API keys).
 pub fn new_secret(prefix: &str) -> Secret<String> {

@@ -22,6 +22,8 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::crypto::{hex, unhex};
+
 /// One exported row: column name → value.
 pub type ExportRow = Map<String, Value>;
 
@@ -404,27 +406,6 @@ pub fn not_empty(table: &str) -> crate::store::StoreError {
         "the target database is not empty ({table} has rows): import only into a database \
          without an installation, e.g. a new one after `tessera admin migrate`"
     ))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let s = s.as_bytes();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
 }
 
 #[cfg(test)]

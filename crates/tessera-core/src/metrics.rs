@@ -214,11 +214,6 @@ impl Metrics {
         self.logins[usize::from(success)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Tokens issued so far to principals of `kind`.
-    pub fn issued(&self, kind: &str) -> u64 {
-        self.issued[kind_index(kind)].load(Ordering::Relaxed)
-    }
-
     /// Writes every metric in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, out: &mut String) {
         describe(

@@ -618,7 +618,7 @@ impl TokenService {
         let result = self.rotate(project, token).await;
         match &result {
             Ok((_, outcome)) => self.metrics.refresh(*outcome),
-            // Reuse was counted where it was detected.
+            // Rule failures (rejections and reuse) were counted where they were decided.
             Err(ServiceError::Rule(_)) => {}
             Err(_) => self.metrics.refresh(RefreshResult::Rejected),
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tessera_core::accounts::{new_operator, valid_username};
-use tessera_core::crypto::{new_secret, random_bytes, MasterKey};
+use tessera_core::crypto::{hex, new_secret, random_bytes, MasterKey};
 use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, ProjectId};
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::{
@@ -338,11 +338,7 @@ impl Admin {
         if found.len() != addrs.len() {
             return Err(AdminError::NotFound("address (in this project)"));
         }
-        let hex: String = random_bytes::<16>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let token = format!("c2c_{hex}");
+        let token = format!("c2c_{}", hex(&random_bytes::<16>()));
         let embed = Embed {
             id: EmbedId::random(),
             project_id: project,
