@@ -183,7 +183,7 @@ fn kind_index(kind: &str) -> usize {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// HTTP requests by (route, method, status).
-    pub http: HistogramMap<(String, String, u16)>,
+    pub http: HistogramMap<(String, &'static str, u16)>,
     /// Store operation latency by operation name.
     pub store: HistogramMap<&'static str>,
     issued: [AtomicU64; KINDS.len()],
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn histogram_is_cumulative_and_renders_every_bucket() {
         let m = Metrics::default();
-        let key = ("/healthz".to_string(), "GET".to_string(), 200);
+        let key = ("/healthz".to_string(), "GET", 200);
         m.http.observe(&key, Duration::from_micros(50));
         m.http.observe(&key, Duration::from_millis(3));
         m.http.observe(&key, Duration::from_secs(9));
