@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod bench;
+
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Measure throughput and latency per workload with a built-in load generator.
+    Bench(bench::BenchArgs),
     /// Administer the database directly.
     Admin {
         #[command(flatten)]
@@ -96,6 +100,11 @@ struct ServeArgs {
     /// Failed logins from one address, over all accounts, that block the address.
     #[arg(long, env = "TESSERA_LOGIN_ADDRESS_FAILURES", default_value_t = 30)]
     login_address_failures: usize,
+    /// Seconds cached credentials, address ownership and session families are trusted (0
+    /// turns caching off). Changes made through another node or `tessera admin` show within
+    /// this plus one second; changes made through this node show at once.
+    #[arg(long, env = "TESSERA_CACHE_TTL_SECONDS", default_value_t = tessera_core::cache::DEFAULT_TTL)]
+    cache_ttl_seconds: i64,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -302,6 +311,7 @@ async fn serve(args: ServeArgs) {
         lockout_window_seconds: args.lockout_window_seconds.max(1),
         lockout_seconds: args.lockout_seconds.max(0),
         login_address_failures: args.login_address_failures.max(1),
+        cache_ttl_seconds: args.cache_ttl_seconds.max(0),
         ..config_for(&args.db)
     };
     let listen = config.listen;
@@ -452,6 +462,11 @@ fn main() {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin { db, command } => admin(db, command).await,
+            Command::Bench(args) => {
+                if let Err(e) = bench::run(args).await {
+                    fail(e);
+                }
+            }
         }
     });
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod cache;
 pub mod clock;
 pub mod crypto;
 pub mod export;

@@ -133,6 +133,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<ResourceId>;
     /// Opens a family (guest, invite and embed grants).
     async fn create_family(&self, family: Family) -> StoreResult<()>;
+    /// Opens many families in one transaction. For bulk loads (the benchmark's
+    /// `--families` preload) that must not go through HTTP; `Conflict` if an id exists.
+    async fn insert_families(&self, families: Vec<Family>) -> StoreResult<()>;
     /// Reads a family.
     async fn get_family(&self, id: FamilyId) -> StoreResult<Family>;
     /// Spends `generation` of a family of `project` in one conditional update, recording when

@@ -48,6 +48,10 @@ pub struct Config {
     /// Failed logins from one address, over all accounts, within the window, that block the
     /// address for `lockout_seconds`.
     pub login_address_failures: usize,
+    /// How long cached credentials, address ownership and session families are trusted,
+    /// seconds (0 turns the caches off). Changes made through this node show at once; changes
+    /// made by another node or by `tessera admin` show within this plus one second.
+    pub cache_ttl_seconds: i64,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             lockout_window_seconds: 180,
             lockout_seconds: 900,
             login_address_failures: 30,
+            cache_ttl_seconds: tessera_core::cache::DEFAULT_TTL,
         }
     }
 }

@@ -14,6 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use tessera_core::accounts::{AccountsPolicy, AccountsService, LockoutPolicy};
 use tessera_core::audit::AuditLog;
+use tessera_core::cache::CachedStore;
 use tessera_core::crypto::MasterKey;
 use tessera_core::keys::load_ring;
 use tessera_core::maintenance::{KeyPolicy, Maintenance};
@@ -135,6 +136,11 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, 
     let master = resolve_master_key(&config)?;
     let metrics = Arc::new(Metrics::default());
     let store = open_store(&config.database_url, metrics.clone()).await?;
+    let store: Arc<dyn Store> = Arc::new(CachedStore::new(
+        store,
+        clock.clone(),
+        config.cache_ttl_seconds.max(0),
+    ));
     let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
     let policy = TokenPolicy {
         refresh_grace: config.refresh_grace_seconds.max(0),

@@ -245,11 +245,11 @@ async fn unreachable_server_is_a_clear_error_without_the_password() {
 async fn migrations_apply_once_and_are_idempotent() {
     let base = base_url!();
     let (url, guard) = scratch_schema(&base).await;
-    assert_eq!(migrate(&url).await.expect("first migrate"), (0, 3));
-    assert_eq!(migrate(&url).await.expect("second migrate"), (3, 3));
+    assert_eq!(migrate(&url).await.expect("first migrate"), (0, 4));
+    assert_eq!(migrate(&url).await.expect("second migrate"), (4, 4));
     let store = PgStore::connect(&url).await.expect("connect");
-    assert_eq!(store.schema_versions(), (3, 3));
-    assert_eq!(versions(&url).await, vec![1, 2, 3]);
+    assert_eq!(store.schema_versions(), (4, 4));
+    assert_eq!(versions(&url).await, vec![1, 2, 3, 4]);
     // Every table landed in the scratch schema, none in public.
     let n: i64 = raw(&url)
         .await
@@ -328,13 +328,13 @@ async fn nodes_starting_together_migrate_once() {
     for task in tasks {
         let store = task.await.expect("join").expect("connect");
         let (before, after) = store.schema_versions();
-        assert_eq!(after, 3);
+        assert_eq!(after, 4);
         if before == 0 {
             fresh += 1;
         }
     }
     assert_eq!(fresh, 1, "exactly one node found an empty database");
-    assert_eq!(versions(&url).await, vec![1, 2, 3]);
+    assert_eq!(versions(&url).await, vec![1, 2, 3, 4]);
     guard.drop_now().await;
 }
 
@@ -361,7 +361,7 @@ async fn a_newer_schema_is_refused() {
     );
     assert_eq!(
         err.to_string(),
-        "the database schema is version 99, newer than this Tessera knows (3); upgrade Tessera"
+        "the database schema is version 99, newer than this Tessera knows (4); upgrade Tessera"
     );
     let err = migrate(&url).await.expect_err("too new");
     assert!(matches!(err, OpenError::TooNew { found: 99, .. }));

@@ -1,0 +1,330 @@
+//! The load generator: N keep-alive connections, each sending its workload's next request as
+//! soon as the previous answer arrived (a closed loop), for a warm-up and then a measured
+//! window. Every latency of the window is kept (4 bytes each), so the percentiles are exact.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::http::{self, Conn};
+use super::Fixture;
+
+/// Measures elapsed time. The bench measures durations and never reads the time of day, which
+/// is what the workspace's clock rule is about.
+pub(crate) struct Timer(Instant);
+
+impl Timer {
+    #[allow(clippy::disallowed_methods)]
+    pub fn start() -> Timer {
+        Timer(Instant::now())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// What each request of a run does.
+pub(crate) enum Workload {
+    Healthz,
+    Introspect,
+    Guest,
+    SubscriberNew,
+    SubscriberExisting,
+    /// Each connection rotates its own chain, starting from one of these refresh tokens.
+    Refresh(Vec<String>),
+    Invite,
+    Embed,
+    Login,
+    List,
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outcome {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// One connection's view of its workload.
+struct Source {
+    fixed: Vec<Vec<u8>>,
+    next: usize,
+    status: u16,
+    /// A substring a good answer has (introspection must say active).
+    must_contain: Option<&'static [u8]>,
+    kind: Kind,
+}
+
+enum Kind {
+    Fixed,
+    NewReference { prefix: String, count: u64 },
+    Chain(String),
+}
+
+fn form(basic: &str, token: &str) -> Vec<u8> {
+    http::request(
+        "POST",
+        "/oauth2/introspect",
+        &[
+            ("Authorization", basic),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("token={token}"),
+    )
+}
+
+fn post(path: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = auth {
+        headers.push(("Authorization", a));
+    }
+    http::request("POST", path, &headers, body)
+}
+
+impl Source {
+    fn new(fx: &Fixture, w: &Workload, conn: usize, pass: usize) -> Source {
+        let fixed = |reqs: Vec<Vec<u8>>, status| Source {
+            next: conn % reqs.len().max(1),
+            fixed: reqs,
+            status,
+            must_contain: None,
+            kind: Kind::Fixed,
+        };
+        match w {
+            Workload::Healthz => fixed(vec![http::request("GET", "/healthz", &[], "")], 200),
+            Workload::Introspect => Source {
+                must_contain: Some(b"\"active\":true"),
+                ..fixed(
+                    fx.access_tokens
+                        .iter()
+                        .map(|t| form(&fx.basic, t))
+                        .collect(),
+                    200,
+                )
+            },
+            Workload::Guest => fixed(
+                vec![post(
+                    "/api/fabric/guests/tokens",
+                    Some(&fx.basic),
+                    &json!({ "allowed_addresses": fx.addresses }).to_string(),
+                )],
+                201,
+            ),
+            Workload::SubscriberExisting => fixed(
+                fx.references
+                    .iter()
+                    .map(|r| {
+                        post(
+                            "/api/fabric/subscribers/tokens",
+                            Some(&fx.basic),
+                            &json!({ "reference": r }).to_string(),
+                        )
+                    })
+                    .collect(),
+                200,
+            ),
+            Workload::SubscriberNew => Source {
+                kind: Kind::NewReference {
+                    prefix: format!("bench-{}-p{pass}-c{conn}-", fx.run),
+                    count: 0,
+                },
+                ..fixed(Vec::new(), 200)
+            },
+            Workload::Refresh(seeds) => Source {
+                kind: Kind::Chain(seeds[conn % seeds.len()].clone()),
+                ..fixed(Vec::new(), 201)
+            },
+            Workload::Invite => fixed(
+                vec![post(
+                    "/api/fabric/subscriber/invites",
+                    Some(&fx.basic),
+                    &json!({ "address_id": fx.invite_address }).to_string(),
+                )],
+                201,
+            ),
+            Workload::Embed => fixed(
+                vec![post(
+                    "/api/fabric/embeds/tokens",
+                    None,
+                    &json!({ "token": fx.embed }).to_string(),
+                )],
+                201,
+            ),
+            Workload::Login => fixed(vec![post("/v1/tokens", None, &fx.login_body)], 200),
+            Workload::List => fixed(
+                vec![http::request(
+                    "GET",
+                    "/v1/users",
+                    &[("Authorization", &fx.operator_bearer)],
+                    "",
+                )],
+                200,
+            ),
+        }
+    }
+
+    /// The next request's bytes.
+    fn request(&mut self, fx: &Fixture) -> std::borrow::Cow<'_, [u8]> {
+        match &mut self.kind {
+            Kind::Fixed => {
+                let i = self.next;
+                self.next = (self.next + 1) % self.fixed.len();
+                std::borrow::Cow::Borrowed(&self.fixed[i])
+            }
+            Kind::NewReference { prefix, count } => {
+                *count += 1;
+                let body = format!("{{\"reference\":\"{prefix}{count}@example.com\"}}");
+                std::borrow::Cow::Owned(post(
+                    "/api/fabric/subscribers/tokens",
+                    Some(&fx.basic),
+                    &body,
+                ))
+            }
+            Kind::Chain(token) => {
+                let body = format!("{{\"refresh_token\":\"{token}\"}}");
+                std::borrow::Cow::Owned(post(
+                    "/api/fabric/subscribers/tokens/refresh",
+                    Some(&fx.basic),
+                    &body,
+                ))
+            }
+        }
+    }
+
+    /// Judges an answer; a refresh chain moves on to the token it was handed.
+    fn accept(&mut self, status: u16, body: &[u8]) -> bool {
+        if status != self.status {
+            return false;
+        }
+        if let Some(needle) = self.must_contain {
+            if http::find(body, needle).is_none() {
+                return false;
+            }
+        }
+        if let Kind::Chain(token) = &mut self.kind {
+            match http::json_str(body, "refresh_token") {
+                Some(t) => *token = t.to_string(),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// What one connection measured.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+async fn connection(
+    fx: Arc<Fixture>,
+    mut source: Source,
+    start: Timer,
+    measure_from: Duration,
+    until: Duration,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut conn = match Conn::connect(fx.addr).await {
+        Ok(c) => Some(c),
+        Err(_) => None,
+    };
+    loop {
+        let sent_at = start.elapsed();
+        if sent_at >= until {
+            break;
+        }
+        let measured = sent_at >= measure_from;
+        let Some(c) = conn.as_mut() else {
+            if measured {
+                tally.errors += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            conn = Conn::connect(fx.addr).await.ok();
+            continue;
+        };
+        let answer = {
+            let request = source.request(&fx);
+            c.call(&request).await.map(|r| (r.status, r.body))
+        };
+        let ok = match answer {
+            Ok((status, body)) => source.accept(status, body),
+            Err(_) => {
+                if c.reconnect().await.is_err() {
+                    conn = None;
+                }
+                false
+            }
+        };
+        if measured {
+            let us = (start.elapsed() - sent_at)
+                .as_micros()
+                .min(u32::MAX as u128) as u32;
+            tally.latencies_us.push(us);
+            if !ok {
+                tally.errors += 1;
+            }
+        }
+        // A broken refresh chain cannot go on: its next token was never handed out.
+        if !ok && matches!(source.kind, Kind::Chain(_)) {
+            break;
+        }
+    }
+    tally
+}
+
+/// Runs `workload` on `connections` connections: `warmup` unmeasured, then `duration`.
+pub(crate) async fn run(
+    fx: Arc<Fixture>,
+    workload: Workload,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    pass: usize,
+) -> Outcome {
+    let start = Timer::start();
+    let until = warmup + duration;
+    let tasks: Vec<_> = (0..connections)
+        .map(|i| {
+            let source = Source::new(&fx, &workload, i, pass);
+            tokio::spawn(connection(
+                fx.clone(),
+                source,
+                Timer(start.0),
+                warmup,
+                until,
+            ))
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok(tally) = t.await {
+            all.extend(tally.latencies_us);
+            errors += tally.errors;
+        }
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[i] as f64 / 1000.0
+    };
+    Outcome {
+        rps: all.len() as f64 / duration.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        p999_ms: pct(0.999),
+        requests: all.len() as u64,
+        errors,
+    }
+}

@@ -1,0 +1,755 @@
+//! `tessera bench`: a shipped benchmark with its own load generator.
+//!
+//! It prepares a project (API token, ten room addresses, subscribers, an embed widget, an
+//! operator) through the admin functions and the Fabric API, then drives each workload over
+//! loopback HTTP/1.1 keep-alive connections for a fixed time and reports requests/s, latency
+//! percentiles, errors, and the ratio to `GET /healthz` measured in the same run. Ratios, not
+//! absolute figures, are what carry from one machine (or one noisy moment) to another.
+//!
+//! By default it starts its own `tessera serve` as a child process on a temporary SQLite
+//! database on the current directory's disk (not `/tmp`, which may be memory: a benchmark of
+//! durable writes must pay for real fsyncs), so that the server's peak RSS can be read apart
+//! from the load generator's. `--database postgres://…` runs that server on PostgreSQL;
+//! `--url` targets a server that is already running (its database must be given too, for the
+//! set-up and the `--families` preload).
+
+mod http;
+mod load;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::Args;
+use serde_json::{json, Value};
+use tessera_core::crypto::{password, MasterKey};
+use tessera_core::ids::{AddressId, FamilyId, ProjectId};
+use tessera_core::model::{Family, Role};
+use tessera_core::store::Store;
+use tessera_core::token::PrincipalKind;
+use tessera_core::{Clock, Secret, SystemClock, UnixTime};
+use tessera_server::admin::Admin;
+use tessera_server::config::Config;
+use tessera_server::startup::{open_store, resolve_master_key};
+
+use http::Conn;
+use load::{Outcome, Workload};
+
+/// `tessera bench` options.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A running server to load instead of starting one (needs `--database` for set-up).
+    #[arg(long)]
+    url: Option<String>,
+    /// The database: with `--url`, the running server's; otherwise the one the bench's own
+    /// server uses (default: a temporary SQLite file). A PostgreSQL database should be empty
+    /// or hold keys wrapped with TESSERA_MASTER_KEY.
+    #[arg(long)]
+    database: Option<String>,
+    /// Master key file of the database given with `--database`.
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
+    /// Where the temporary SQLite database goes (it must be on a real disk).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Concurrent keep-alive connections per workload.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured seconds per workload.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds before each workload.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Live refresh families to preload (bulk insert, not HTTP); the durable workloads then
+    /// run a second time and are compared with their empty-database figures.
+    #[arg(long, default_value_t = 0)]
+    families: u64,
+    /// Only these workloads (comma separated); `healthz` always runs.
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<String>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// What the bench runs against.
+struct Target {
+    addr: SocketAddr,
+    store: Arc<dyn Store>,
+    admin: Admin,
+    server: Option<Child>,
+    backend: &'static str,
+    // Kept so the temporary database lives as long as the run.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.server {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Target {
+    /// The server's peak and current resident set in MiB, when the bench started it.
+    fn rss_mib(&self) -> Option<(f64, f64)> {
+        let pid = self.server.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<f64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024.0)
+        };
+        Some((field("VmHWM:")?, field("VmRSS:")?))
+    }
+}
+
+fn backend_of(url: &str) -> &'static str {
+    if url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+async fn open_target(args: &BenchArgs) -> Result<Target, String> {
+    let mut dir = None;
+    let database = match &args.database {
+        Some(d) => d.clone(),
+        None if args.url.is_some() => {
+            return Err("--url needs --database (the running server's) for the set-up".into())
+        }
+        None => {
+            let d = tempfile::Builder::new()
+                .prefix("tessera-bench-")
+                .tempdir_in(&args.dir)
+                .map_err(|e| format!("cannot make a directory in {}: {e}", args.dir.display()))?;
+            let url = format!("sqlite://{}", d.path().join("bench.db").display());
+            dir = Some(d);
+            url
+        }
+    };
+    // Our own server on a database without a key gets a fresh master key; otherwise the
+    // usual resolution (TESSERA_MASTER_KEY, --master-key-file, the file beside SQLite).
+    let env_key = std::env::var("TESSERA_MASTER_KEY")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let key_text = match (&env_key, &args.master_key_file, args.url.is_some()) {
+        (Some(k), _, _) => Some(k.clone()),
+        (None, None, false) if dir.is_some() || database.starts_with("postgres") => {
+            Some(MasterKey::generate().1.into_inner())
+        }
+        _ => None,
+    };
+    let config = Config {
+        database_url: database.clone(),
+        master_key: key_text.clone().map(Secret::new),
+        master_key_file: args.master_key_file.clone(),
+        ..Config::default()
+    };
+    let master = resolve_master_key(&config).map_err(|e| e.to_string())?;
+    let store = open_store(&database, Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin = Admin {
+        store: store.clone(),
+        master,
+        clock: Arc::new(SystemClock),
+        actor: "bench".into(),
+    };
+    let (addr, server) = match &args.url {
+        Some(url) => {
+            let hostport = url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
+            let addr = tokio::net::lookup_host(&hostport)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("cannot resolve {url} (give http://HOST:PORT)"))?;
+            (addr, None)
+        }
+        None => {
+            let (addr, child) = spawn_server(&database, key_text.as_deref(), args)?;
+            (addr, Some(child))
+        }
+    };
+    Ok(Target {
+        addr,
+        store,
+        admin,
+        server,
+        backend: backend_of(&database),
+        _dir: dir,
+    })
+}
+
+/// Starts `tessera serve` on port 0 and reads the port from its first line.
+fn spawn_server(
+    database: &str,
+    master_key: Option<&str>,
+    args: &BenchArgs,
+) -> Result<(SocketAddr, Child), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let log = match &args.database {
+        None => args.dir.join("tessera-bench-server.log"),
+        Some(_) => std::env::temp_dir().join("tessera-bench-server.log"),
+    };
+    let log = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+        // The embed limit is abuse damping per client address; every bench connection comes
+        // from 127.0.0.1, so it is lifted for the bench's own server.
+        .args(["--embed-rate-per-minute", "4000000000"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    if let Some(k) = master_key {
+        cmd.env("TESSERA_MASTER_KEY", k);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("the server did not start (said {line:?}); see its log"))?;
+    Ok((addr, child))
+}
+
+/// Everything the workloads use, made once.
+pub(crate) struct Fixture {
+    pub addr: SocketAddr,
+    /// `Basic …` for the project.
+    pub basic: String,
+    /// Ten room addresses.
+    pub addresses: Vec<String>,
+    /// References of existing subscribers.
+    pub references: Vec<String>,
+    /// A subscriber address to invite to.
+    pub invite_address: String,
+    /// The widget's `c2c_` token.
+    pub embed: String,
+    /// Live access tokens to introspect.
+    pub access_tokens: Vec<String>,
+    /// Operator credentials (`{"username","password"}` body).
+    pub login_body: String,
+    /// `Bearer …` for the management plane.
+    pub operator_bearer: String,
+    /// A tag unique to this run, for new references.
+    pub run: String,
+    project: ProjectId,
+}
+
+async fn expect(conn: &mut Conn, request: &[u8], status: u16, what: &str) -> Result<Value, String> {
+    let r = conn
+        .call(request)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    if r.status != status {
+        return Err(format!(
+            "{what}: status {} ({})",
+            r.status,
+            String::from_utf8_lossy(r.body)
+        ));
+    }
+    r.json().map_err(|e| format!("{what}: {e}"))
+}
+
+fn post_json(path: &str, auth: &str, body: &str) -> Vec<u8> {
+    http::request(
+        "POST",
+        path,
+        &[
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+}
+
+async fn first_address(conn: &mut Conn, basic: &str, resource: &str) -> Result<String, String> {
+    let req = http::request(
+        "GET",
+        &format!("/api/fabric/resources/{resource}/addresses"),
+        &[("Authorization", basic)],
+        "",
+    );
+    let v = expect(conn, &req, 200, "list addresses").await?;
+    v["data"][0]["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "a resource without an address".into())
+}
+
+async fn prepare(target: &Target, connections: usize) -> Result<Fixture, String> {
+    let admin = &target.admin;
+    let run = tessera_core::crypto::hex(&tessera_core::crypto::random_bytes::<4>());
+    let (project, _, secret) = admin
+        .new_project(&format!("bench {run}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let basic = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{secret}", project.id))
+    );
+    let username = format!("bench-{run}@tessera.local");
+    let pw = tessera_core::crypto::hex(&tessera_core::crypto::random_bytes::<12>());
+    admin
+        .create_operator(&username, Some(Secret::new(pw.clone())), Role::Admin, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut conn = Conn::connect(target.addr)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+    let mut addresses = Vec::new();
+    for i in 0..10 {
+        let req = post_json(
+            "/api/fabric/resources/conference_rooms",
+            &basic,
+            &json!({ "name": format!("bench-room-{i}") }).to_string(),
+        );
+        let room = expect(&mut conn, &req, 201, "create a room").await?;
+        let id = room["id"]
+            .as_str()
+            .ok_or("a room without an id")?
+            .to_string();
+        addresses.push(first_address(&mut conn, &basic, &id).await?);
+    }
+    let mut references = Vec::new();
+    let mut invite_address = String::new();
+    for i in 0..connections.max(1) {
+        let reference = format!("bench-{run}-existing-{i}@example.com");
+        let req = post_json(
+            "/api/fabric/subscribers/tokens",
+            &basic,
+            &json!({ "reference": reference }).to_string(),
+        );
+        let v = expect(&mut conn, &req, 200, "create a subscriber").await?;
+        if i == 0 {
+            let sid = v["subscriber_id"].as_str().ok_or("no subscriber_id")?;
+            invite_address = first_address(&mut conn, &basic, sid).await?;
+        }
+        references.push(reference);
+    }
+    let addr_ids: Vec<AddressId> = addresses.iter().filter_map(|a| a.parse().ok()).collect();
+    let embed = admin
+        .create_embed(project.id, &addr_ids)
+        .await
+        .map_err(|e| e.to_string())?["token"]
+        .as_str()
+        .ok_or("no embed token")?
+        .to_string();
+    let guest_body = json!({ "allowed_addresses": addresses }).to_string();
+    let mut access_tokens = Vec::new();
+    for _ in 0..256 {
+        let req = post_json("/api/fabric/guests/tokens", &basic, &guest_body);
+        let v = expect(&mut conn, &req, 201, "a guest token").await?;
+        access_tokens.push(v["token"].as_str().ok_or("no token")?.to_string());
+    }
+    let login_body = json!({ "username": username, "password": pw }).to_string();
+    let req = http::request(
+        "POST",
+        "/v1/tokens",
+        &[("Content-Type", "application/json")],
+        &login_body,
+    );
+    let v = expect(&mut conn, &req, 200, "an operator login").await?;
+    let operator_bearer = format!(
+        "Bearer {}",
+        v["accessToken"].as_str().ok_or("no accessToken")?
+    );
+    Ok(Fixture {
+        addr: target.addr,
+        basic,
+        addresses,
+        references,
+        invite_address,
+        embed,
+        access_tokens,
+        login_body,
+        operator_bearer,
+        run,
+        project: project.id,
+    })
+}
+
+/// Refresh tokens to start one chain per connection (each run spends its own).
+async fn refresh_seeds(fx: &Fixture, n: usize, pass: usize) -> Result<Vec<String>, String> {
+    let mut conn = Conn::connect(fx.addr).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let req = post_json(
+            "/api/fabric/subscribers/tokens",
+            &fx.basic,
+            &json!({ "reference": format!("bench-{}-chain-{pass}-{i}@example.com", fx.run) })
+                .to_string(),
+        );
+        let v = expect(&mut conn, &req, 200, "a refresh seed").await?;
+        out.push(
+            v["refresh_token"]
+                .as_str()
+                .ok_or("no refresh_token")?
+                .to_string(),
+        );
+    }
+    Ok(out)
+}
+
+/// Bulk-inserts `n` live families of the project (guests and subscribers, as a busy
+/// installation holds), in transactions of 20,000.
+async fn preload_families(
+    store: &Arc<dyn Store>,
+    project: ProjectId,
+    n: u64,
+) -> Result<(), String> {
+    let now = SystemClock.now();
+    let now_ms = SystemClock.now_millis();
+    let chunk = 20_000u64;
+    let mut done = 0;
+    while done < n {
+        let take = chunk.min(n - done);
+        let families = (0..take)
+            .map(|i| {
+                let k = done + i;
+                // Spread over the last two hours, as live grants would be: time-ordered ids
+                // made then, so the preload lands where real families of that age would.
+                let born = now_ms - ((n - k) as i64 * 7_200_000 / n as i64);
+                Family {
+                    id: FamilyId::ordered(born),
+                    project_id: project,
+                    kind: if k % 2 == 0 {
+                        PrincipalKind::Guest
+                    } else {
+                        PrincipalKind::Subscriber
+                    },
+                    subject: FamilyId::ordered(born).0,
+                    generation: 1,
+                    created_at: UnixTime(born / 1000),
+                    expires_at: now.plus(30 * 24 * 3600),
+                    tokens_expire_at: now.plus(2 * 3600 + 300),
+                    rotated_at: None,
+                    revoked_at: None,
+                }
+            })
+            .collect();
+        store
+            .insert_families(families)
+            .await
+            .map_err(|e| format!("preloading families: {e}"))?;
+        done += take;
+        if done % 200_000 == 0 || done == n {
+            eprintln!("  preloaded {done} families");
+        }
+    }
+    Ok(())
+}
+
+/// One hash's time and what it allows: the argon2 floor is cores ÷ one hash time.
+fn argon2_floor() -> (f64, f64) {
+    let phc = password::hash("correct horse battery staple");
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = load::Timer::start();
+        assert!(password::verify("correct horse battery staple", &phc));
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let one = times[times.len() / 2];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (one, cores / one)
+}
+
+/// One row of the report.
+struct Row {
+    name: String,
+    outcome: Outcome,
+    ratio: f64,
+    note: String,
+}
+
+impl Row {
+    fn json(&self) -> Value {
+        let o = &self.outcome;
+        json!({
+            "workload": self.name,
+            "requests_per_second": round(o.rps, 1),
+            "p50_ms": round(o.p50_ms, 3),
+            "p99_ms": round(o.p99_ms, 3),
+            "p999_ms": round(o.p999_ms, 3),
+            "requests": o.requests,
+            "errors": o.errors,
+            "ratio_to_healthz": round(self.ratio, 3),
+            "note": self.note,
+        })
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+fn print_table(title: &str, rows: &[Row]) {
+    println!("\n{title}");
+    println!(
+        "{:<34} {:>10} {:>8} {:>8} {:>8} {:>7} {:>8}  note",
+        "workload", "req/s", "p50 ms", "p99 ms", "p99.9", "errors", "÷healthz"
+    );
+    for r in rows {
+        let o = &r.outcome;
+        println!(
+            "{:<34} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8.2}  {}",
+            r.name, o.rps, o.p50_ms, o.p99_ms, o.p999_ms, o.errors, r.ratio, r.note
+        );
+    }
+}
+
+/// The workloads of one pass, in order.
+const DURABLE: &[&str] = &["guest", "subscriber-new", "subscriber-existing", "refresh"];
+const ALL: &[&str] = &[
+    "introspect",
+    "guest",
+    "subscriber-new",
+    "subscriber-existing",
+    "refresh",
+    "invite",
+    "embed",
+    "login",
+    "list",
+    "login+guest",
+];
+
+struct Settings {
+    connections: usize,
+    duration: Duration,
+    warmup: Duration,
+}
+
+async fn run_one(
+    fx: &Arc<Fixture>,
+    s: &Settings,
+    name: &str,
+    pass: usize,
+) -> Result<Outcome, String> {
+    let workload = match name {
+        "healthz" => Workload::Healthz,
+        "introspect" => Workload::Introspect,
+        "guest" => Workload::Guest,
+        "subscriber-new" => Workload::SubscriberNew,
+        "subscriber-existing" => Workload::SubscriberExisting,
+        "refresh" => Workload::Refresh(refresh_seeds(fx, s.connections, pass).await?),
+        "invite" => Workload::Invite,
+        "embed" => Workload::Embed,
+        "login" => Workload::Login,
+        "list" => Workload::List,
+        other => {
+            return Err(format!(
+                "unknown workload {other:?}; known: healthz, {}",
+                ALL.join(", ")
+            ))
+        }
+    };
+    eprintln!("  {name} …");
+    Ok(load::run(
+        fx.clone(),
+        workload,
+        s.connections,
+        s.warmup,
+        s.duration,
+        pass,
+    )
+    .await)
+}
+
+/// Runs the benchmark and prints the report.
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.connections == 0 || args.duration <= 0.0 {
+        return Err("--connections and --duration must be positive".into());
+    }
+    let wanted: Vec<String> = if args.workloads.is_empty() {
+        ALL.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.workloads.clone()
+    };
+    for w in &wanted {
+        if !ALL.contains(&w.as_str()) && w != "healthz" {
+            return Err(format!(
+                "unknown workload {w:?}; known: healthz, {}",
+                ALL.join(", ")
+            ));
+        }
+    }
+    let settings = Settings {
+        connections: args.connections,
+        duration: Duration::from_secs_f64(args.duration),
+        warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+    };
+    let (hash_s, floor) = tokio::task::spawn_blocking(argon2_floor)
+        .await
+        .map_err(|e| e.to_string())?;
+    let target = open_target(&args).await?;
+    eprintln!(
+        "preparing fixtures on http://{} ({})",
+        target.addr, target.backend
+    );
+    let fx = Arc::new(prepare(&target, args.connections).await?);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let mut passes = Vec::new();
+    let mut empty: Vec<(String, f64)> = Vec::new();
+    for pass in 0..if args.families > 0 { 2 } else { 1 } {
+        if pass == 1 {
+            eprintln!("preloading {} families …", args.families);
+            preload_families(&target.store, fx.project, args.families).await?;
+        }
+        let names: Vec<&str> = if pass == 0 {
+            wanted.iter().map(String::as_str).collect()
+        } else {
+            wanted
+                .iter()
+                .map(String::as_str)
+                .filter(|w| DURABLE.contains(w) || *w == "introspect")
+                .collect()
+        };
+        let healthz = run_one(&fx, &settings, "healthz", pass).await?;
+        let base = healthz.rps.max(f64::MIN_POSITIVE);
+        let mut rows = vec![Row {
+            name: "healthz".into(),
+            ratio: 1.0,
+            note: String::new(),
+            outcome: healthz,
+        }];
+        let mut solo_guest = None;
+        for name in names {
+            if name == "login+guest" {
+                rows.extend(mixed(&fx, &settings, base, floor, solo_guest, cores).await);
+                continue;
+            }
+            let outcome = run_one(&fx, &settings, name, pass).await?;
+            let mut note = String::new();
+            if name == "guest" {
+                solo_guest = Some(outcome.rps);
+            }
+            if name == "login" {
+                note = format!("{:.2} × argon2 floor ({floor:.0}/s)", outcome.rps / floor);
+            }
+            if pass == 0 {
+                empty.push((name.to_string(), outcome.rps));
+            } else if let Some((_, e)) = empty.iter().find(|(n, _)| n == name) {
+                note = format!("{:.2} × empty database", outcome.rps / e);
+            }
+            rows.push(Row {
+                name: name.to_string(),
+                ratio: outcome.rps / base,
+                note,
+                outcome,
+            });
+        }
+        let title = if pass == 0 {
+            format!(
+                "{} connections, {:.0} s each, {} backend, {cores} cores",
+                args.connections, args.duration, target.backend
+            )
+        } else {
+            format!("with {} preloaded families", args.families)
+        };
+        print_table(&title, &rows);
+        passes.push(json!({
+            "families": if pass == 0 { 0 } else { args.families },
+            "results": rows.iter().map(Row::json).collect::<Vec<_>>(),
+        }));
+    }
+    let rss = target.rss_mib();
+    println!(
+        "\nargon2id: {:.1} ms per hash, floor {floor:.0} logins/s ({cores} cores)",
+        hash_s * 1000.0
+    );
+    match rss {
+        Some((peak, now)) => println!("server RSS: peak {peak:.0} MiB, now {now:.0} MiB"),
+        None => println!("server RSS: not measured (the server is not the bench's own)"),
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "date": SystemClock.now().to_rfc3339(),
+            "backend": target.backend,
+            "cores": cores,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "argon2_hash_ms": round(hash_s * 1000.0, 2),
+            "argon2_floor_per_second": round(floor, 1),
+            "server_peak_rss_mib": rss.map(|r| round(r.0, 1)),
+            "passes": passes,
+        });
+        std::fs::write(path, format!("{doc:#}\n"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Logins and guest grants at once: the logins against the argon2 floor, the grants against
+/// their solo rate (argon2 must not starve token issuance).
+async fn mixed(
+    fx: &Arc<Fixture>,
+    s: &Settings,
+    base: f64,
+    floor: f64,
+    solo_guest: Option<f64>,
+    cores: usize,
+) -> Vec<Row> {
+    eprintln!("  login+guest …");
+    // Enough logins in flight to keep every hashing thread busy, plus queueing.
+    let login_conns = (cores * 4).max(4);
+    let (login, guest) = tokio::join!(
+        load::run(
+            fx.clone(),
+            Workload::Login,
+            login_conns,
+            s.warmup,
+            s.duration,
+            0
+        ),
+        load::run(
+            fx.clone(),
+            Workload::Guest,
+            s.connections,
+            s.warmup,
+            s.duration,
+            0
+        ),
+    );
+    let guest_note = match solo_guest {
+        Some(solo) => format!("{:.2} × solo guest", guest.rps / solo),
+        None => "run `guest` too for the solo comparison".into(),
+    };
+    vec![
+        Row {
+            name: format!("login (beside guest, {login_conns} conns)"),
+            ratio: login.rps / base,
+            note: format!("{:.2} × argon2 floor", login.rps / floor),
+            outcome: login,
+        },
+        Row {
+            name: "guest (beside login)".into(),
+            ratio: guest.rps / base,
+            note: guest_note,
+            outcome: guest,
+        },
+    ]
+}
