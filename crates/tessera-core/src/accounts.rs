@@ -455,7 +455,7 @@ impl AccountsService {
     fn access_token(&self, op: &Operator) -> Result<Secret<String>, AccountsError> {
         let now = self.clock.now().0;
         let claims = AccountsClaims {
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: crate::ids::random_uuid().to_string(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             sub: op.username.clone(),

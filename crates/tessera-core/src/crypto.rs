@@ -13,15 +13,44 @@ use subtle::ConstantTimeEq;
 
 use crate::secret::Secret;
 
+/// Bytes read from the OS at a time into each thread's pool.
+const POOL: usize = 1024;
+
+thread_local! {
+    /// OS random bytes not yet handed out, and how many of them are used.
+    static RANDOM_POOL: std::cell::RefCell<([u8; POOL], usize)> =
+        const { std::cell::RefCell::new(([0; POOL], POOL)) };
+}
+
 /// Fills a fresh array from the operating system's CSPRNG.
+///
+/// The bytes are the OS's own, read a kilobyte at a time into a per-thread pool: a grant
+/// needs half a dozen random values (nonces, token and family ids), and one `getrandom`
+/// system call for each was a measurable share of the request. Each byte is handed out once
+/// and overwritten with zero as it leaves the pool.
 ///
 /// # Panics
 /// Only if the operating system has no random source at all, in which case no token could be
 /// issued safely anyway.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    getrandom::getrandom(&mut b).expect("the OS random source failed");
-    b
+    let mut out = [0u8; N];
+    if N > POOL / 4 {
+        getrandom::getrandom(&mut out).expect("the OS random source failed");
+        return out;
+    }
+    RANDOM_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if *used + N > POOL {
+            getrandom::getrandom(bytes).expect("the OS random source failed");
+            *used = 0;
+        }
+        let taken = &mut bytes[*used..*used + N];
+        out.copy_from_slice(taken);
+        taken.fill(0);
+        *used += N;
+    });
+    out
 }
 
 /// Lower-case hexadecimal, two digits per byte.

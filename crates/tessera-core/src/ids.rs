@@ -5,6 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
+/// A random (v4) UUID from [`crate::crypto::random_bytes`].
+pub fn random_uuid() -> Uuid {
+    uuid::Builder::from_random_bytes(crate::crypto::random_bytes::<16>()).into_uuid()
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -14,17 +19,18 @@ macro_rules! id_type {
         impl $name {
             /// A new random (v4) identifier.
             pub fn random() -> Self {
-                $name(Uuid::new_v4())
+                $name(random_uuid())
             }
 
             /// A new time-ordered (v7) identifier, so that listing by id lists by creation.
             pub fn ordered(millis: i64) -> Self {
-                let ts = uuid::Timestamp::from_unix(
-                    uuid::NoContext,
-                    (millis.max(0) / 1000) as u64,
-                    ((millis.max(0) % 1000) * 1_000_000) as u32,
-                );
-                $name(Uuid::new_v7(ts))
+                $name(
+                    uuid::Builder::from_unix_timestamp_millis(
+                        millis.max(0) as u64,
+                        &crate::crypto::random_bytes::<10>(),
+                    )
+                    .into_uuid(),
+                )
             }
 
             /// The underlying UUID.

@@ -241,7 +241,7 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(|| tessera_core::ids::random_uuid().to_string());
     let path = req
         .extensions()
         .get::<MatchedPath>()

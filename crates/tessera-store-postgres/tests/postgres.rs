@@ -354,7 +354,7 @@ async fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 3
+                known: 4
             }
         ),
         "{err:?}"

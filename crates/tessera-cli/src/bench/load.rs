@@ -232,10 +232,7 @@ async fn connection(
     until: Duration,
 ) -> Tally {
     let mut tally = Tally::default();
-    let mut conn = match Conn::connect(fx.addr).await {
-        Ok(c) => Some(c),
-        Err(_) => None,
-    };
+    let mut conn = Conn::connect(fx.addr).await.ok();
     loop {
         let sent_at = start.elapsed();
         if sent_at >= until {

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use tessera_core::cache::CachedStore;
 use tessera_core::crypto::MasterKey;
 use tessera_core::ids::{
     AddressId, ApiTokenId, EmbedId, FamilyId, OperatorId, ProjectId, ResourceId,
@@ -392,8 +393,33 @@ async fn purge_and_delete(s: &dyn Store) {
     ));
 }
 
+/// Bulk inserts (the benchmark's preload) are all or nothing.
+async fn bulk_families(s: &dyn Store) {
+    let (p, t) = project();
+    s.create_project(p.clone(), t).await.unwrap();
+    let batch: Vec<Family> = (0..3)
+        .map(|_| family(p.id, PrincipalKind::Subscriber))
+        .collect();
+    s.insert_families(batch.clone()).await.unwrap();
+    for f in &batch {
+        assert_eq!(&s.get_family(f.id).await.unwrap(), f);
+    }
+    // A batch with one id that exists is refused whole: its new family is not there either.
+    let fresh = family(p.id, PrincipalKind::Guest);
+    let err = s
+        .insert_families(vec![fresh.clone(), batch[0].clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(matches!(
+        s.get_family(fresh.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 /// The whole contract against one store.
 pub async fn contract(s: Arc<dyn Store>) {
+    bulk_families(s.as_ref()).await;
     projects_and_tokens(s.as_ref()).await;
     rotation(s.clone()).await;
     subscribers(s.as_ref()).await;
@@ -408,6 +434,101 @@ async fn sqlite_keeps_the_storage_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = tessera_store_sqlite::SqliteStore::open(dir.path().join("c.db")).unwrap();
     contract(Arc::new(store)).await;
+}
+
+/// The read caches change no answer of the contract.
+#[tokio::test]
+async fn cached_sqlite_keeps_the_storage_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tessera_store_sqlite::SqliteStore::open(dir.path().join("c.db")).unwrap();
+    let clock = Arc::new(ManualClock::new(START));
+    contract(Arc::new(CachedStore::new(Arc::new(store), clock, 1))).await;
+}
+
+/// What the cache promises: a change made through it shows at once; a change made behind its
+/// back (another node, `tessera admin`) shows once the entry is older than the TTL.
+#[tokio::test]
+async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Store> =
+        Arc::new(tessera_store_sqlite::SqliteStore::open(dir.path().join("c.db")).unwrap());
+    let clock = Arc::new(ManualClock::new(START));
+    let cached = CachedStore::new(inner.clone(), clock.clone(), 1);
+    let (p, t) = project();
+    cached.create_project(p.clone(), t.clone()).await.unwrap();
+
+    // Families: revoked through the cache, at once.
+    let f = family(p.id, PrincipalKind::Guest);
+    cached.create_family(f.clone()).await.unwrap();
+    assert!(cached.get_family(f.id).await.unwrap().revoked_at.is_none());
+    cached.revoke_family(f.id, START).await.unwrap();
+    assert!(cached.get_family(f.id).await.unwrap().revoked_at.is_some());
+
+    // Revoked behind its back: stale until the TTL passes, then fresh.
+    let g = family(p.id, PrincipalKind::Guest);
+    cached.create_family(g.clone()).await.unwrap();
+    assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_none());
+    inner.revoke_family(g.id, START).await.unwrap();
+    assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_none());
+    clock.advance(1);
+    assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_some());
+
+    // API tokens: a revocation through the cache ends the credential at once.
+    assert!(cached.find_api_token(p.id, t.hash).await.unwrap().is_some());
+    cached.revoke_api_token(t.id, START).await.unwrap();
+    assert!(cached.find_api_token(p.id, t.hash).await.unwrap().is_none());
+
+    // A wrong secret is never remembered: a token created a moment later works at once.
+    let (q, u) = project();
+    assert!(cached.find_api_token(q.id, u.hash).await.unwrap().is_none());
+    inner.create_project(q.clone(), u.clone()).await.unwrap();
+    assert!(cached.find_api_token(q.id, u.hash).await.unwrap().is_some());
+
+    // Addresses: another project's cached address is not this project's.
+    let room = NewResource::build(
+        clock.as_ref(),
+        q.id,
+        ResourceKind::Room,
+        "lobby",
+        "Lobby".into(),
+        None,
+        Default::default(),
+    );
+    let addr = room.address.id;
+    cached.create_resource(room.clone()).await.unwrap();
+    assert_eq!(
+        cached
+            .existing_addresses(q.id, &[addr])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(cached
+        .existing_addresses(p.id, &[addr])
+        .await
+        .unwrap()
+        .is_empty());
+    // Deleted through the cache: gone at once.
+    cached
+        .delete_resource(q.id, room.resource.id, ResourceKind::Room, START)
+        .await
+        .unwrap();
+    assert!(cached
+        .existing_addresses(q.id, &[addr])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A deleted project takes its cached families with it.
+    let h = family(q.id, PrincipalKind::Guest);
+    cached.create_family(h.clone()).await.unwrap();
+    cached.get_family(h.id).await.unwrap();
+    cached.delete_project(q.id).await.unwrap();
+    assert!(matches!(
+        cached.get_family(h.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
