@@ -105,17 +105,23 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Opens the writer's connection, with a larger page cache for the index pages that inserts
-/// touch. It keeps SQLite's automatic checkpoint (every 1000 pages of WAL), because only a
-/// checkpoint on the writing connection lets the WAL start over from its beginning; but the
-/// [`checkpointer`] has by then copied most frames already, so that checkpoint is short.
+/// touch. It keeps an automatic checkpoint (every 4000 pages, 16 MiB, of WAL), because only a
+/// checkpoint that the writing connection runs right after its commit reliably finds the WAL
+/// fully copied, which is what lets the next commit start the WAL over from its beginning (a
+/// restart from another thread under steady writes never found that moment, and the WAL grew
+/// without bound). The [`checkpointer`] has by then copied most frames, so that checkpoint is
+/// short.
 fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     let conn = open_connection(path)?;
-    conn.execute_batch("PRAGMA cache_size = -16384;")?;
+    conn.execute_batch(
+        "PRAGMA cache_size = -16384;
+         PRAGMA wal_autocheckpoint = 4000;",
+    )?;
     Ok(conn)
 }
 
 /// How often the checkpointer copies committed WAL frames into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs passive checkpoints on its own connection until `stop` is dropped, so that copying
 /// WAL frames into the database mostly happens off the thread every write waits for. A
@@ -443,7 +449,13 @@ fn find_subscriber_id(
         "SELECT id FROM subscribers WHERE project_id = ?1 AND id = ?2",
     ];
     let project = project.to_string();
-    for sql in LOOKUPS {
+    // Only a UUID can name a subscriber by id: other references skip that lookup.
+    let lookups = if key.parse::<uuid::Uuid>().is_ok() {
+        &LOOKUPS[..]
+    } else {
+        &LOOKUPS[..2]
+    };
+    for sql in lookups {
         let found = conn
             .prepare_cached(sql)?
             .query_row(params![project, key], |r| r.get(0))
