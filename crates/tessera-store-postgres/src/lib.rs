@@ -207,7 +207,11 @@ macro_rules! transaction {
 /// The PostgreSQL store.
 #[derive(Debug)]
 pub struct PgStore {
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// Queues single family inserts for [`family_batches`].
+    families: tokio::sync::mpsc::Sender<FamilyJob>,
+    /// Queues refresh rotations for [`rotation_batches`].
+    rotations: tokio::sync::mpsc::Sender<RotateJob>,
     metrics: Arc<Metrics>,
     schema_before: i64,
 }
@@ -319,8 +323,15 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, OpenError> {
         let (config, mut client) = open_url(url).await?;
         let (before, _) = run_migrations(&mut client, &pool::target(&config)).await?;
+        let pool = Arc::new(Pool::new(config, client));
+        let (families, queue) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(family_batches(pool.clone(), queue));
+        let (rotations, queue) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(rotation_batches(pool.clone(), queue));
         Ok(PgStore {
-            pool: Pool::new(config, client),
+            pool,
+            families,
+            rotations,
             metrics: Arc::default(),
             schema_before: before,
         })
@@ -580,6 +591,211 @@ async fn insert_family<C: tokio_postgres::GenericClient + Sync>(
     )
     .await?;
     Ok(())
+}
+
+/// A family to insert and where its result goes.
+type FamilyJob = (Family, tokio::sync::oneshot::Sender<StoreResult<()>>);
+
+/// The most families one statement inserts.
+const FAMILY_BATCH: usize = 256;
+
+/// Group commit for grants on PostgreSQL: takes every queued [`Store::create_family`], inserts
+/// them with one statement in one transaction, and answers each caller after the commit.
+/// Guest, invite and embed grants are one insert each; one statement and one commit per
+/// grant made PostgreSQL's per-statement and per-commit work the limit, and sharing them
+/// lets one WAL flush cover a batch. While a batch commits the next one gathers. Should a
+/// batch fail (a family of a project deleted meanwhile), its families are retried one by one
+/// so that each caller gets its own answer.
+async fn family_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<FamilyJob>) {
+    let mut batch: Vec<FamilyJob> = Vec::with_capacity(FAMILY_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < FAMILY_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let families: Vec<Family> = batch.iter().map(|(f, _)| f.clone()).collect();
+        match insert_family_rows(&pool, &families).await {
+            Ok(()) => {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, reply)) = batch.pop() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for (family, reply) in batch.drain(..) {
+                    let one = insert_family_rows(&pool, std::slice::from_ref(&family)).await;
+                    let _ = reply.send(one);
+                }
+            }
+        }
+    }
+}
+
+/// Inserts families with one `UNNEST` statement (one round trip, autocommitted: all or none).
+async fn insert_family_rows(pool: &Pool, families: &[Family]) -> StoreResult<()> {
+    let mut cols = FamilyColumns::default();
+    for f in families {
+        cols.push(f);
+    }
+    let mut db = pool.get().await.map_err(|e| map_pg(&e))?;
+    let r = async {
+        let (c, st) = db.parts();
+        st.execute(
+            &*c,
+            "INSERT INTO families (id, project_id, kind, subject, generation, created_at,
+                 expires_at, rotated_at, revoked_at, tokens_expire_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[],
+                 $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])",
+            &[
+                &cols.id,
+                &cols.project_id,
+                &cols.kind,
+                &cols.subject,
+                &cols.generation,
+                &cols.created_at,
+                &cols.expires_at,
+                &cols.rotated_at,
+                &cols.revoked_at,
+                &cols.tokens_expire_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+    .await;
+    db.finish(r)
+}
+
+/// A refresh rotation to decide and where its outcome goes.
+struct RotateJob {
+    project: ProjectId,
+    id: FamilyId,
+    generation: i64,
+    at: UnixTime,
+    tokens_expire_at: UnixTime,
+    reply: tokio::sync::oneshot::Sender<StoreResult<RotateOutcome>>,
+}
+
+/// Group commit for refresh rotations on PostgreSQL: every queued rotation is tried in one
+/// conditional `UPDATE … FROM UNNEST(…)` (one statement, one commit). The condition is the
+/// single-row one: the family of that project, at that generation, alive. Rows the statement
+/// rotated are answered `Rotated`; the others (a spent generation, a revoked or unknown
+/// family) are classified by a fresh read, off this loop. Two rotations of one family in one
+/// batch join the same row, which PostgreSQL updates once, so exactly one of them wins; a
+/// rotation racing another node's waits for the row lock and re-checks the condition, as the
+/// single-row update did.
+async fn rotation_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<RotateJob>) {
+    let mut batch: Vec<RotateJob> = Vec::with_capacity(FAMILY_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < FAMILY_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let rotated = rotate_rows(&pool, &batch).await;
+        for (i, job) in batch.drain(..).enumerate() {
+            match &rotated {
+                Ok(rows) => match rows.iter().position(|(idx, _)| *idx == i as i64) {
+                    Some(k) => {
+                        let _ = job
+                            .reply
+                            .send(Ok(RotateOutcome::Rotated(rows[k].1.clone())));
+                    }
+                    None => {
+                        let pool = pool.clone();
+                        tokio::spawn(async move {
+                            let outcome = classify(&pool, job.project, job.id, job.at).await;
+                            let _ = job.reply.send(outcome);
+                        });
+                    }
+                },
+                Err(e) => {
+                    let _ = job.reply.send(Err(match e {
+                        StoreError::NotFound => StoreError::NotFound,
+                        StoreError::Conflict(c) => StoreError::Conflict(c.clone()),
+                        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                        StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Spends each job's generation if it is current; returns (job index, family as left) for
+/// the rows it rotated.
+async fn rotate_rows(pool: &Pool, jobs: &[RotateJob]) -> StoreResult<Vec<(i64, Family)>> {
+    let idx: Vec<i64> = (0..jobs.len() as i64).collect();
+    let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id.0).collect();
+    let projects: Vec<uuid::Uuid> = jobs.iter().map(|j| j.project.0).collect();
+    let generations: Vec<i64> = jobs.iter().map(|j| j.generation).collect();
+    let ats: Vec<i64> = jobs.iter().map(|j| j.at.0).collect();
+    let expiries: Vec<i64> = jobs.iter().map(|j| j.tokens_expire_at.0).collect();
+    let mut db = pool.get().await.map_err(|e| map_pg(&e))?;
+    let r = async {
+        let (c, st) = db.parts();
+        let rows = st
+            .query(
+                &*c,
+                "UPDATE families AS f SET generation = f.generation + 1, rotated_at = v.at,
+                     tokens_expire_at = LEAST(v.tea, f.expires_at)
+                 FROM UNNEST($1::int8[], $2::uuid[], $3::uuid[], $4::int8[], $5::int8[],
+                     $6::int8[]) AS v(idx, id, project_id, generation, at, tea)
+                 WHERE f.id = v.id AND f.project_id = v.project_id
+                   AND f.generation = v.generation
+                   AND f.revoked_at IS NULL AND f.expires_at > v.at
+                 RETURNING f.id, f.project_id, f.kind, f.subject, f.generation, f.created_at,
+                     f.expires_at, f.rotated_at, f.revoked_at, f.tokens_expire_at, v.idx",
+                &[&idx, &ids, &projects, &generations, &ats, &expiries],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<_, i64>(10)?, family_row(row)?)))
+            .collect::<Result<Vec<_>, Fail>>()
+    }
+    .await;
+    db.finish(r)
+}
+
+/// Why a rotation did not happen: the family as it is now (a new statement, so it sees the
+/// rotation that beat this one).
+async fn classify(
+    pool: &Pool,
+    project: ProjectId,
+    id: FamilyId,
+    at: UnixTime,
+) -> StoreResult<RotateOutcome> {
+    let mut db = pool.get().await.map_err(|e| map_pg(&e))?;
+    let r = async {
+        let (c, st) = db.parts();
+        let row = st
+            .query_opt(
+                &*c,
+                concat!(
+                    "SELECT ",
+                    family_cols!(),
+                    " FROM families WHERE id = $1 AND project_id = $2"
+                ),
+                &[&id.0, &project.0],
+            )
+            .await?;
+        Ok(match maybe(row, family_row)? {
+            None => RotateOutcome::NotFound,
+            Some(f) if f.revoked_at.is_some() || f.expires_at <= at => RotateOutcome::Dead,
+            Some(f) => RotateOutcome::Stale(f),
+        })
+    }
+    .await;
+    db.finish(r)
 }
 
 /// Families as columns, for one `UNNEST` insert of many rows.
@@ -1127,47 +1343,18 @@ impl Store for PgStore {
 
     async fn create_family(&self, family: Family) -> StoreResult<()> {
         let _t = self.time("create_family");
-        let mut db = self.db().await?;
-        let r = async {
-            let (c, st) = db.parts();
-            insert_family(&*c, st, &family).await
-        }
-        .await;
-        db.finish(r)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Unavailable("the family writer has stopped".into());
+        self.families
+            .send((family, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn insert_families(&self, families: Vec<Family>) -> StoreResult<()> {
         let _t = self.time("insert_families");
-        // One statement per call over arrays: a row-at-a-time loop would cost a round trip
-        // per family.
-        let mut cols = FamilyColumns::default();
-        for f in &families {
-            cols.push(f);
-        }
-        let mut db = self.db().await?;
-        let r = transaction!(db, |tx, st| {
-            st.execute(
-                &tx,
-                "INSERT INTO families (id, project_id, kind, subject, generation, created_at,
-                     expires_at, rotated_at, revoked_at, tokens_expire_at)
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[],
-                     $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])",
-                &[
-                    &cols.id,
-                    &cols.project_id,
-                    &cols.kind,
-                    &cols.subject,
-                    &cols.generation,
-                    &cols.created_at,
-                    &cols.expires_at,
-                    &cols.rotated_at,
-                    &cols.revoked_at,
-                    &cols.tokens_expire_at,
-                ],
-            )
-            .await?;
-        });
-        db.finish(r)
+        insert_family_rows(&self.pool, &families).await
     }
 
     async fn get_family(&self, id: FamilyId) -> StoreResult<Family> {
@@ -1189,50 +1376,18 @@ impl Store for PgStore {
         tokens_expire_at: UnixTime,
     ) -> StoreResult<RotateOutcome> {
         let _t = self.time("rotate_family");
-        let mut db = self.db().await?;
-        let r = async {
-            let (c, st) = db.parts();
-            // The conditional update is the whole race. Concurrent updates of the row queue on
-            // its lock; each re-checks the condition against the row the one before committed,
-            // so only the first finds the generation it spends. RETURNING hands back the row
-            // as this update left it.
-            let rotated = st
-                .query_opt(
-                    &*c,
-                    concat!(
-                        "UPDATE families SET generation = generation + 1, rotated_at = $4,
-                             tokens_expire_at = LEAST($5, expires_at)
-                         WHERE id = $1 AND project_id = $2 AND generation = $3
-                           AND revoked_at IS NULL AND expires_at > $4
-                         RETURNING ",
-                        family_cols!()
-                    ),
-                    &[&id.0, &project.0, &generation, &at.0, &tokens_expire_at.0],
-                )
-                .await?;
-            if let Some(row) = rotated {
-                return Ok(RotateOutcome::Rotated(family_row(&row)?));
-            }
-            // Not spent: a new statement, so it sees the family as it is now.
-            let row = st
-                .query_opt(
-                    &*c,
-                    concat!(
-                        "SELECT ",
-                        family_cols!(),
-                        " FROM families WHERE id = $1 AND project_id = $2"
-                    ),
-                    &[&id.0, &project.0],
-                )
-                .await?;
-            Ok(match maybe(row, family_row)? {
-                None => RotateOutcome::NotFound,
-                Some(f) if f.revoked_at.is_some() || f.expires_at <= at => RotateOutcome::Dead,
-                Some(f) => RotateOutcome::Stale(f),
-            })
-        }
-        .await;
-        db.finish(r)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Unavailable("the rotation writer has stopped".into());
+        let job = RotateJob {
+            project,
+            id,
+            generation,
+            at,
+            tokens_expire_at,
+            reply,
+        };
+        self.rotations.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()> {
