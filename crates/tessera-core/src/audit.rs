@@ -28,14 +28,7 @@ impl AuditLog {
         let (tx, mut rx) = mpsc::channel::<AuditEvent>(65_536);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(e) => batch.push(e),
-                        Err(_) => break,
-                    }
-                }
+            while crate::store::next_batch(&mut rx, &mut batch, BATCH).await {
                 let n = batch.len();
                 if let Err(e) = store.append_audit(std::mem::take(&mut batch)).await {
                     tracing::error!(error = %e, lost = n, "audit events could not be written");

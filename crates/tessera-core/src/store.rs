@@ -34,6 +34,27 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Group commit's gathering step: waits for the first queued item, then takes every other one
+/// already queued, up to `max` in `batch`. Returns `false` once every sender is gone and the
+/// queue is empty.
+pub async fn next_batch<T>(
+    queue: &mut tokio::sync::mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+) -> bool {
+    let Some(first) = queue.recv().await else {
+        return false;
+    };
+    batch.push(first);
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 /// Tessera's storage.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {

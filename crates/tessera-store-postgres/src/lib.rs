@@ -30,7 +30,7 @@ use tessera_core::clock::UnixTime;
 use tessera_core::ids::*;
 use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::model::*;
-use tessera_core::store::{ExportRow, Store, StoreError, StoreResult};
+use tessera_core::store::{next_batch, ExportRow, Store, StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, Row, Transaction};
 use uuid::Uuid;
@@ -608,14 +608,7 @@ const FAMILY_BATCH: usize = 256;
 /// so that each caller gets its own answer.
 async fn family_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<FamilyJob>) {
     let mut batch: Vec<FamilyJob> = Vec::with_capacity(FAMILY_BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < FAMILY_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut queue, &mut batch, FAMILY_BATCH).await {
         let families: Vec<Family> = batch.iter().map(|(f, _)| f.clone()).collect();
         match insert_family_rows(&pool, &families).await {
             Ok(()) => {
@@ -693,14 +686,7 @@ struct RotateJob {
 /// single-row update did.
 async fn rotation_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<RotateJob>) {
     let mut batch: Vec<RotateJob> = Vec::with_capacity(FAMILY_BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < FAMILY_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut queue, &mut batch, FAMILY_BATCH).await {
         let rotated = rotate_rows(&pool, &batch).await;
         for (i, job) in batch.drain(..).enumerate() {
             match &rotated {
