@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tessera_core::accounts::{AccountsPolicy, AccountsService, LockoutPolicy};
@@ -226,6 +226,40 @@ fn method_label(method: &Method) -> &'static str {
         .map_or("OTHER", |(_, name)| name)
 }
 
+/// Reads a request body announced with a `Content-Length` within the body limit before any
+/// handler runs.
+///
+/// Handlers check credentials before they read the body, so a 401 can be written while the
+/// body is still on its way: HTTP clients such as `requests` send the headers and the body in
+/// two writes. hyper then drains what has arrived and, if the body is not complete, closes the
+/// connection after the response, and a client that reuses the keep-alive connection for its
+/// next request sees it dropped without an answer (seen with the VMware SDK: a 401 to
+/// `POST /v1/users`, then `DELETE /v1/users/{id}` on the same connection). Bodies without a
+/// length or over the limit pass through unread: the extractors answer those (413), and such
+/// connections may close.
+async fn read_body_first(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.config.body_limit;
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match announced {
+        Some(n) if n > 0 && n <= limit => {
+            let (parts, body) = req.into_parts();
+            match axum::body::to_bytes(body, limit).await {
+                Ok(bytes) => {
+                    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                        .await
+                }
+                // The client stopped sending mid-body: nobody is left to read an answer.
+                Err(_) => axum::http::StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+        _ => next.run(req).await,
+    }
+}
+
 /// Gives every request an id (the caller's, if it is short and plain, else a new one), puts it
 /// on the response and in the request's tracing span, logs the outcome and counts it in the
 /// metrics by route template (never the raw path, which would make label sets unbounded).
@@ -283,6 +317,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { FabricError::NotFound })
         .method_not_allowed_fallback(|| async { FabricError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_body_first,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }

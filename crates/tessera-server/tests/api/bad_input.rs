@@ -485,3 +485,82 @@ async fn nul_characters_are_refused_not_stored() {
     assert_eq!(code, "invalid_parameter");
     assert_eq!(attr, json!("reference"));
 }
+
+/// Sends `head`, waits, sends `body`, and reads one response (`None` if the server closed the
+/// connection first).
+async fn slow_body_exchange(
+    stream: &mut tokio::net::TcpStream,
+    head: &str,
+    body: &str,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await.ok()?;
+    // The body arrives well after the headers, as from a client that writes them separately.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stream.write_all(body.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 8192];
+    let mut got = Vec::new();
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return Some(text);
+            }
+        }
+    }
+}
+
+/// A 401 answered before the body arrived must not cost the client its keep-alive connection:
+/// the next request on it gets an answer too (the VMware SDK reuses connections this way).
+#[tokio::test]
+async fn an_early_rejection_keeps_the_connection_usable() {
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = r#"[{"name":"svc-x","type":"SERVICE","role":{"id":"x"}}]"#;
+    let head = format!(
+        "POST /v1/users HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer not-a-jwt\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let first = slow_body_exchange(&mut stream, &head, body)
+        .await
+        .expect("an answer to the first request");
+    assert!(first.starts_with("HTTP/1.1 401"), "{first}");
+    let second = slow_body_exchange(&mut stream, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", "")
+        .await
+        .expect("the connection stayed open for a second request");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // The same for a Fabric endpoint with wrong project credentials.
+    let body = r#"{"reference":"x@example.com"}"#;
+    let head = format!(
+        "POST /api/fabric/subscribers/tokens HTTP/1.1\r\nHost: t\r\n\
+         Authorization: Basic eDp5\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let third = slow_body_exchange(&mut stream, &head, body)
+        .await
+        .expect("an answer to the third request");
+    assert!(third.starts_with("HTTP/1.1 401"), "{third}");
+    let fourth = slow_body_exchange(&mut stream, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", "")
+        .await
+        .expect("still open");
+    assert!(fourth.starts_with("HTTP/1.1 200"), "{fourth}");
+}
