@@ -257,6 +257,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pooled_random_bytes_never_repeat_across_refills() {
+        // More than a few pools' worth, in sizes that do not divide the pool evenly.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            assert!(seen.insert(random_bytes::<12>()), "a nonce repeated");
+            assert!(seen.insert(random_bytes::<12>()));
+            let big = random_bytes::<512>();
+            assert!(big.iter().any(|&b| b != 0));
+        }
+    }
+
+    #[test]
     fn wrap_round_trips_and_binds_the_label() {
         let (mk, _) = MasterKey::generate();
         let material = random_bytes::<32>();

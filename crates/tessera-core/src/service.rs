@@ -185,6 +185,7 @@ impl std::fmt::Debug for PasswordPool {
 }
 
 /// The niceness of hashing threads (0 is the default; higher yields more).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const PASSWORD_NICE: i32 = 10;
 
 /// Lowers the calling thread's priority to [`PASSWORD_NICE`]. On Linux a thread id names the
