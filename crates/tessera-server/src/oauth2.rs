@@ -28,7 +28,7 @@ fn hex_val(b: u8) -> Option<u8> {
 /// Decodes one `application/x-www-form-urlencoded` component.
 fn form_decode(s: &str) -> Option<String> {
     // Tokens are base64url and dots: nothing to decode, and this runs per introspection.
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+    if !s.contains(['%', '+']) {
         return Some(s.to_string());
     }
     let b = s.as_bytes();
@@ -66,7 +66,7 @@ fn token_param(headers: &HeaderMap, body: &Bytes) -> Option<String> {
         let text = std::str::from_utf8(body).ok()?;
         text.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
-            (form_decode(k)? == "token")
+            (k == "token" || form_decode(k)? == "token")
                 .then(|| form_decode(v))
                 .flatten()
         })

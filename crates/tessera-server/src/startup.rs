@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::error::FabricError;
 use crate::ratelimit::RateLimiter;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -197,13 +197,13 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, 
         audit,
         metrics,
     ));
-    Ok(AppState {
+    Ok(AppState::new(Shared {
         service,
         accounts,
         maintenance,
         embed_limiter: Arc::new(RateLimiter::new(config.embed_rate_per_minute, clock)),
         config: Arc::new(config),
-    })
+    }))
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
