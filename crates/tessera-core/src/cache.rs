@@ -121,6 +121,13 @@ impl CachedStore {
         }
     }
 
+    /// After the store revoked every family of a subject (a password set or changed, a
+    /// subscriber deleted): families are cached by id, not by subject, and this is rare, so
+    /// every cached family is forgotten.
+    fn forget_revoked_subject(&self) {
+        self.families.clear();
+    }
+
     /// Forgets every cached answer.
     pub fn clear(&self) {
         self.api_tokens.clear();
@@ -206,14 +213,18 @@ impl Store for CachedStore {
         password_hash: Option<String>,
         at: UnixTime,
     ) -> StoreResult<Resource> {
+        let renamed = patch.display_name.is_some();
+        let revokes = password_hash.is_some();
         let r = self
             .inner
             .update_subscriber(project, id, patch, password_hash, at)
             .await;
-        // Addresses are renamed or deleted with their resource; subscriber sessions may be
-        // revoked by subject. Both are rare: forget everything of the kind.
-        self.addresses.clear();
-        self.families.clear();
+        if renamed {
+            self.addresses.clear();
+        }
+        if revokes {
+            self.forget_revoked_subject();
+        }
         r
     }
 
@@ -239,10 +250,11 @@ impl Store for CachedStore {
         at: UnixTime,
     ) -> StoreResult<()> {
         let r = self.inner.delete_resource(project, id, kind, at).await;
-        // Addresses are renamed or deleted with their resource; subscriber sessions may be
-        // revoked by subject. Both are rare: forget everything of the kind.
+        // Its address goes with it (addresses are cached by id, not by resource).
         self.addresses.clear();
-        self.families.clear();
+        if kind == ResourceKind::Subscriber {
+            self.forget_revoked_subject();
+        }
         r
     }
 
@@ -290,9 +302,15 @@ impl Store for CachedStore {
         family: Family,
         at: UnixTime,
     ) -> StoreResult<ResourceId> {
-        self.inner
+        let revokes = upsert.password_hash.is_some();
+        let r = self
+            .inner
             .grant_subscriber(project, upsert, family, at)
-            .await
+            .await;
+        if revokes {
+            self.forget_revoked_subject();
+        }
+        r
     }
 
     async fn create_family(&self, family: Family) -> StoreResult<()> {

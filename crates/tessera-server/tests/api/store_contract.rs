@@ -473,6 +473,34 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     clock.advance(1);
     assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_some());
 
+    // A password set by a grant revokes the subscriber's sessions: at once, through the cache.
+    let carol = |c: &ManualClock| upsert(c, p.id, "carol@example.com", "carol@example.com");
+    let mut with_password = carol(&clock);
+    with_password.password_hash = Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into());
+    let first = family(p.id, PrincipalKind::Subscriber);
+    let sub = cached
+        .grant_subscriber(p.id, carol(&clock), first.clone(), START)
+        .await
+        .unwrap();
+    assert!(cached
+        .get_family(first.id)
+        .await
+        .unwrap()
+        .revoked_at
+        .is_none());
+    cached
+        .grant_subscriber(
+            p.id,
+            with_password,
+            family(p.id, PrincipalKind::Subscriber),
+            START,
+        )
+        .await
+        .unwrap();
+    let revoked = cached.get_family(first.id).await.unwrap();
+    assert_eq!(revoked.subject, sub.0);
+    assert!(revoked.revoked_at.is_some());
+
     // API tokens: a revocation through the cache ends the credential at once.
     assert!(cached.find_api_token(p.id, t.hash).await.unwrap().is_some());
     cached.revoke_api_token(t.id, START).await.unwrap();
