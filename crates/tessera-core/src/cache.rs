@@ -107,7 +107,7 @@ impl std::fmt::Debug for CachedStore {
 }
 
 impl CachedStore {
-    /// Wraps `inner`; entries live `ttl` seconds (0 turns caching off).
+    /// Wraps `inner`; entries live `ttl` seconds (0 or less turns caching off).
     pub fn new(inner: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: i64) -> Self {
         CachedStore {
             inner,

@@ -174,7 +174,7 @@ type PasswordJob = Box<dyn FnOnce() + Send>;
 /// still gets about nine tenths of each contended core; when the CPU is otherwise idle,
 /// hashing gets all of it, so logins alone still reach the argon2 floor.
 pub struct PasswordPool {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<PasswordJob>>,
+    jobs: std::sync::mpsc::Sender<PasswordJob>,
     verified: std::sync::atomic::AtomicU64,
 }
 
@@ -228,7 +228,7 @@ impl PasswordPool {
             }
         }
         PasswordPool {
-            jobs: std::sync::Mutex::new(tx),
+            jobs: tx,
             verified: Default::default(),
         }
     }
@@ -243,11 +243,7 @@ impl PasswordPool {
         let job: PasswordJob = Box::new(move || {
             let _ = done.send(work());
         });
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job);
+        let sent = self.jobs.send(job);
         let unavailable = || {
             ServiceError::Store(StoreError::Unavailable(
                 "password hashing has stopped".into(),
@@ -434,7 +430,7 @@ impl TokenService {
         Ok(claims)
     }
 
-    /// A time-ordered (v7) id for a family or a guest subject. Random (v4) ids would land
+    /// A time-ordered (v7) id for a guest subject, like family ids. Random (v4) ids would land
     /// on a random leaf of every index they are in, dirtying a page per grant that the commit
     /// must write; ordered ids append, so a batch of grants shares a few pages. The 74 random
     /// bits keep ids unguessable, and ids travel only inside encrypted tokens.
@@ -461,7 +457,7 @@ impl TokenService {
         };
         Family {
             tokens_expire_at: last.min(expires_at),
-            id: FamilyId(self.ordered_uuid()),
+            id: FamilyId::ordered(self.clock.now_millis()),
             project_id: project,
             kind,
             subject,

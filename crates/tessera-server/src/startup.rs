@@ -139,7 +139,7 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, 
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(
         store,
         clock.clone(),
-        config.cache_ttl_seconds.max(0),
+        config.cache_ttl_seconds,
     ));
     let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
     let policy = TokenPolicy {

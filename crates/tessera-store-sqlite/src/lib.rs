@@ -98,29 +98,28 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;",
     )?;
-    // Every statement of the store is prepared once per connection: the writer alone uses more
-    // than rusqlite's default of 16, and an evicted statement is parsed again on its next use.
-    conn.set_prepared_statement_cache_capacity(64);
     // temp_store = MEMORY above: the writer runs each job in a savepoint, and SQLite keeps the
     // pages a savepoint may have to restore in a sub-journal, which otherwise spills to a
     // temporary file: a quarter of the writer's time went to those writes.
+    //
+    // Every statement of the store is prepared once per connection: the writer alone uses more
+    // than rusqlite's default of 16, and an evicted statement is parsed again on its next use.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
-/// Opens the writer's connection, with a larger page cache for the index pages that inserts
-/// touch. It keeps an automatic checkpoint (every 4000 pages, 16 MiB, of WAL), because only a
+/// Tunes the connection that becomes the writer's: a larger page cache for the index pages
+/// that inserts touch. It keeps an automatic checkpoint (every 4000 pages, 16 MiB, of WAL), because only a
 /// checkpoint that the writing connection runs right after its commit reliably finds the WAL
 /// fully copied, which is what lets the next commit start the WAL over from its beginning (a
 /// restart from another thread under steady writes never found that moment, and the WAL grew
 /// without bound). The [`checkpointer`] has by then copied most frames, so that checkpoint is
 /// short.
-fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = open_connection(path)?;
+fn tune_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "PRAGMA cache_size = -16384;
          PRAGMA wal_autocheckpoint = 4000;",
-    )?;
-    Ok(conn)
+    )
 }
 
 /// How often the checkpointer copies committed WAL frames into the database file.
@@ -192,17 +191,13 @@ impl SqliteStore {
             return Err(OpenError::TooNew { found, known });
         }
         migrate(&mut conn).map_err(err)?;
-        drop(conn);
-        let conn = open_writer(&path).map_err(err)?;
+        tune_writer(&conn).map_err(err)?;
         let (stop_checkpoints, stop) = std::sync::mpsc::channel();
         let cp_path = path.clone();
         std::thread::Builder::new()
             .name("tessera-sqlite-checkpoint".into())
             .spawn(move || checkpointer(cp_path, stop))
-            .map_err(|e| OpenError::Sqlite {
-                path: path.clone(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            .expect("spawning the checkpointer thread");
         Ok(SqliteStore {
             schema_before: found,
             _stop_checkpoints: stop_checkpoints,
