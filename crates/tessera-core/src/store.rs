@@ -14,7 +14,7 @@ use crate::ids::{AddressId, ApiTokenId, FamilyId, OperatorId, ProjectId, Resourc
 use crate::model::*;
 
 /// The few ways a store can fail.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The record does not exist (in this project).
     #[error("not found")]

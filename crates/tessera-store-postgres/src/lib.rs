@@ -32,6 +32,7 @@ use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::model::*;
 use tessera_core::store::{next_batch, ExportRow, Store, StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Row, Transaction};
 use uuid::Uuid;
 
@@ -609,8 +610,7 @@ const FAMILY_BATCH: usize = 256;
 async fn family_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<FamilyJob>) {
     let mut batch: Vec<FamilyJob> = Vec::with_capacity(FAMILY_BATCH);
     while next_batch(&mut queue, &mut batch, FAMILY_BATCH).await {
-        let families: Vec<Family> = batch.iter().map(|(f, _)| f.clone()).collect();
-        match insert_family_rows(&pool, &families).await {
+        match insert_family_rows(&pool, batch.iter().map(|(f, _)| f)).await {
             Ok(()) => {
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Ok(()));
@@ -623,7 +623,7 @@ async fn family_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<
             }
             Err(_) => {
                 for (family, reply) in batch.drain(..) {
-                    let one = insert_family_rows(&pool, std::slice::from_ref(&family)).await;
+                    let one = insert_family_rows(&pool, [&family]).await;
                     let _ = reply.send(one);
                 }
             }
@@ -632,7 +632,10 @@ async fn family_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<
 }
 
 /// Inserts families with one `UNNEST` statement (one round trip, autocommitted: all or none).
-async fn insert_family_rows(pool: &Pool, families: &[Family]) -> StoreResult<()> {
+async fn insert_family_rows<'a>(
+    pool: &Pool,
+    families: impl IntoIterator<Item = &'a Family>,
+) -> StoreResult<()> {
     let mut cols = FamilyColumns::default();
     for f in families {
         cols.push(f);
@@ -687,39 +690,35 @@ struct RotateJob {
 async fn rotation_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<RotateJob>) {
     let mut batch: Vec<RotateJob> = Vec::with_capacity(FAMILY_BATCH);
     while next_batch(&mut queue, &mut batch, FAMILY_BATCH).await {
-        let rotated = rotate_rows(&pool, &batch).await;
-        for (i, job) in batch.drain(..).enumerate() {
-            match &rotated {
-                Ok(rows) => match rows.iter().position(|(idx, _)| *idx == i as i64) {
-                    Some(k) => {
-                        let _ = job
-                            .reply
-                            .send(Ok(RotateOutcome::Rotated(rows[k].1.clone())));
-                    }
-                    None => {
-                        let pool = pool.clone();
-                        tokio::spawn(async move {
-                            let outcome = classify(&pool, job.project, job.id, job.at).await;
-                            let _ = job.reply.send(outcome);
-                        });
-                    }
-                },
-                Err(e) => {
-                    let _ = job.reply.send(Err(match e {
-                        StoreError::NotFound => StoreError::NotFound,
-                        StoreError::Conflict(c) => StoreError::Conflict(c.clone()),
-                        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-                        StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
-                    }));
+        let rotated = match rotate_rows(&pool, &batch).await {
+            Ok(rotated) => rotated,
+            Err(e) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
+        for (job, family) in batch.drain(..).zip(rotated) {
+            match family {
+                Some(f) => {
+                    let _ = job.reply.send(Ok(RotateOutcome::Rotated(f)));
+                }
+                None => {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let outcome = classify(&pool, job.project, job.id, job.at).await;
+                        let _ = job.reply.send(outcome);
+                    });
                 }
             }
         }
     }
 }
 
-/// Spends each job's generation if it is current; returns (job index, family as left) for
-/// the rows it rotated.
-async fn rotate_rows(pool: &Pool, jobs: &[RotateJob]) -> StoreResult<Vec<(i64, Family)>> {
+/// Spends each job's generation if it is current; returns, job by job, the family as the
+/// rotation left it, or `None` where nothing was rotated.
+async fn rotate_rows(pool: &Pool, jobs: &[RotateJob]) -> StoreResult<Vec<Option<Family>>> {
     let idx: Vec<i64> = (0..jobs.len() as i64).collect();
     let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id.0).collect();
     let projects: Vec<uuid::Uuid> = jobs.iter().map(|j| j.project.0).collect();
@@ -744,9 +743,12 @@ async fn rotate_rows(pool: &Pool, jobs: &[RotateJob]) -> StoreResult<Vec<(i64, F
                 &[&idx, &ids, &projects, &generations, &ats, &expiries],
             )
             .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get::<_, i64>(10)?, family_row(row)?)))
-            .collect::<Result<Vec<_>, Fail>>()
+        let mut rotated = vec![None; jobs.len()];
+        for row in &rows {
+            let idx: i64 = row.try_get(10)?;
+            rotated[idx as usize] = Some(family_row(row)?);
+        }
+        Ok(rotated)
     }
     .await;
     db.finish(r)
@@ -1267,30 +1269,22 @@ impl Store for PgStore {
             // point lookups, each on its own index. One statement with an OR of the three ran
             // as a prepared statement, whose generic plan (chosen while the table was small)
             // scanned every subscriber of the project.
-            let mut existing = st
-                .query_opt(
-                    &tx,
-                    "SELECT id FROM subscribers WHERE project_id = $1 AND reference_key = $2",
-                    &[&project.0, &key],
-                )
-                .await?;
-            if existing.is_none() {
-                existing = st
-                    .query_opt(
-                        &tx,
-                        "SELECT id FROM subscribers WHERE project_id = $1 AND email_key = $2",
-                        &[&project.0, &key],
-                    )
-                    .await?;
-            }
-            if let (None, Some(id)) = (&existing, key_id) {
-                existing = st
-                    .query_opt(
-                        &tx,
-                        "SELECT id FROM subscribers WHERE project_id = $1 AND id = $2",
-                        &[&project.0, &id],
-                    )
-                    .await?;
+            const BY_REFERENCE: &str =
+                "SELECT id FROM subscribers WHERE project_id = $1 AND reference_key = $2";
+            const BY_EMAIL: &str =
+                "SELECT id FROM subscribers WHERE project_id = $1 AND email_key = $2";
+            const BY_ID: &str = "SELECT id FROM subscribers WHERE project_id = $1 AND id = $2";
+            let lookups: [Option<(&'static str, &(dyn ToSql + Sync))>; 3] = [
+                Some((BY_REFERENCE, &key)),
+                Some((BY_EMAIL, &key)),
+                key_id.as_ref().map(|id| (BY_ID, id as &(dyn ToSql + Sync))),
+            ];
+            let mut existing = None;
+            for (sql, value) in lookups.into_iter().flatten() {
+                existing = st.query_opt(&tx, sql, &[&project.0, value]).await?;
+                if existing.is_some() {
+                    break;
+                }
             }
             let id = match existing {
                 Some(row) => {
