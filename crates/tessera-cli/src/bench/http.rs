@@ -136,6 +136,19 @@ pub(crate) fn request(method: &str, path: &str, headers: &[(&str, &str)], body: 
     out
 }
 
+/// A JSON `POST`, with an `Authorization` header when `auth` is given.
+pub(crate) fn post_json(path: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
+    match auth {
+        Some(a) => request(
+            "POST",
+            path,
+            &[("Authorization", a), ("Content-Type", "application/json")],
+            body,
+        ),
+        None => request("POST", path, &[("Content-Type", "application/json")], body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

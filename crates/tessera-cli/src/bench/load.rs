@@ -12,6 +12,7 @@ use super::Fixture;
 
 /// Measures elapsed time. The bench measures durations and never reads the time of day, which
 /// is what the workspace's clock rule is about.
+#[derive(Clone, Copy)]
 pub(crate) struct Timer(Instant);
 
 impl Timer {
@@ -79,14 +80,6 @@ fn form(basic: &str, token: &str) -> Vec<u8> {
     )
 }
 
-fn post(path: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(a) = auth {
-        headers.push(("Authorization", a));
-    }
-    http::request("POST", path, &headers, body)
-}
-
 impl Source {
     fn new(fx: &Fixture, w: &Workload, conn: usize, pass: usize) -> Source {
         let fixed = |reqs: Vec<Vec<u8>>, status| Source {
@@ -109,7 +102,7 @@ impl Source {
                 )
             },
             Workload::Guest => fixed(
-                vec![post(
+                vec![http::post_json(
                     "/api/fabric/guests/tokens",
                     Some(&fx.basic),
                     &json!({ "allowed_addresses": fx.addresses }).to_string(),
@@ -120,7 +113,7 @@ impl Source {
                 fx.references
                     .iter()
                     .map(|r| {
-                        post(
+                        http::post_json(
                             "/api/fabric/subscribers/tokens",
                             Some(&fx.basic),
                             &json!({ "reference": r }).to_string(),
@@ -141,7 +134,7 @@ impl Source {
                 ..fixed(Vec::new(), 201)
             },
             Workload::Invite => fixed(
-                vec![post(
+                vec![http::post_json(
                     "/api/fabric/subscriber/invites",
                     Some(&fx.basic),
                     &json!({ "address_id": fx.invite_address }).to_string(),
@@ -149,14 +142,17 @@ impl Source {
                 201,
             ),
             Workload::Embed => fixed(
-                vec![post(
+                vec![http::post_json(
                     "/api/fabric/embeds/tokens",
                     None,
                     &json!({ "token": fx.embed }).to_string(),
                 )],
                 201,
             ),
-            Workload::Login => fixed(vec![post("/v1/tokens", None, &fx.login_body)], 200),
+            Workload::Login => fixed(
+                vec![http::post_json("/v1/tokens", None, &fx.login_body)],
+                200,
+            ),
             Workload::List => fixed(
                 vec![http::request(
                     "GET",
@@ -180,7 +176,7 @@ impl Source {
             Kind::NewReference { prefix, count } => {
                 *count += 1;
                 let body = format!("{{\"reference\":\"{prefix}{count}@example.com\"}}");
-                std::borrow::Cow::Owned(post(
+                std::borrow::Cow::Owned(http::post_json(
                     "/api/fabric/subscribers/tokens",
                     Some(&fx.basic),
                     &body,
@@ -188,7 +184,7 @@ impl Source {
             }
             Kind::Chain(token) => {
                 let body = format!("{{\"refresh_token\":\"{token}\"}}");
-                std::borrow::Cow::Owned(post(
+                std::borrow::Cow::Owned(http::post_json(
                     "/api/fabric/subscribers/tokens/refresh",
                     Some(&fx.basic),
                     &body,
@@ -291,13 +287,7 @@ pub(crate) async fn run(
     let tasks: Vec<_> = (0..connections)
         .map(|i| {
             let source = Source::new(&fx, &workload, i, pass);
-            tokio::spawn(connection(
-                fx.clone(),
-                source,
-                Timer(start.0),
-                warmup,
-                until,
-            ))
+            tokio::spawn(connection(fx.clone(), source, start, warmup, until))
         })
         .collect();
     let mut all = Vec::new();

@@ -36,6 +36,7 @@ use tessera_core::{Clock, Secret, SystemClock, UnixTime};
 use tessera_server::admin::Admin;
 use tessera_server::config::Config;
 use tessera_server::startup::{open_store, resolve_master_key};
+use tessera_store_postgres::is_postgres_url;
 
 use http::Conn;
 use load::{Outcome, Workload};
@@ -81,7 +82,6 @@ pub struct BenchArgs {
 /// What the bench runs against.
 struct Target {
     addr: SocketAddr,
-    store: Arc<dyn Store>,
     admin: Admin,
     server: Option<Child>,
     backend: &'static str,
@@ -112,14 +112,6 @@ impl Target {
     }
 }
 
-fn backend_of(url: &str) -> &'static str {
-    if url.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    }
-}
-
 async fn open_target(args: &BenchArgs) -> Result<Target, String> {
     let mut dir = None;
     let database = match &args.database {
@@ -144,7 +136,7 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         .filter(|s| !s.is_empty());
     let key_text = match (&env_key, &args.master_key_file, args.url.is_some()) {
         (Some(k), _, _) => Some(k.clone()),
-        (None, None, false) if dir.is_some() || database.starts_with("postgres") => {
+        (None, None, false) if dir.is_some() || is_postgres_url(&database) => {
             Some(MasterKey::generate().1.into_inner())
         }
         _ => None,
@@ -160,7 +152,7 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         .await
         .map_err(|e| e.to_string())?;
     let admin = Admin {
-        store: store.clone(),
+        store,
         master,
         clock: Arc::new(SystemClock),
         actor: "bench".into(),
@@ -185,10 +177,13 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
     };
     Ok(Target {
         addr,
-        store,
         admin,
         server,
-        backend: backend_of(&database),
+        backend: if is_postgres_url(&database) {
+            "postgres"
+        } else {
+            "sqlite"
+        },
         _dir: dir,
     })
 }
@@ -200,11 +195,9 @@ fn spawn_server(
     args: &BenchArgs,
 ) -> Result<(SocketAddr, Child), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let log = match &args.database {
-        None => args.dir.join("tessera-bench-server.log"),
-        Some(_) => std::env::temp_dir().join("tessera-bench-server.log"),
-    };
-    let log = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let log_path = args.dir.join("tessera-bench-server.log");
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut cmd = Command::new(exe);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", database])
         // The embed limit is abuse damping per client address; every bench connection comes
@@ -229,7 +222,12 @@ fn spawn_server(
         .trim()
         .strip_prefix("listening on http://")
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("the server did not start (said {line:?}); see its log"))?;
+        .ok_or_else(|| {
+            format!(
+                "the server did not start (said {line:?}); see {}",
+                log_path.display()
+            )
+        })?;
     Ok((addr, child))
 }
 
@@ -272,18 +270,6 @@ async fn expect(conn: &mut Conn, request: &[u8], status: u16, what: &str) -> Res
     r.json().map_err(|e| format!("{what}: {e}"))
 }
 
-fn post_json(path: &str, auth: &str, body: &str) -> Vec<u8> {
-    http::request(
-        "POST",
-        path,
-        &[
-            ("Authorization", auth),
-            ("Content-Type", "application/json"),
-        ],
-        body,
-    )
-}
-
 async fn first_address(conn: &mut Conn, basic: &str, resource: &str) -> Result<String, String> {
     let req = http::request(
         "GET",
@@ -320,9 +306,9 @@ async fn prepare(target: &Target, connections: usize) -> Result<Fixture, String>
         .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
     let mut addresses = Vec::new();
     for i in 0..10 {
-        let req = post_json(
+        let req = http::post_json(
             "/api/fabric/resources/conference_rooms",
-            &basic,
+            Some(&basic),
             &json!({ "name": format!("bench-room-{i}") }).to_string(),
         );
         let room = expect(&mut conn, &req, 201, "create a room").await?;
@@ -336,9 +322,9 @@ async fn prepare(target: &Target, connections: usize) -> Result<Fixture, String>
     let mut invite_address = String::new();
     for i in 0..connections.max(1) {
         let reference = format!("bench-{run}-existing-{i}@example.com");
-        let req = post_json(
+        let req = http::post_json(
             "/api/fabric/subscribers/tokens",
-            &basic,
+            Some(&basic),
             &json!({ "reference": reference }).to_string(),
         );
         let v = expect(&mut conn, &req, 200, "create a subscriber").await?;
@@ -359,17 +345,12 @@ async fn prepare(target: &Target, connections: usize) -> Result<Fixture, String>
     let guest_body = json!({ "allowed_addresses": addresses }).to_string();
     let mut access_tokens = Vec::new();
     for _ in 0..256 {
-        let req = post_json("/api/fabric/guests/tokens", &basic, &guest_body);
+        let req = http::post_json("/api/fabric/guests/tokens", Some(&basic), &guest_body);
         let v = expect(&mut conn, &req, 201, "a guest token").await?;
         access_tokens.push(v["token"].as_str().ok_or("no token")?.to_string());
     }
     let login_body = json!({ "username": username, "password": pw }).to_string();
-    let req = http::request(
-        "POST",
-        "/v1/tokens",
-        &[("Content-Type", "application/json")],
-        &login_body,
-    );
+    let req = http::post_json("/v1/tokens", None, &login_body);
     let v = expect(&mut conn, &req, 200, "an operator login").await?;
     let operator_bearer = format!(
         "Bearer {}",
@@ -395,9 +376,9 @@ async fn refresh_seeds(fx: &Fixture, n: usize, pass: usize) -> Result<Vec<String
     let mut conn = Conn::connect(fx.addr).await.map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let req = post_json(
+        let req = http::post_json(
             "/api/fabric/subscribers/tokens",
-            &fx.basic,
+            Some(&fx.basic),
             &json!({ "reference": format!("bench-{}-chain-{pass}-{i}@example.com", fx.run) })
                 .to_string(),
         );
@@ -516,12 +497,16 @@ fn argon2_floor(cores: usize) -> Argon2Floor {
 struct Row {
     name: String,
     outcome: Outcome,
-    ratio: f64,
     note: String,
 }
 
 impl Row {
-    fn json(&self) -> Value {
+    /// This row's requests/s as a share of `healthz`, the pass's mean healthz rate.
+    fn ratio(&self, healthz: f64) -> f64 {
+        self.outcome.rps / healthz
+    }
+
+    fn json(&self, healthz: f64) -> Value {
         let o = &self.outcome;
         json!({
             "workload": self.name,
@@ -531,7 +516,7 @@ impl Row {
             "p999_ms": round(o.p999_ms, 3),
             "requests": o.requests,
             "errors": o.errors,
-            "ratio_to_healthz": round(self.ratio, 3),
+            "ratio_to_healthz": round(self.ratio(healthz), 3),
             "note": self.note,
         })
     }
@@ -542,7 +527,7 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * m).round() / m
 }
 
-fn print_table(title: &str, rows: &[Row]) {
+fn print_table(title: &str, rows: &[Row], healthz: f64) {
     println!("\n{title}");
     println!(
         "{:<34} {:>10} {:>8} {:>8} {:>8} {:>7} {:>8}  note",
@@ -552,7 +537,14 @@ fn print_table(title: &str, rows: &[Row]) {
         let o = &r.outcome;
         println!(
             "{:<34} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8.2}  {}",
-            r.name, o.rps, o.p50_ms, o.p99_ms, o.p999_ms, o.errors, r.ratio, r.note
+            r.name,
+            o.rps,
+            o.p50_ms,
+            o.p99_ms,
+            o.p999_ms,
+            o.errors,
+            r.ratio(healthz),
+            r.note
         );
     }
 }
@@ -571,6 +563,13 @@ const ALL: &[&str] = &[
     "list",
     "login+guest",
 ];
+
+fn unknown_workload(name: &str) -> String {
+    format!(
+        "unknown workload {name:?}; known: healthz, {}",
+        ALL.join(", ")
+    )
+}
 
 struct Settings {
     connections: usize,
@@ -595,12 +594,7 @@ async fn run_one(
         "embed" => Workload::Embed,
         "login" => Workload::Login,
         "list" => Workload::List,
-        other => {
-            return Err(format!(
-                "unknown workload {other:?}; known: healthz, {}",
-                ALL.join(", ")
-            ))
-        }
+        other => return Err(unknown_workload(other)),
     };
     eprintln!("  {name} …");
     Ok(load::run(
@@ -626,10 +620,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     };
     for w in &wanted {
         if !ALL.contains(&w.as_str()) && w != "healthz" {
-            return Err(format!(
-                "unknown workload {w:?}; known: healthz, {}",
-                ALL.join(", ")
-            ));
+            return Err(unknown_workload(w));
         }
     }
     let settings = Settings {
@@ -654,7 +645,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     for pass in 0..if args.families > 0 { 2 } else { 1 } {
         if pass == 1 {
             eprintln!("preloading {} families …", args.families);
-            preload_families(&target.store, fx.project, args.families).await?;
+            preload_families(&target.admin.store, fx.project, args.families).await?;
         }
         let names: Vec<&str> = if pass == 0 {
             wanted.iter().map(String::as_str).collect()
@@ -670,7 +661,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         let healthz = run_one(&fx, &settings, "healthz", pass).await?;
         let mut rows = vec![Row {
             name: "healthz".into(),
-            ratio: 1.0,
             note: String::new(),
             outcome: healthz,
         }];
@@ -700,7 +690,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             }
             rows.push(Row {
                 name: name.to_string(),
-                ratio: 0.0,
                 note,
                 outcome,
             });
@@ -709,13 +698,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         let base = ((rows[0].outcome.rps + last.rps) / 2.0).max(f64::MIN_POSITIVE);
         rows.push(Row {
             name: "healthz (again, last)".into(),
-            ratio: 0.0,
             note: String::new(),
             outcome: last,
         });
-        for r in &mut rows {
-            r.ratio = r.outcome.rps / base;
-        }
         rows[0].note = format!("ratios are to the mean of both healthz runs: {base:.0}/s");
         let title = if pass == 0 {
             format!(
@@ -725,10 +710,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         } else {
             format!("with {} preloaded families", args.families)
         };
-        print_table(&title, &rows);
+        print_table(&title, &rows, base);
         passes.push(json!({
             "families": if pass == 0 { 0 } else { args.families },
-            "results": rows.iter().map(Row::json).collect::<Vec<_>>(),
+            "results": rows.iter().map(|r| r.json(base)).collect::<Vec<_>>(),
         }));
     }
     let rss = target.rss_mib();
@@ -798,13 +783,11 @@ async fn mixed(
     vec![
         Row {
             name: format!("login (beside guest, {login_conns} conns)"),
-            ratio: 0.0,
             note: format!("{:.2} × argon2 floor", login.rps / floor),
             outcome: login,
         },
         Row {
             name: "guest (beside login)".into(),
-            ratio: 0.0,
             note: guest_note,
             outcome: guest,
         },
