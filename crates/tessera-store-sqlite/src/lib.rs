@@ -47,6 +47,14 @@ pub enum OpenError {
         /// The cause.
         source: rusqlite::Error,
     },
+    /// The WAL file could not be opened for syncing, or the writer's threads not started.
+    #[error("cannot use the SQLite WAL {path}: {source}")]
+    Io {
+        /// The WAL file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The file was written by a newer Tessera.
     #[error("the database schema is version {found}, newer than this Tessera knows ({known}); upgrade Tessera")]
     TooNew {
@@ -108,8 +116,9 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Tunes the connection that becomes the writer's: a larger page cache for the index pages
-/// that inserts touch. It keeps an automatic checkpoint (every 4000 pages, 16 MiB, of WAL), because only a
+/// Tunes the connection that becomes the writer's. It commits with `synchronous = NORMAL`:
+/// the writer's syncer makes each commit durable before anyone is answered (see `writer`).
+/// A larger page cache holds the index pages that inserts touch. It keeps an automatic checkpoint (every 4000 pages, 16 MiB, of WAL), because only a
 /// checkpoint that the writing connection runs right after its commit reliably finds the WAL
 /// fully copied, which is what lets the next commit start the WAL over from its beginning (a
 /// restart from another thread under steady writes never found that moment, and the WAL grew
@@ -117,7 +126,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// short.
 fn tune_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "PRAGMA cache_size = -16384;
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA cache_size = -16384;
          PRAGMA wal_autocheckpoint = 4000;",
     )
 }
@@ -192,6 +202,16 @@ impl SqliteStore {
         }
         migrate(&mut conn).map_err(err)?;
         tune_writer(&conn).map_err(err)?;
+        // The WAL exists from the migration's transaction on, and stays while any connection
+        // is open: the writer's connection lives as long as the store.
+        let mut wal_path = path.clone().into_os_string();
+        wal_path.push("-wal");
+        let io = |source| OpenError::Io {
+            path: PathBuf::from(&wal_path),
+            source,
+        };
+        let wal = std::fs::File::open(&wal_path).map_err(io)?;
+        let writer = writer::Writer::start(conn, wal).map_err(io)?;
         let (stop_checkpoints, stop) = std::sync::mpsc::channel();
         let cp_path = path.clone();
         std::thread::Builder::new()
@@ -201,7 +221,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             schema_before: found,
             _stop_checkpoints: stop_checkpoints,
-            writer: writer::Writer::start(conn),
+            writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             read_permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
             metrics: Arc::default(),
@@ -263,7 +283,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let watch = Stopwatch::start();
         let out = self.writer.run(f).await;
@@ -667,13 +687,13 @@ impl Store for SqliteStore {
             if r.kind != kind {
                 return Err(StoreError::NotFound);
             }
-            if let Some(n) = patch.name {
-                r.name = n;
+            if let Some(n) = &patch.name {
+                r.name = n.clone();
             }
-            if let Some(d) = patch.display_name {
-                r.display_name = d;
+            if let Some(d) = &patch.display_name {
+                r.display_name = d.clone();
             }
-            r.data.extend(patch.data);
+            r.data.extend(patch.data.clone());
             c.execute(
                 "UPDATE resources SET name = ?2, display_name = ?3, data = ?4, updated_at = ?5 WHERE id = ?1",
                 params![
@@ -793,7 +813,7 @@ impl Store for SqliteStore {
         &self,
         project: ProjectId,
         upsert: SubscriberUpsert,
-        mut family: Family,
+        family: Family,
         at: UnixTime,
     ) -> StoreResult<ResourceId> {
         self.write("grant_subscriber", move |c| {
@@ -821,7 +841,10 @@ impl Store for SqliteStore {
                     upsert.create.resource.id
                 }
             };
-            family.subject = id.0;
+            let family = Family {
+                subject: id.0,
+                ..family.clone()
+            };
             insert_family(c, &family).map_err(map_err)?;
             Ok(id)
         })
@@ -1002,7 +1025,7 @@ impl Store for SqliteStore {
             let n = c
                 .execute(
                     "UPDATE keys SET state = 'destroyed', wrapped = x'' WHERE kid = ?1 AND state != 'destroyed'",
-                    [kid],
+                    [&kid],
                 )
                 .map_err(map_err)?;
             if n == 0 {
@@ -1019,8 +1042,8 @@ impl Store for SqliteStore {
             let mut st = c
                 .prepare_cached("UPDATE keys SET sealed = sealed + ?2 WHERE kid = ?1")
                 .map_err(map_err)?;
-            for (kid, n) in counts {
-                st.execute(params![kid, n as i64]).map_err(map_err)?;
+            for (kid, n) in &counts {
+                st.execute(params![kid, *n as i64]).map_err(map_err)?;
             }
             Ok(())
         })
@@ -1035,14 +1058,14 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(map_err)?;
-            for e in events {
+            for e in &events {
                 st.execute(params![
                     e.at.0,
                     e.project_id.map(|p| p.to_string()),
                     e.action,
                     e.actor,
                     e.subject,
-                    serde_json::Value::Object(e.detail).to_string()
+                    serde_json::to_string(&e.detail).map_err(unavailable)?
                 ])
                 .map_err(map_err)?;
             }
@@ -1326,7 +1349,8 @@ impl Store for SqliteStore {
     }
 
     async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
-        self.write("import_all", move |c| transfer::import_all(c, tables))
+        let rows = transfer::decode(tables)?;
+        self.write("import_all", move |c| transfer::import_all(c, &rows))
             .await
     }
 }

@@ -36,14 +36,14 @@ fn read_cell(v: ValueRef<'_>, ty: ColumnType) -> Option<Cell> {
 }
 
 /// A cell as SQLite stores it (the same representation the store's own writes use).
-fn sql_value(cell: Cell) -> Value {
+fn sql_value(cell: &Cell) -> Value {
     match cell {
         Cell::Null => Value::Null,
         Cell::Uuid(u) => Value::Text(u.to_string()),
-        Cell::Text(s) | Cell::Json(s) => Value::Text(s),
-        Cell::Integer(n) => Value::Integer(n),
-        Cell::Flag(b) => Value::Integer(i64::from(b)),
-        Cell::Bytes(b) => Value::Blob(b),
+        Cell::Text(s) | Cell::Json(s) => Value::Text(s.clone()),
+        Cell::Integer(n) => Value::Integer(*n),
+        Cell::Flag(b) => Value::Integer(i64::from(*b)),
+        Cell::Bytes(b) => Value::Blob(b.clone()),
         Cell::UuidList(l) => Value::Text(
             serde_json::Value::Array(
                 l.iter()
@@ -97,10 +97,14 @@ pub(crate) fn export_all(c: &Connection) -> rusqlite::Result<Vec<(&'static str, 
     Ok(out)
 }
 
-/// Checks, decodes and inserts an export. Runs as one writer job, so everything it writes is
-/// rolled back (its savepoint) when it fails.
-pub(crate) fn import_all(c: &Connection, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
-    let rows = decode_tables(tables).map_err(StoreError::Invalid)?;
+/// Checks and decodes an export, before it goes to the writer.
+pub(crate) fn decode(tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<Vec<Vec<Vec<Cell>>>> {
+    decode_tables(tables).map_err(StoreError::Invalid)
+}
+
+/// Inserts a decoded export. Runs as one writer job, so everything it writes is rolled back
+/// when it fails.
+pub(crate) fn import_all(c: &Connection, rows: &[Vec<Vec<Cell>>]) -> StoreResult<()> {
     refuse_unless_empty(c)?;
     for (t, rows) in EXPORT_TABLES.iter().zip(rows) {
         if rows.is_empty() {
@@ -114,8 +118,8 @@ pub(crate) fn import_all(c: &Connection, tables: Vec<(String, Vec<ExportRow>)>) 
             params.join(", ")
         );
         let mut st = c.prepare(&sql).map_err(map_err)?;
-        for (i, cells) in rows.into_iter().enumerate() {
-            st.execute(rusqlite::params_from_iter(cells.into_iter().map(sql_value)))
+        for (i, cells) in rows.iter().enumerate() {
+            st.execute(rusqlite::params_from_iter(cells.iter().map(sql_value)))
                 .map_err(|e| match e {
                     rusqlite::Error::SqliteFailure(f, msg)
                         if f.code == rusqlite::ErrorCode::ConstraintViolation =>

@@ -1,18 +1,66 @@
-//! The group-committing writer thread.
+//! The group-committing writer thread and its WAL syncer.
 //!
-//! Callers send a job (a closure over the connection). The thread takes every job that is
-//! queued, opens one `BEGIN IMMEDIATE` transaction, runs each job inside its own savepoint (so a
-//! job that fails — say, on a uniqueness conflict — rolls back alone), commits once, and only
-//! after the commit hands each caller its result. A commit failure fails every job in the batch.
+//! Callers send a job (a closure over the connection). The writer thread takes every job that
+//! is queued, opens one `BEGIN IMMEDIATE` transaction, runs the jobs and commits once. A commit
+//! failure fails every job in the batch.
+//!
+//! A job that fails — say, on a uniqueness conflict — must roll back alone. Savepoints do that,
+//! but they cost: SQLite copies every page a savepoint is the first to change into its
+//! sub-journal, and the jobs of a batch all change the same hot pages (the last leaf of each
+//! index), so a savepoint per job copied a dozen pages per request. Jobs therefore first run
+//! without savepoints; only if one fails is the transaction rolled back and the whole batch run
+//! again, each job in its own savepoint. Failures are the exception on the hot path, and a job
+//! is a `Fn` so that it can run twice; its first result is discarded.
+//!
+//! A committed batch is not answered yet: the writer hands its replies to the syncer thread,
+//! which makes the WAL durable (`fdatasync`) and only then answers. The writer's connection
+//! commits with `synchronous = NORMAL` (SQLite writes the WAL frames but does not sync them),
+//! so the writer goes on with the next batch while the previous one's sync is in flight, and
+//! one sync covers every batch committed before it began. No caller hears of a commit before
+//! its WAL frames are on disk, which is the guarantee `synchronous = FULL` gave, without a
+//! writer that sits idle through every fsync.
 
 use rusqlite::Connection;
 use tessera_core::store::{StoreError, StoreResult};
 use tokio::sync::{mpsc, oneshot};
 
-/// Delivers a job's result once the batch's fate is known (`None` = committed).
-type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
-/// A job: runs its statements and says whether they succeeded.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+/// A queued write.
+trait Job: Send {
+    /// Runs the job's statements, keeps their result and says whether they succeeded. May be
+    /// called again (in a new transaction) after a rollback; the last result counts.
+    fn attempt(&mut self, conn: &Connection) -> bool;
+    /// Delivers the kept result once the batch's fate is known (`None` = committed and durable).
+    fn reply(self: Box<Self>, failure: Option<&str>);
+}
+
+/// A closure and what its last attempt returned.
+struct Pending<T, F> {
+    f: F,
+    result: Option<StoreResult<T>>,
+    done: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: Fn(&Connection) -> StoreResult<T> + Send,
+{
+    fn attempt(&mut self, conn: &Connection) -> bool {
+        let result = (self.f)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn reply(self: Box<Self>, failure: Option<&str>) {
+        let out = match (failure, self.result) {
+            (None, Some(result)) => result,
+            (Some(e), _) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+            (None, None) => Err(StoreError::Unavailable("the writer skipped a job".into())),
+        };
+        let _ = self.done.send(out);
+    }
+}
 
 /// The most jobs one transaction takes, so one batch cannot grow without bound under load.
 const MAX_BATCH: usize = 512;
@@ -20,35 +68,37 @@ const MAX_BATCH: usize = 512;
 /// Handle to the writer thread. Dropping every handle stops the thread.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Box<dyn Job>>,
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> Self {
-        let (tx, rx) = mpsc::channel::<Job>(4096);
+    /// Starts the writer on `conn` and the syncer on `wal`, an open handle to the same
+    /// database's WAL file. `conn` must commit with `synchronous = NORMAL`: durability is the
+    /// syncer's job.
+    pub(crate) fn start(conn: Connection, wal: std::fs::File) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(4096);
+        let (synced_tx, synced_rx) = std::sync::mpsc::channel::<Vec<Box<dyn Job>>>();
+        std::thread::Builder::new()
+            .name("tessera-sqlite-sync".into())
+            .spawn(move || sync(wal, synced_rx))?;
         std::thread::Builder::new()
             .name("tessera-sqlite-writer".into())
-            .spawn(move || run(conn, rx))
-            .expect("spawning the writer thread");
-        Writer { tx }
+            .spawn(move || run(conn, rx, synced_tx))?;
+        Ok(Writer { tx })
     }
 
+    /// Runs `f` in the next batch and returns its result once the batch is durable. `f` may
+    /// run more than once (see the module's documentation); only its last run is committed.
     pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (done, wait) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = f(conn);
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |commit_error| {
-                let _ = done.send(match commit_error {
-                    None => result,
-                    Some(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
-                });
-            });
-            (ok, reply)
+        let job = Box::new(Pending {
+            f,
+            result: None,
+            done,
         });
         self.tx
             .send(job)
@@ -62,13 +112,13 @@ impl Writer {
 /// A batch smaller than this, taken while the previous batch held more than one job (so
 /// writers are arriving concurrently), waits [`LINGER`] for company before it commits.
 const LINGER_BELOW: usize = 32;
-/// How long a small batch under concurrent load waits for more jobs. A commit costs its
-/// fsync and a rewrite of every page it touched, however few rows changed on them: under
-/// load, a fifth of a millisecond of waiting turns many small commits into one large one,
-/// and that I/O was most of the writer's time. A lone writer never waits.
+/// How long a small batch under concurrent load waits for more jobs. A commit rewrites every
+/// page it touched, however few rows changed on them: under load, a fifth of a millisecond of
+/// waiting turns many small commits into one large one, and that I/O was most of the writer's
+/// time. A lone writer never waits.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
 
-fn drain(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+fn drain(rx: &mut mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(j) => batch.push(j),
@@ -77,9 +127,30 @@ fn drain(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+/// Runs every job of `batch` in one transaction and commits it: first without savepoints, and
+/// if a job fails, again from a rolled-back start with a savepoint per job.
+fn commit(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    if !batch.iter_mut().all(|job| job.attempt(conn)) {
+        conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE")?;
+        for job in batch.iter_mut() {
+            // Cached statements: a batch with a failure runs these once per job.
+            conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+            if !job.attempt(conn) {
+                conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+            }
+            conn.prepare_cached("RELEASE job")?.execute([])?;
+        }
+    }
+    conn.execute_batch("COMMIT")
+}
+
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    synced: std::sync::mpsc::Sender<Vec<Box<dyn Job>>>,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut previous = 0;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -89,34 +160,43 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
             drain(&mut rx, &mut batch);
         }
         previous = batch.len();
-        let outcome = (|| -> rusqlite::Result<()> {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            for job in batch.drain(..) {
-                // Cached statements: these run once per request, so parsing them each time
-                // would be a measurable share of the writer's work.
-                conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-                let (ok, reply) = job(&conn);
-                if !ok {
-                    conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+        match commit(&conn, &mut batch) {
+            Ok(()) => {
+                let committed = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+                if let Err(std::sync::mpsc::SendError(orphans)) = synced.send(committed) {
+                    // The syncer has died (it never returns on its own): nothing can vouch
+                    // for these commits, so they are reported as failed.
+                    for job in orphans {
+                        job.reply(Some("the WAL syncer has stopped"));
+                    }
                 }
-                conn.prepare_cached("RELEASE job")?.execute([])?;
-                replies.push(reply);
             }
-            conn.execute_batch("COMMIT")
-        })();
-        let err = match outcome {
-            Ok(()) => None,
             Err(e) => {
                 tracing::error!(error = %e, "SQLite batch failed; rolling back");
                 let _ = conn.execute_batch("ROLLBACK");
-                Some(e.to_string())
+                let err = e.to_string();
+                for job in batch.drain(..) {
+                    job.reply(Some(&err));
+                }
             }
-        };
-        // Jobs never reached (the batch failed early) are dropped: their callers see
-        // "the writer dropped a job", an Unavailable error, never a false success.
-        batch.clear();
-        for reply in replies.drain(..) {
-            reply(err.as_deref());
+        }
+    }
+}
+
+/// Answers committed batches once the WAL holding them is on disk. Every batch queued when a
+/// sync begins was committed before it, so one `fdatasync` answers all of them: under load the
+/// syncs group the writer's commits a second time.
+fn sync(wal: std::fs::File, rx: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>) {
+    let mut groups: Vec<Vec<Box<dyn Job>>> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        groups.push(first);
+        groups.extend(rx.try_iter());
+        let err = wal.sync_data().err().map(|e| {
+            tracing::error!(error = %e, "syncing the SQLite WAL failed");
+            format!("syncing the WAL: {e}")
+        });
+        for job in groups.drain(..).flatten() {
+            job.reply(err.as_deref());
         }
     }
 }

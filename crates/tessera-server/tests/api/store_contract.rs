@@ -246,6 +246,65 @@ async fn subscribers(s: &dyn Store) {
     ));
 }
 
+/// Writes that arrive together (SQLite commits them as one batch) succeed or fail each on its
+/// own: a grant that fails halfway (its subscriber's email is taken, after its resource row
+/// was written) leaves nothing behind and takes no concurrent grant with it.
+async fn concurrent_failures(s: Arc<dyn Store>) {
+    let clock = Arc::new(ManualClock::new(START));
+    let (p, t) = project();
+    s.create_project(p.clone(), t).await.unwrap();
+    s.grant_subscriber(
+        p.id,
+        upsert(&clock, p.id, "owner", "taken@x.io"),
+        family(p.id, PrincipalKind::Subscriber),
+        START,
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (s, clock) = (s.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            let (reference, email) = if i % 2 == 0 {
+                (format!("fine-{i}"), format!("fine-{i}@x.io"))
+            } else {
+                (format!("clash-{i}"), "taken@x.io".to_string())
+            };
+            let fam = family(p.id, PrincipalKind::Subscriber);
+            let fam_id = fam.id;
+            let out = s
+                .grant_subscriber(p.id, upsert(&clock, p.id, &reference, &email), fam, START)
+                .await;
+            (i, fam_id, out)
+        }));
+    }
+    for t in tasks {
+        let (i, fam_id, out) = t.await.unwrap();
+        if i % 2 == 0 {
+            let id = out.unwrap();
+            assert_eq!(s.get_family(fam_id).await.unwrap().subject, id.0);
+        } else {
+            assert!(
+                matches!(out, Err(StoreError::Conflict(ref c)) if c == "email"),
+                "{out:?}"
+            );
+            assert!(matches!(
+                s.get_family(fam_id).await,
+                Err(StoreError::NotFound)
+            ));
+        }
+    }
+    let page = Page {
+        size: 100,
+        after: None,
+    };
+    let listed = s
+        .list_resources(p.id, Some(ResourceKind::Subscriber), page)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 21, "one owner and twenty fine grants");
+}
+
 /// Keys: activation retires the previous key of the purpose; seal counts add up.
 async fn keys(s: &dyn Store) {
     let (master, _) = MasterKey::generate();
@@ -423,6 +482,7 @@ pub async fn contract(s: Arc<dyn Store>) {
     projects_and_tokens(s.as_ref()).await;
     rotation(s.clone()).await;
     subscribers(s.as_ref()).await;
+    concurrent_failures(s.clone()).await;
     keys(s.as_ref()).await;
     operators(s.as_ref()).await;
     audit(s.as_ref()).await;
