@@ -97,8 +97,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable
-    // even across power loss (group commit keeps this affordable); busy_timeout lets admin
-    // commands share the file with a running server.
+    // even across power loss (the writer's connection instead syncs on its own thread, see
+    // `tune_writer`); busy_timeout lets admin commands share the file with a running server.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;

@@ -62,6 +62,19 @@ where
     }
 }
 
+/// What makes committed WAL frames durable: the WAL file itself (`fdatasync`), or a stand-in
+/// in tests.
+pub(crate) trait Durable: Send + 'static {
+    /// Returns once everything written to the WAL so far is on disk.
+    fn sync(&self) -> std::io::Result<()>;
+}
+
+impl Durable for std::fs::File {
+    fn sync(&self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
 /// The most jobs one transaction takes, so one batch cannot grow without bound under load.
 const MAX_BATCH: usize = 512;
 
@@ -75,7 +88,7 @@ impl Writer {
     /// Starts the writer on `conn` and the syncer on `wal`, an open handle to the same
     /// database's WAL file. `conn` must commit with `synchronous = NORMAL`: durability is the
     /// syncer's job.
-    pub(crate) fn start(conn: Connection, wal: std::fs::File) -> std::io::Result<Self> {
+    pub(crate) fn start(conn: Connection, wal: impl Durable) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(4096);
         let (synced_tx, synced_rx) = std::sync::mpsc::channel::<Vec<Box<dyn Job>>>();
         std::thread::Builder::new()
@@ -186,17 +199,112 @@ fn run(
 /// Answers committed batches once the WAL holding them is on disk. Every batch queued when a
 /// sync begins was committed before it, so one `fdatasync` answers all of them: under load the
 /// syncs group the writer's commits a second time.
-fn sync(wal: std::fs::File, rx: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>) {
+///
+/// A failed sync is final. Linux reports a write-back error to one `fsync` and may then
+/// report success for data that never reached the disk, so after a failure no later commit
+/// can be vouched for either: every write fails from then on (the store's writes answer
+/// 503) until the process is restarted and SQLite recovers the WAL from what is on disk.
+fn sync(wal: impl Durable, rx: std::sync::mpsc::Receiver<Vec<Box<dyn Job>>>) {
     let mut groups: Vec<Vec<Box<dyn Job>>> = Vec::new();
+    let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         groups.push(first);
         groups.extend(rx.try_iter());
-        let err = wal.sync_data().err().map(|e| {
-            tracing::error!(error = %e, "syncing the SQLite WAL failed");
-            format!("syncing the WAL: {e}")
-        });
-        for job in groups.drain(..).flatten() {
-            job.reply(err.as_deref());
+        if failed.is_none() {
+            if let Err(e) = wal.sync() {
+                tracing::error!(error = %e, "syncing the SQLite WAL failed; refusing all writes until restarted");
+                failed = Some(format!("syncing the WAL failed earlier: {e}"));
+            }
         }
+        for job in groups.drain(..).flatten() {
+            job.reply(failed.as_deref());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    /// A WAL whose syncs wait until the test opens the gate, and fail once told to.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<(Mutex<(bool, bool)>, Condvar)>);
+
+    impl Gate {
+        fn set(&self, open: bool, broken: bool) {
+            *self.0 .0.lock().unwrap() = (open, broken);
+            self.0 .1.notify_all();
+        }
+    }
+
+    impl Durable for Gate {
+        fn sync(&self) -> std::io::Result<()> {
+            let (lock, cv) = &*self.0;
+            let state = cv.wait_while(lock.lock().unwrap(), |s| !s.0).unwrap();
+            if state.1 {
+                Err(std::io::Error::other("disk on fire"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn writer(gate: &Gate) -> Writer {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER)").unwrap();
+        Writer::start(conn, gate.clone()).unwrap()
+    }
+
+    fn insert(n: i64) -> impl Fn(&Connection) -> StoreResult<usize> {
+        move |c| {
+            c.execute("INSERT INTO t (n) VALUES (?1)", [n])
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        }
+    }
+
+    #[tokio::test]
+    async fn no_write_is_answered_before_its_sync() {
+        let gate = Gate::default();
+        let w = writer(&gate);
+        let pending = tokio::spawn({
+            let w = w.clone();
+            async move { w.run(insert(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !pending.is_finished(),
+            "answered while its sync was still waiting"
+        );
+        gate.set(true, false);
+        assert_eq!(pending.await.unwrap().unwrap(), 1);
+        // Committed and synced: the next write sees it.
+        let count = w
+            .run(|c| {
+                c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_its_writes_and_every_later_one() {
+        let gate = Gate::default();
+        let w = writer(&gate);
+        gate.set(true, true);
+        assert!(matches!(
+            w.run(insert(1)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        // The disk recovers, or says it did: nothing written since can be vouched for.
+        gate.set(true, false);
+        let later = w.run(insert(2)).await;
+        assert!(
+            matches!(&later, Err(StoreError::Unavailable(m)) if m.contains("earlier")),
+            "{later:?}"
+        );
     }
 }
