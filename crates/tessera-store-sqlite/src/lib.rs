@@ -47,14 +47,6 @@ pub enum OpenError {
         /// The cause.
         source: rusqlite::Error,
     },
-    /// The WAL file could not be opened for syncing, or the writer's threads not started.
-    #[error("cannot use the SQLite WAL {path}: {source}")]
-    Io {
-        /// The WAL file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
     /// The file was written by a newer Tessera.
     #[error("the database schema is version {found}, newer than this Tessera knows ({known}); upgrade Tessera")]
     TooNew {
@@ -97,8 +89,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable
-    // even across power loss (the writer's connection instead syncs on its own thread, see
-    // `tune_writer`); busy_timeout lets admin commands share the file with a running server.
+    // even across power loss (group commit keeps this affordable); busy_timeout lets admin
+    // commands share the file with a running server.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -116,9 +108,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Tunes the connection that becomes the writer's. It commits with `synchronous = NORMAL`:
-/// the writer's syncer makes each commit durable before anyone is answered (see `writer`).
-/// A larger page cache holds the index pages that inserts touch. It keeps an automatic checkpoint (every 4000 pages, 16 MiB, of WAL), because only a
+/// Tunes the connection that becomes the writer's: a larger page cache for the index pages
+/// that inserts touch. It keeps an automatic checkpoint (every 4000 pages, 16 MiB, of WAL), because only a
 /// checkpoint that the writing connection runs right after its commit reliably finds the WAL
 /// fully copied, which is what lets the next commit start the WAL over from its beginning (a
 /// restart from another thread under steady writes never found that moment, and the WAL grew
@@ -126,8 +117,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// short.
 fn tune_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "PRAGMA synchronous = NORMAL;
-         PRAGMA cache_size = -16384;
+        "PRAGMA cache_size = -16384;
          PRAGMA wal_autocheckpoint = 4000;",
     )
 }
@@ -202,16 +192,6 @@ impl SqliteStore {
         }
         migrate(&mut conn).map_err(err)?;
         tune_writer(&conn).map_err(err)?;
-        // The WAL exists from the migration's transaction on, and stays while any connection
-        // is open: the writer's connection lives as long as the store.
-        let mut wal_path = path.clone().into_os_string();
-        wal_path.push("-wal");
-        let io = |source| OpenError::Io {
-            path: PathBuf::from(&wal_path),
-            source,
-        };
-        let wal = std::fs::File::open(&wal_path).map_err(io)?;
-        let writer = writer::Writer::start(conn, wal).map_err(io)?;
         let (stop_checkpoints, stop) = std::sync::mpsc::channel();
         let cp_path = path.clone();
         std::thread::Builder::new()
@@ -221,7 +201,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             schema_before: found,
             _stop_checkpoints: stop_checkpoints,
-            writer,
+            writer: writer::Writer::start(conn),
             readers: Arc::new(Mutex::new(Vec::new())),
             read_permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
             metrics: Arc::default(),
