@@ -764,6 +764,14 @@ fn the_benchmark_runs_every_workload_without_errors() {
         assert!(first.iter().any(|n| n == w), "{w} missing from {first:?}");
     }
     assert!(names(&passes[1]).iter().any(|n| n == "refresh"));
+    // Each preloaded figure is compared with its empty-database one.
+    for r in passes[1]["results"].as_array().unwrap() {
+        let w = r["workload"].as_str().unwrap();
+        if !w.starts_with("healthz") {
+            let note = r["note"].as_str().unwrap();
+            assert!(note.contains("× empty database"), "{w}: {note}");
+        }
+    }
     for pass in passes {
         for r in pass["results"].as_array().unwrap() {
             assert_eq!(r["errors"], 0, "{r}");
