@@ -106,10 +106,10 @@ impl Writer {
 /// A batch smaller than this, taken while the previous batch held more than one job (so
 /// writers are arriving concurrently), waits [`LINGER`] for company before it commits.
 const LINGER_BELOW: usize = 32;
-/// How long a small batch under concurrent load waits for more jobs. A commit rewrites every
-/// page it touched, however few rows changed on them: under load, a fifth of a millisecond of
-/// waiting turns many small commits into one large one, and that I/O was most of the writer's
-/// time. A lone writer never waits.
+/// How long a small batch under concurrent load waits for more jobs. A commit costs its
+/// fsync and a rewrite of every page it touched, however few rows changed on them: under
+/// load, a fifth of a millisecond of waiting turns many small commits into one large one,
+/// and that I/O was most of the writer's time. A lone writer never waits.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
 
 fn drain(rx: &mut mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
