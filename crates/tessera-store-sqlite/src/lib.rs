@@ -1329,7 +1329,8 @@ impl Store for SqliteStore {
     }
 
     async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
-        let rows = transfer::decode(tables)?;
+        // Decoded before the writer: a job may run twice, the decoding need not.
+        let rows = tessera_core::export::decode_tables(tables).map_err(StoreError::Invalid)?;
         self.write("import_all", move |c| transfer::import_all(c, &rows))
             .await
     }

@@ -4,7 +4,7 @@
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 use tessera_core::export::{
-    decode_tables, encode_row, not_empty, Cell, ColumnType, ExportRow, ExportTable, EXPORT_TABLES,
+    encode_row, not_empty, Cell, ColumnType, ExportRow, ExportTable, EXPORT_TABLES,
 };
 use tessera_core::store::{StoreError, StoreResult};
 use uuid::Uuid;
@@ -95,11 +95,6 @@ pub(crate) fn export_all(c: &Connection) -> rusqlite::Result<Vec<(&'static str, 
         .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.commit()?;
     Ok(out)
-}
-
-/// Checks and decodes an export, before it goes to the writer.
-pub(crate) fn decode(tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<Vec<Vec<Vec<Cell>>>> {
-    decode_tables(tables).map_err(StoreError::Invalid)
 }
 
 /// Inserts a decoded export. Runs as one writer job, so everything it writes is rolled back
