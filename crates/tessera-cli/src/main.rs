@@ -112,6 +112,10 @@ struct ServeArgs {
     /// this plus one second; changes made through this node show at once.
     #[arg(long, env = "TESSERA_CACHE_TTL_SECONDS", default_value_t = tessera_core::cache::DEFAULT_TTL)]
     cache_ttl_seconds: i64,
+    /// Days audit events are kept before the background purge removes them (0 keeps them
+    /// forever).
+    #[arg(long, env = "TESSERA_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    audit_retention_days: u32,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -319,6 +323,7 @@ async fn serve(args: ServeArgs) {
         lockout_seconds: args.lockout_seconds.max(0),
         login_address_failures: args.login_address_failures.max(1),
         cache_ttl_seconds: args.cache_ttl_seconds.max(0),
+        audit_retention_days: args.audit_retention_days,
         ..config_for(&args.db)
     };
     let listen = config.listen;

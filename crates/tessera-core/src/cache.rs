@@ -353,8 +353,14 @@ impl Store for CachedStore {
         r
     }
 
-    async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts> {
-        self.inner.purge(before, retired_before).await
+    async fn purge(&self, request: PurgeRequest) -> StoreResult<PurgeCounts> {
+        let counts = self.inner.purge(request).await?;
+        // Which families went is not reported; they were dead anyway, but a purge through the
+        // cache must show at once like any other change made through it.
+        if counts.families > 0 {
+            self.families.clear();
+        }
+        Ok(counts)
     }
 
     async fn count_families(&self) -> StoreResult<u64> {

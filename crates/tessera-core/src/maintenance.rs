@@ -12,7 +12,7 @@ use crate::audit::AuditLog;
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{random_bytes, MasterKey};
 use crate::keys::{unwrap_all, KeyLoadError};
-use crate::model::{AuditEvent, PurgeCounts, StoredKey};
+use crate::model::{AuditEvent, PurgeCounts, PurgeRequest, StoredKey};
 use crate::store::{Store, StoreResult};
 use crate::token::{new_kid, KeyPurpose, KeyRing, KeyState};
 
@@ -31,7 +31,17 @@ pub struct KeyPolicy {
     /// How long a retired key keeps opening tokens: the longest token lifetime it could have
     /// made plus slack. After that it is destroyed.
     pub retired_lifetime: i64,
+    /// How long audit events are kept; `None` keeps them forever.
+    pub audit_retention: Option<i64>,
 }
+
+/// The default audit retention: 90 days.
+pub const DEFAULT_AUDIT_RETENTION: i64 = 90 * 24 * 3600;
+
+/// Rows of each kind one purge round removes. A round is one short transaction; on SQLite it
+/// shares the writer with token grants, and deleting 1000 families there takes a few
+/// milliseconds, which is what a grant in the same batch waits at most.
+pub const PURGE_ROUND: u32 = 1000;
 
 impl Default for KeyPolicy {
     fn default() -> Self {
@@ -40,6 +50,7 @@ impl Default for KeyPolicy {
             rotation_period: 30 * 24 * 3600,
             max_seals: 1 << 28,
             retired_lifetime: 24 * 3600 + 300 + 60,
+            audit_retention: Some(DEFAULT_AUDIT_RETENTION),
         }
     }
 }
@@ -184,17 +195,37 @@ impl Maintenance {
         Ok(())
     }
 
-    /// Purges families whose tokens have all expired and destroys retired keys past their
-    /// lifetime.
-    pub async fn purge(&self) -> StoreResult<PurgeCounts> {
+    /// One bounded purge round (see [`Store::purge`]): families whose tokens have all
+    /// expired, expired operator sessions, audit events past the retention, and retired keys
+    /// past their lifetime. The server repeats rounds back to back while
+    /// [`PurgeCounts::hit_limit`] says more is waiting, so a large backlog drains in short
+    /// transactions that token grants interleave with.
+    pub async fn purge_round(&self) -> StoreResult<PurgeCounts> {
         let now = self.clock.now();
         let counts = self
             .store
-            .purge(now.plus(-60), now.plus(-self.policy.retired_lifetime))
+            .purge(PurgeRequest {
+                before: now.plus(-60),
+                retired_before: now.plus(-self.policy.retired_lifetime),
+                audit_before: self.policy.audit_retention.map(|r| now.plus(-r)),
+                limit: PURGE_ROUND,
+            })
             .await?;
         if counts.keys_destroyed > 0 {
             self.event("key.destroyed", "expired retired keys");
         }
         Ok(counts)
+    }
+
+    /// Purges everything that is due, round after round, and returns the total.
+    pub async fn purge(&self) -> StoreResult<PurgeCounts> {
+        let mut total = PurgeCounts::default();
+        loop {
+            let round = self.purge_round().await?;
+            total.add(round);
+            if !round.hit_limit(PURGE_ROUND) {
+                return Ok(total);
+            }
+        }
     }
 }

@@ -305,12 +305,22 @@ pub struct Family {
     /// Absolute expiry: nothing in the family works after it.
     pub expires_at: UnixTime,
     /// When the newest token of the family expires; after it (and the leeway) the family is
-    /// dead weight and the cleanup purges it.
+    /// dead weight and the cleanup purges it. Stores keep it no later than `expires_at` (see
+    /// [`Family::stored_tokens_expire_at`]), which is what lets the purge look at it alone.
     pub tokens_expire_at: UnixTime,
     /// When the generation last advanced (for the grace window).
     pub rotated_at: Option<UnixTime>,
     /// Set once revoked.
     pub revoked_at: Option<UnixTime>,
+}
+
+impl Family {
+    /// `tokens_expire_at` as stores write it: never later than `expires_at`, since no token
+    /// of the family works after that. The purge relies on it to find dead families through
+    /// one index.
+    pub fn stored_tokens_expire_at(&self) -> UnixTime {
+        self.tokens_expire_at.min(self.expires_at)
+    }
 }
 
 /// The result of trying to spend a refresh generation.
@@ -423,13 +433,51 @@ pub struct AuditEvent {
     pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
+/// What one purge round may remove. Each kind of row is capped at `limit` per round, so that
+/// a round is a short transaction: on SQLite it shares the single writer with token grants,
+/// and a backlog of a million expired families deleted at once would stall every grant for
+/// seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeRequest {
+    /// Families whose newest token expired before this, and operator sessions that expired
+    /// before it, are removed.
+    pub before: UnixTime,
+    /// Retired keys retired before this are destroyed.
+    pub retired_before: UnixTime,
+    /// Audit events recorded before this are removed (`None` keeps them all).
+    pub audit_before: Option<UnixTime>,
+    /// The most families, sessions and audit events each that one round removes.
+    pub limit: u32,
+}
+
 /// Row counts after a purge, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeCounts {
     /// Families removed.
     pub families: u64,
+    /// Expired operator sessions removed.
+    pub sessions: u64,
+    /// Audit events removed (older than the retention).
+    pub audit_events: u64,
     /// Keys moved from retired to destroyed.
     pub keys_destroyed: u64,
+}
+
+impl PurgeCounts {
+    /// Whether a round with this `limit` removed as many rows of some kind as it was allowed
+    /// to, so that more may be waiting.
+    pub fn hit_limit(&self, limit: u32) -> bool {
+        let limit = u64::from(limit);
+        self.families >= limit || self.sessions >= limit || self.audit_events >= limit
+    }
+
+    /// Adds another round's counts.
+    pub fn add(&mut self, other: PurgeCounts) {
+        self.families += other.families;
+        self.sessions += other.sessions;
+        self.audit_events += other.audit_events;
+        self.keys_destroyed += other.keys_destroyed;
+    }
 }
 
 /// A management role. Each role includes the rights of those below it.

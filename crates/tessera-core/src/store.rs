@@ -172,9 +172,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes a family (idempotent).
     async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()>;
 
-    /// Deletes families whose tokens have all expired (before `before`), and destroys retired
-    /// keys retired before `retired_before`.
-    async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts>;
+    /// One bounded purge round: deletes up to `limit` families whose tokens have all expired,
+    /// up to `limit` expired operator sessions and up to `limit` audit events older than the
+    /// retention, and destroys retired keys past their lifetime. Callers repeat rounds while
+    /// [`PurgeCounts::hit_limit`] says more may be waiting.
+    ///
+    /// A family's `tokens_expire_at` is never later than its `expires_at` (every write of the
+    /// column takes the minimum), so a family is dead once its `tokens_expire_at` has passed.
+    async fn purge(&self, request: PurgeRequest) -> StoreResult<PurgeCounts>;
     /// Counts family rows (for tests and metrics).
     async fn count_families(&self) -> StoreResult<u64>;
 

@@ -52,6 +52,8 @@ pub struct Config {
     /// seconds (0 turns the caches off). Changes made through this node show at once; changes
     /// made by another node or by `tessera admin` show within this plus one second.
     pub cache_ttl_seconds: i64,
+    /// Days audit events are kept (0 keeps them forever).
+    pub audit_retention_days: u32,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             lockout_seconds: 900,
             login_address_failures: 30,
             cache_ttl_seconds: tessera_core::cache::DEFAULT_TTL,
+            audit_retention_days: 90,
         }
     }
 }

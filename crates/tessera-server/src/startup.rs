@@ -19,6 +19,7 @@ use tessera_core::crypto::MasterKey;
 use tessera_core::keys::load_ring;
 use tessera_core::maintenance::{KeyPolicy, Maintenance};
 use tessera_core::metrics::{Metrics, Stopwatch};
+use tessera_core::model::PurgeCounts;
 use tessera_core::service::{TokenPolicy, TokenService};
 use tessera_core::store::Store;
 use tessera_core::Clock;
@@ -163,6 +164,8 @@ pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, 
                 .max(config.access_token_lifetime_seconds)
                 + policy.refresh_extra
                 + 60,
+            audit_retention: (config.audit_retention_days > 0)
+                .then(|| i64::from(config.audit_retention_days) * 24 * 3600),
             ..KeyPolicy::default()
         },
         audit.clone(),
@@ -340,11 +343,16 @@ pub async fn serve(
     result
 }
 
-/// The background loop: key sync (rotation, activation, seal counts) and cleanup, every
-/// `sync_interval` seconds of real time. Failures are logged and retried next round.
+/// The background loops: key sync (rotation, activation, seal counts) every `sync_interval`
+/// seconds of real time, and the purge beside it. Failures are logged and retried next round.
 async fn upkeep(state: AppState) {
     let every =
         std::time::Duration::from_secs(state.maintenance.policy().sync_interval.max(1) as u64);
+    // The purge runs as its own task so that a backlog (a million families expiring together)
+    // never delays key sync, which must run on time: other nodes promote a pending key
+    // assuming this one has loaded it.
+    let purge = tokio::spawn(purge_loop(state.clone(), every));
+    let _abort_purge = AbortOnDrop(purge);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -352,18 +360,46 @@ async fn upkeep(state: AppState) {
         if let Err(e) = state.maintenance.sync_keys().await {
             tracing::error!(error = %e, "key sync failed");
         }
-        match state.maintenance.purge().await {
-            Ok(c) if c.families > 0 || c.keys_destroyed > 0 => {
-                tracing::info!(
-                    families = c.families,
-                    keys = c.keys_destroyed,
-                    "purged expired rows"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "purge failed"),
-        }
         state.embed_limiter.prune();
         state.accounts.lockout().prune();
+    }
+}
+
+/// Aborts a task when dropped: aborting [`upkeep`] also stops the purge it started.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Purges in bounded rounds: back to back while a round comes back full (a backlog drains
+/// in short transactions that grants interleave with), otherwise once per `every`.
+async fn purge_loop(state: AppState, every: std::time::Duration) {
+    let limit = tessera_core::maintenance::PURGE_ROUND;
+    // Counts since the last log line: a drained backlog logs once, not once per round.
+    let mut drained = PurgeCounts::default();
+    loop {
+        match state.maintenance.purge_round().await {
+            Ok(round) => {
+                drained.add(round);
+                if round.hit_limit(limit) {
+                    continue;
+                }
+                if drained != PurgeCounts::default() {
+                    tracing::info!(
+                        families = drained.families,
+                        sessions = drained.sessions,
+                        audit_events = drained.audit_events,
+                        keys = drained.keys_destroyed,
+                        "purged expired rows"
+                    );
+                }
+                drained = PurgeCounts::default();
+            }
+            Err(e) => tracing::error!(error = %e, "purge failed"),
+        }
+        tokio::time::sleep(every).await;
     }
 }

@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_lifecycle.sql"),
     include_str!("../migrations/0003_operators.sql"),
     include_str!("../migrations/0004_hot_path.sql"),
+    include_str!("../migrations/0005_purge.sql"),
 ];
 
 /// The newest schema version this build knows.
@@ -587,7 +588,7 @@ async fn insert_family<C: tokio_postgres::GenericClient + Sync>(
             &f.expires_at.0,
             &f.rotated_at.map(|t| t.0),
             &f.revoked_at.map(|t| t.0),
-            &f.tokens_expire_at.0,
+            &f.stored_tokens_expire_at().0,
         ],
     )
     .await?;
@@ -812,7 +813,7 @@ impl FamilyColumns {
         self.expires_at.push(f.expires_at.0);
         self.rotated_at.push(f.rotated_at.map(|t| t.0));
         self.revoked_at.push(f.revoked_at.map(|t| t.0));
-        self.tokens_expire_at.push(f.tokens_expire_at.0);
+        self.tokens_expire_at.push(f.stored_tokens_expire_at().0);
     }
 }
 
@@ -1380,36 +1381,55 @@ impl Store for PgStore {
         .map(drop)
     }
 
-    async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts> {
+    async fn purge(&self, request: PurgeRequest) -> StoreResult<PurgeCounts> {
         let _t = self.time("purge");
+        let limit = i64::from(request.limit);
         let mut db = self.db().await?;
         let r = transaction!(db, |tx, st| {
             // Families whose newest token has expired can never be used again; revoked ones
             // are kept until their tokens expire so that reuse of a revoked chain still reads
-            // as reuse in logs.
+            // as reuse in logs. Each DELETE takes at most `limit` rows through its index (see
+            // `Store::purge`).
             let families = st
                 .execute(
                     &tx,
-                    "DELETE FROM families WHERE tokens_expire_at < $1 OR expires_at < $1",
-                    &[&before.0],
+                    "DELETE FROM families WHERE id IN
+                         (SELECT id FROM families WHERE tokens_expire_at < $1 LIMIT $2)",
+                    &[&request.before.0, &limit],
                 )
                 .await?;
-            st.execute(
-                &tx,
-                "DELETE FROM operator_sessions WHERE expires_at < $1",
-                &[&before.0],
-            )
-            .await?;
+            let sessions = st
+                .execute(
+                    &tx,
+                    "DELETE FROM operator_sessions WHERE hash IN
+                         (SELECT hash FROM operator_sessions WHERE expires_at < $1 LIMIT $2)",
+                    &[&request.before.0, &limit],
+                )
+                .await?;
+            let audit_events = match request.audit_before {
+                Some(before) => {
+                    st.execute(
+                        &tx,
+                        "DELETE FROM audit_events WHERE seq IN
+                             (SELECT seq FROM audit_events WHERE at < $1 LIMIT $2)",
+                        &[&before.0, &limit],
+                    )
+                    .await?
+                }
+                None => 0,
+            };
             let keys_destroyed = st
                 .execute(
                     &tx,
                     "UPDATE keys SET state = 'destroyed', wrapped = ''::bytea
                      WHERE state = 'retired' AND retired_at < $1",
-                    &[&retired_before.0],
+                    &[&request.retired_before.0],
                 )
                 .await?;
             PurgeCounts {
                 families,
+                sessions,
+                audit_events,
                 keys_destroyed,
             }
         });

@@ -60,6 +60,16 @@ fn t(s: i64) -> UnixTime {
     UnixTime(s)
 }
 
+/// A purge request with no audit retention.
+fn purge_at(before: i64, retired_before: i64, limit: u32) -> PurgeRequest {
+    PurgeRequest {
+        before: t(before),
+        retired_before: t(retired_before),
+        audit_before: None,
+        limit,
+    }
+}
+
 fn project(n: u128, created: i64) -> Project {
     Project {
         id: ProjectId(id(n)),
@@ -245,11 +255,11 @@ async fn unreachable_server_is_a_clear_error_without_the_password() {
 async fn migrations_apply_once_and_are_idempotent() {
     let base = base_url!();
     let (url, guard) = scratch_schema(&base).await;
-    assert_eq!(migrate(&url).await.expect("first migrate"), (0, 4));
-    assert_eq!(migrate(&url).await.expect("second migrate"), (4, 4));
+    assert_eq!(migrate(&url).await.expect("first migrate"), (0, 5));
+    assert_eq!(migrate(&url).await.expect("second migrate"), (5, 5));
     let store = PgStore::connect(&url).await.expect("connect");
-    assert_eq!(store.schema_versions(), (4, 4));
-    assert_eq!(versions(&url).await, vec![1, 2, 3, 4]);
+    assert_eq!(store.schema_versions(), (5, 5));
+    assert_eq!(versions(&url).await, vec![1, 2, 3, 4, 5]);
     // Every table landed in the scratch schema, none in public.
     let n: i64 = raw(&url)
         .await
@@ -328,13 +338,13 @@ async fn nodes_starting_together_migrate_once() {
     for task in tasks {
         let store = task.await.expect("join").expect("connect");
         let (before, after) = store.schema_versions();
-        assert_eq!(after, 4);
+        assert_eq!(after, 5);
         if before == 0 {
             fresh += 1;
         }
     }
     assert_eq!(fresh, 1, "exactly one node found an empty database");
-    assert_eq!(versions(&url).await, vec![1, 2, 3, 4]);
+    assert_eq!(versions(&url).await, vec![1, 2, 3, 4, 5]);
     guard.drop_now().await;
 }
 
@@ -354,14 +364,14 @@ async fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 4
+                known: 5
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "the database schema is version 99, newer than this Tessera knows (4); upgrade Tessera"
+        "the database schema is version 99, newer than this Tessera knows (5); upgrade Tessera"
     );
     let err = migrate(&url).await.expect_err("too new");
     assert!(matches!(err, OpenError::TooNew { found: 99, .. }));
@@ -709,11 +719,13 @@ async fn purge_removes_dead_families_sessions_and_old_retired_keys() {
         .unwrap();
     }
 
-    let counts = s.purge(t(2000), t(200)).await.expect("purge");
+    let counts = s.purge(purge_at(2000, 200, 1000)).await.expect("purge");
     assert_eq!(
         counts,
         PurgeCounts {
             families: 2,
+            sessions: 1,
+            audit_events: 0,
             keys_destroyed: 1
         }
     );
@@ -726,7 +738,7 @@ async fn purge_removes_dead_families_sessions_and_old_retired_keys() {
     assert!(keys[0].wrapped.is_empty());
     assert_eq!(keys[1].state, KeyState::Retired);
     assert_eq!(
-        s.purge(t(2000), t(200)).await.unwrap(),
+        s.purge(purge_at(2000, 200, 1000)).await.unwrap(),
         PurgeCounts::default()
     );
     drop(s);
@@ -1473,8 +1485,8 @@ async fn script(s: &dyn Store) -> Vec<String> {
     let _ = rec!("find embed missing", s.find_embed([61; 32]));
 
     // Purge, then the project goes.
-    let _ = rec!("purge", s.purge(t(1700), t(22)));
-    let _ = rec!("purge more", s.purge(t(5001), t(1000)));
+    let _ = rec!("purge", s.purge(purge_at(1700, 22, 1000)));
+    let _ = rec!("purge more", s.purge(purge_at(5001, 1000, 1000)));
     let _ = rec!("keys after purge", s.list_keys());
     let _ = rec!("families after purge", s.count_families());
     let _ = rec!(

@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_lifecycle.sql"),
     include_str!("../migrations/0003_operators.sql"),
     include_str!("../migrations/0004_hot_path.sql"),
+    include_str!("../migrations/0005_purge.sql"),
 ];
 
 /// Read connections (and so concurrent reads). Reads are point lookups that take
@@ -380,7 +381,7 @@ fn insert_family(conn: &Connection, f: &Family) -> rusqlite::Result<()> {
         f.expires_at.0,
         f.rotated_at.map(|t| t.0),
         f.revoked_at.map(|t| t.0),
-        f.tokens_expire_at.0
+        f.stored_tokens_expire_at().0
     ])?;
     Ok(())
 }
@@ -916,31 +917,47 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge(&self, before: UnixTime, retired_before: UnixTime) -> StoreResult<PurgeCounts> {
+    async fn purge(&self, request: PurgeRequest) -> StoreResult<PurgeCounts> {
         self.write("purge", move |c| {
             // Families whose newest token has expired can never be used again; revoked ones
             // answer "inactive" just as well once deleted, but they are kept until their
             // tokens expire so that reuse of a revoked chain still reads as reuse in logs.
-            let families = c
-                .execute(
-                    "DELETE FROM families WHERE tokens_expire_at < ?1 OR expires_at < ?1",
-                    [before.0],
-                )
-                .map_err(map_err)? as u64;
-            c.execute(
-                "DELETE FROM operator_sessions WHERE expires_at < ?1",
-                [before.0],
-            )
-            .map_err(map_err)?;
+            // Each DELETE takes at most `limit` rows through its index (see `Store::purge`).
+            let delete = |sql: &str, before: i64| -> StoreResult<u64> {
+                c.prepare_cached(sql)
+                    .and_then(|mut st| st.execute(params![before, request.limit]))
+                    .map(|n| n as u64)
+                    .map_err(map_err)
+            };
+            let families = delete(
+                "DELETE FROM families WHERE id IN
+                     (SELECT id FROM families WHERE tokens_expire_at < ?1 LIMIT ?2)",
+                request.before.0,
+            )?;
+            let sessions = delete(
+                "DELETE FROM operator_sessions WHERE hash IN
+                     (SELECT hash FROM operator_sessions WHERE expires_at < ?1 LIMIT ?2)",
+                request.before.0,
+            )?;
+            let audit_events = match request.audit_before {
+                Some(before) => delete(
+                    "DELETE FROM audit_events WHERE seq IN
+                         (SELECT seq FROM audit_events WHERE at < ?1 LIMIT ?2)",
+                    before.0,
+                )?,
+                None => 0,
+            };
             let keys_destroyed = c
                 .execute(
                     "UPDATE keys SET state = 'destroyed', wrapped = x''
                      WHERE state = 'retired' AND retired_at < ?1",
-                    [retired_before.0],
+                    [request.retired_before.0],
                 )
                 .map_err(map_err)? as u64;
             Ok(PurgeCounts {
                 families,
+                sessions,
+                audit_events,
                 keys_destroyed,
             })
         })

@@ -280,6 +280,65 @@ async fn cleanup_returns_the_families_table_to_its_live_size() {
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
+/// The project's audit actions once `issued` `token.issued` events have been written (the
+/// request path queues them).
+async fn audit_after_grants(app: &TestApp, project: &str, issued: usize) -> Vec<String> {
+    let pid = project.parse().unwrap();
+    for _ in 0..200 {
+        let actions: Vec<String> = app
+            .admin
+            .store
+            .audit_events(Some(pid), tessera_core::UnixTime(0), 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        if actions.iter().filter(|a| *a == "token.issued").count() >= issued {
+            return actions;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the audit log never showed {issued} grants");
+}
+
+#[tokio::test]
+async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() {
+    for days in [1, 0] {
+        let app = spawn_with(|c| c.audit_retention_days = days).await;
+        let p = app.project().await;
+        let room = app.room_address(&p, "lobby").await;
+        let grant = || {
+            app.post(
+                &p,
+                "/api/fabric/guests/tokens",
+                json!({"allowed_addresses": [room]}),
+            )
+        };
+        grant().await;
+        let old = audit_after_grants(&app, &p.id, 1).await;
+        app.clock.advance(2 * 24 * 3600);
+        grant().await;
+        let all = audit_after_grants(&app, &p.id, 2).await;
+        let counts = app.maintenance().purge().await.unwrap();
+        let left = app
+            .admin
+            .store
+            .count_audit_events(Some(p.id.parse().unwrap()), tessera_core::UnixTime(0))
+            .await
+            .unwrap() as usize;
+        if days > 0 {
+            // Everything from before the clock moved (the set-up's events and the first
+            // grant) is past a day's retention; the second grant's event stays.
+            assert_eq!(left, all.len() - old.len(), "{all:?}");
+            assert!(counts.audit_events >= old.len() as u64, "{counts:?}");
+        } else {
+            assert_eq!(left, all.len());
+            assert_eq!(counts.audit_events, 0);
+        }
+    }
+}
+
 #[tokio::test]
 async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
     let app = spawn_with(|c| c.refresh_grace_seconds = 0).await;

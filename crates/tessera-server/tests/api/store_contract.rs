@@ -422,6 +422,90 @@ async fn audit(s: &dyn Store) {
     assert_eq!(actions, ["a1", "a2"]);
 }
 
+/// A purge request for rows dead before `before` (earlier than anything the other parts of
+/// the contract write, so the counts are this test's alone).
+fn purge_request(before: UnixTime, audit_before: Option<UnixTime>, limit: u32) -> PurgeRequest {
+    PurgeRequest {
+        before,
+        retired_before: UnixTime(0),
+        audit_before,
+        limit,
+    }
+}
+
+/// A purge round removes at most `limit` rows of each kind, so a backlog drains in short
+/// transactions; audit events go once past the retention; a family stored with tokens that
+/// outlive it is kept to its own expiry.
+async fn bounded_purge(s: &dyn Store) {
+    let (p, t) = project();
+    s.create_project(p.clone(), t).await.unwrap();
+    let past = START.plus(-10_000);
+    let dead: Vec<Family> = (0..5)
+        .map(|_| Family {
+            tokens_expire_at: past,
+            ..family(p.id, PrincipalKind::Guest)
+        })
+        .collect();
+    s.insert_families(dead.clone()).await.unwrap();
+    // Its tokens would outlive it: the store keeps tokens_expire_at at expires_at.
+    let overlong = Family {
+        expires_at: past.plus(5),
+        tokens_expire_at: START.plus(600),
+        ..family(p.id, PrincipalKind::Guest)
+    };
+    s.create_family(overlong.clone()).await.unwrap();
+    assert_eq!(
+        s.get_family(overlong.id).await.unwrap().tokens_expire_at,
+        past.plus(5)
+    );
+    let old_events: Vec<AuditEvent> = (0..3)
+        .map(|i| AuditEvent {
+            at: past.plus(i),
+            project_id: Some(p.id),
+            action: format!("old{i}"),
+            actor: "test".into(),
+            subject: "s".into(),
+            detail: Default::default(),
+        })
+        .collect();
+    s.append_audit(old_events).await.unwrap();
+    let kept = AuditEvent {
+        at: past.plus(100),
+        action: "kept".into(),
+        ..s.audit_events(Some(p.id), past, 0, 1).await.unwrap()[0].clone()
+    };
+    s.append_audit(vec![kept]).await.unwrap();
+
+    let before = past.plus(10);
+    let audit_before = Some(past.plus(50));
+    let mut rounds = Vec::new();
+    loop {
+        let c = s
+            .purge(purge_request(before, audit_before, 2))
+            .await
+            .unwrap();
+        rounds.push((c.families, c.audit_events));
+        if !c.hit_limit(2) {
+            break;
+        }
+    }
+    // Six dead families (five plus the overlong one) and three old events, two per round.
+    assert_eq!(rounds, [(2, 2), (2, 1), (2, 0), (0, 0)]);
+    for f in dead.iter().chain([&overlong]) {
+        assert!(matches!(
+            s.get_family(f.id).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    let left = s.audit_events(Some(p.id), past, 0, 10).await.unwrap();
+    let actions: Vec<_> = left.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["kept"]);
+    // No retention: audit events stay whatever their age.
+    let c = s.purge(purge_request(before, None, 2)).await.unwrap();
+    assert_eq!(c.audit_events, 0);
+    assert_eq!(s.count_audit_events(Some(p.id), past).await.unwrap(), 1);
+}
+
 /// Purge removes what can never be used again; deleting a project removes its families.
 async fn purge_and_delete(s: &dyn Store) {
     let (p, t) = project();
@@ -431,7 +515,9 @@ async fn purge_and_delete(s: &dyn Store) {
     dead.tokens_expire_at = START.plus(10);
     s.create_family(live.clone()).await.unwrap();
     s.create_family(dead.clone()).await.unwrap();
-    s.purge(START.plus(11), UnixTime(0)).await.unwrap();
+    s.purge(purge_request(START.plus(11), None, 1000))
+        .await
+        .unwrap();
     assert!(matches!(
         s.get_family(dead.id).await,
         Err(StoreError::NotFound)
@@ -486,6 +572,7 @@ pub async fn contract(s: Arc<dyn Store>) {
     keys(s.as_ref()).await;
     operators(s.as_ref()).await;
     audit(s.as_ref()).await;
+    bounded_purge(s.as_ref()).await;
     purge_and_delete(s.as_ref()).await;
 }
 
