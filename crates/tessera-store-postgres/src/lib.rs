@@ -1389,12 +1389,14 @@ impl Store for PgStore {
             // Families whose newest token has expired can never be used again; revoked ones
             // are kept until their tokens expire so that reuse of a revoked chain still reads
             // as reuse in logs. Each DELETE takes at most `limit` rows through its index (see
-            // `Store::purge`).
+            // `Store::purge`). Every node purges; SKIP LOCKED lets nodes that purge at the same
+            // time take different rows instead of queueing on each other's row locks.
             let families = st
                 .execute(
                     &tx,
                     "DELETE FROM families WHERE id IN
-                         (SELECT id FROM families WHERE tokens_expire_at < $1 LIMIT $2)",
+                         (SELECT id FROM families WHERE tokens_expire_at < $1 LIMIT $2
+                          FOR UPDATE SKIP LOCKED)",
                     &[&request.before.0, &limit],
                 )
                 .await?;
@@ -1402,7 +1404,8 @@ impl Store for PgStore {
                 .execute(
                     &tx,
                     "DELETE FROM operator_sessions WHERE hash IN
-                         (SELECT hash FROM operator_sessions WHERE expires_at < $1 LIMIT $2)",
+                         (SELECT hash FROM operator_sessions WHERE expires_at < $1 LIMIT $2
+                          FOR UPDATE SKIP LOCKED)",
                     &[&request.before.0, &limit],
                 )
                 .await?;
@@ -1411,7 +1414,8 @@ impl Store for PgStore {
                     st.execute(
                         &tx,
                         "DELETE FROM audit_events WHERE seq IN
-                             (SELECT seq FROM audit_events WHERE at < $1 LIMIT $2)",
+                             (SELECT seq FROM audit_events WHERE at < $1 LIMIT $2
+                              FOR UPDATE SKIP LOCKED)",
                         &[&before.0, &limit],
                     )
                     .await?
