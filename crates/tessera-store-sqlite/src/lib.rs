@@ -1383,3 +1383,57 @@ fn page_of<T>(mut items: Vec<T>, size: u32) -> rusqlite::Result<PageOf<T>> {
     items.truncate(size as usize);
     Ok(PageOf { items, more })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 5 brings families whose `tokens_expire_at` outlived their `expires_at` in
+    /// line (the purge now looks at `tokens_expire_at` alone) and drops the index it no
+    /// longer needs; families already in line keep their value.
+    #[test]
+    fn migration_5_clamps_tokens_expiry_and_drops_the_expiry_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        {
+            let conn = open_connection(&path).unwrap();
+            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                .unwrap();
+            for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
+                    .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 1);
+                 INSERT INTO families (id, project_id, kind, subject, generation, created_at,
+                     expires_at, tokens_expire_at)
+                 VALUES ('over', 'p', 'guest', 's', 1, 1, 100, 500),
+                        ('fine', 'p', 'guest', 's', 1, 1, 100, 50);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_versions(), (4, MIGRATIONS.len() as i64));
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let expiry = |id: &str| -> i64 {
+            conn.query_row(
+                "SELECT tokens_expire_at FROM families WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(expiry("over"), 100);
+        assert_eq!(expiry("fine"), 50);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'families_expiry'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0);
+    }
+}
