@@ -568,6 +568,89 @@ async fn insert_resource(
     Ok(())
 }
 
+/// Inserts a new subscriber (its resource, subscriber row and address) and its first family
+/// in one statement: data-modifying CTEs run as one statement, atomically, and foreign keys
+/// are checked at its end, once every row is there.
+async fn insert_new_subscriber<C: tokio_postgres::GenericClient + Sync>(
+    c: &C,
+    st: &mut Statements,
+    new: &NewResource,
+    reference: &str,
+    f: &Family,
+) -> Result<(), Fail> {
+    let r = &new.resource;
+    let Some(s) = &r.subscriber else {
+        return Err(Fail::Store(StoreError::Invalid(
+            "a subscriber grant creates a subscriber".into(),
+        )));
+    };
+    let a = &new.address;
+    st.execute(
+        c,
+        "WITH resource AS (
+             INSERT INTO resources (id, project_id, kind, name, display_name, data, created_at,
+                 updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ), subscriber AS (
+             INSERT INTO subscribers (id, project_id, reference_key, email, email_key,
+                 first_name, last_name, display_name, job_title, timezone, country, region,
+                 company_name, password_hash)
+             VALUES ($1, $2, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         ), address AS (
+             INSERT INTO addresses (id, project_id, resource_id, kind, name, display_name,
+                 locked, cover_url, preview_url, created_at)
+             VALUES ($21, $37, $38, $22, $23, $24, $25, $26, $27, $28)
+         )
+         INSERT INTO families (id, project_id, kind, subject, generation, created_at,
+             expires_at, rotated_at, revoked_at, tokens_expire_at)
+         VALUES ($29, $39, $30, $40, $31, $32, $33, $34, $35, $36)",
+        &[
+            &r.id.0,
+            &r.project_id.0,
+            &r.kind.as_str(),
+            &r.name,
+            &r.display_name,
+            &json(&r.data),
+            &r.created_at.0,
+            &r.updated_at.0,
+            &reference.to_lowercase(),
+            &s.email,
+            &s.email.to_lowercase(),
+            &s.first_name,
+            &s.last_name,
+            &s.display_name,
+            &s.job_title,
+            &s.timezone,
+            &s.country,
+            &s.region,
+            &s.company_name,
+            &new.password_hash,
+            &a.id.0,
+            &a.kind.as_str(),
+            &a.name,
+            &a.display_name,
+            &a.locked,
+            &a.cover_url,
+            &a.preview_url,
+            &a.created_at.0,
+            &f.id.0,
+            &f.kind.as_str(),
+            &f.generation,
+            &f.created_at.0,
+            &f.expires_at.0,
+            &f.rotated_at.map(|t| t.0),
+            &f.revoked_at.map(|t| t.0),
+            &f.stored_tokens_expire_at().0,
+            &a.project_id.0,
+            &a.resource_id.0,
+            &f.project_id.0,
+            &f.subject,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn insert_family<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
     st: &mut Statements,
@@ -1265,60 +1348,76 @@ impl Store for PgStore {
             .filter(|id| id.to_string() == key)
             .map(|id| id.0);
         let mut db = self.db().await?;
-        let r = transaction!(db, |tx, st| {
-            // A reference match wins over an email match, which wins over an id match: three
-            // point lookups, each on its own index. One statement with an OR of the three ran
-            // as a prepared statement, whose generic plan (chosen while the table was small)
-            // scanned every subscriber of the project.
-            const BY_REFERENCE: &str =
-                "SELECT id FROM subscribers WHERE project_id = $1 AND reference_key = $2";
-            const BY_EMAIL: &str =
-                "SELECT id FROM subscribers WHERE project_id = $1 AND email_key = $2";
-            const BY_ID: &str = "SELECT id FROM subscribers WHERE project_id = $1 AND id = $2";
-            let lookups: [Option<(&'static str, &(dyn ToSql + Sync))>; 3] = [
-                Some((BY_REFERENCE, &key)),
-                Some((BY_EMAIL, &key)),
-                key_id.as_ref().map(|id| (BY_ID, id as &(dyn ToSql + Sync))),
-            ];
-            let mut existing = None;
-            for (sql, value) in lookups.into_iter().flatten() {
-                existing = st.query_opt(&tx, sql, &[&project.0, value]).await?;
-                if existing.is_some() {
-                    break;
-                }
-            }
-            let id = match existing {
-                Some(row) => {
-                    let id = ResourceId(row.try_get(0)?);
-                    update_subscriber_row(
-                        &tx,
-                        st,
-                        project,
-                        id,
-                        &upsert.patch,
-                        upsert.password_hash.as_deref(),
-                        at,
-                    )
-                    .await?;
-                    if upsert.password_hash.is_some() {
-                        revoke_subject(&tx, st, project, id, at).await?;
+        // A reference match wins over an email match, which wins over an id match: three
+        // point lookups, each on its own index. One statement with an OR of the three ran as a
+        // prepared statement, whose generic plan (chosen while the table was small) scanned
+        // every subscriber of the project.
+        const BY_REFERENCE: &str =
+            "SELECT id FROM subscribers WHERE project_id = $1 AND reference_key = $2";
+        const BY_EMAIL: &str =
+            "SELECT id FROM subscribers WHERE project_id = $1 AND email_key = $2";
+        const BY_ID: &str = "SELECT id FROM subscribers WHERE project_id = $1 AND id = $2";
+        let mut attempt = 0;
+        let r = loop {
+            let (client, st) = db.parts();
+            let result: Result<ResourceId, Fail> = async {
+                // The look-ups run outside a transaction: inside one (read committed) they
+                // locked nothing either, and a subscriber created meanwhile makes the insert
+                // below fail on a unique index, after which the whole grant runs again.
+                let lookups: [Option<(&'static str, &(dyn ToSql + Sync))>; 3] = [
+                    Some((BY_REFERENCE, &key)),
+                    Some((BY_EMAIL, &key)),
+                    key_id.as_ref().map(|id| (BY_ID, id as &(dyn ToSql + Sync))),
+                ];
+                let mut existing = None;
+                for (sql, value) in lookups.into_iter().flatten() {
+                    existing = st.query_opt(&*client, sql, &[&project.0, value]).await?;
+                    if existing.is_some() {
+                        break;
                     }
-                    id
                 }
-                None => {
-                    // A concurrent grant may create the same subscriber between the look-up
-                    // and this insert; then the transaction runs again and finds it.
-                    insert_resource(&tx, st, &upsert.create, Some(&upsert.reference))
+                let Some(row) = existing else {
+                    // A new subscriber is one statement, so one round trip and its own
+                    // transaction, instead of a transaction of six (begin, four inserts,
+                    // commit): round trips are what limits this grant on PostgreSQL.
+                    let family = Family {
+                        subject: upsert.create.resource.id.0,
+                        ..family.clone()
+                    };
+                    insert_new_subscriber(&*client, st, &upsert.create, &upsert.reference, &family)
                         .await
                         .map_err(Fail::raced)?;
-                    upsert.create.resource.id
+                    return Ok(upsert.create.resource.id);
+                };
+                let id = ResourceId(row.try_get(0)?);
+                let tx = client.transaction().await?;
+                update_subscriber_row(
+                    &tx,
+                    st,
+                    project,
+                    id,
+                    &upsert.patch,
+                    upsert.password_hash.as_deref(),
+                    at,
+                )
+                .await?;
+                if upsert.password_hash.is_some() {
+                    revoke_subject(&tx, st, project, id, at).await?;
                 }
-            };
-            let mut family = family.clone();
-            family.subject = id.0;
-            insert_family(&tx, st, &family).await?;
-            id
-        });
+                let family = Family {
+                    subject: id.0,
+                    ..family.clone()
+                };
+                insert_family(&tx, st, &family).await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
+                other => break other,
+            }
+        };
         db.finish(r)
     }
 
