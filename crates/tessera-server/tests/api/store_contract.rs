@@ -222,6 +222,50 @@ async fn subscribers(s: &dyn Store) {
         matches!(taken, Err(StoreError::Conflict(ref c)) if c == "email"),
         "{taken:?}"
     );
+    // A profile update reaches the resource and its address; the new family is the
+    // subscriber's.
+    let mut renamed = upsert(&clock, p.id, "alice", "a@x.io");
+    renamed.patch.display_name = Some("Alice A.".into());
+    let fam = family(p.id, PrincipalKind::Subscriber);
+    let fam_id = fam.id;
+    s.grant_subscriber(p.id, renamed, fam, START.plus(3))
+        .await
+        .unwrap();
+    let r = s.get_resource(p.id, a).await.unwrap();
+    assert_eq!(
+        (r.display_name.as_str(), r.updated_at),
+        ("Alice A.", START.plus(3))
+    );
+    let query = AddressQuery {
+        resource_id: Some(a),
+        ..Default::default()
+    };
+    let page = Page {
+        size: 10,
+        after: None,
+    };
+    let addresses = s.list_addresses(p.id, query, page).await.unwrap();
+    assert_eq!(addresses.items.len(), 1);
+    assert_eq!(addresses.items[0].display_name, "Alice A.");
+    assert_eq!(s.get_family(fam_id).await.unwrap().subject, a.0);
+    // Moving an existing subscriber to a taken email fails whole: no family, no change.
+    let mut moved = upsert(&clock, p.id, "alice", "b@x.io");
+    moved.patch.display_name = Some("Moved".into());
+    let fam = family(p.id, PrincipalKind::Subscriber);
+    let fam_id = fam.id;
+    let taken = s.grant_subscriber(p.id, moved, fam, START.plus(4)).await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict(ref c)) if c == "email"),
+        "{taken:?}"
+    );
+    assert!(matches!(
+        s.get_family(fam_id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        s.get_resource(p.id, a).await.unwrap().display_name,
+        "Alice A."
+    );
     // A password change revokes the subscriber's families.
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
