@@ -182,28 +182,36 @@ fn map_pg(e: &tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(describe(e))
 }
 
-/// Runs `$body` in a transaction on the pooled connection `$db` and commits it; PostgreSQL
-/// aborting it for a deadlock, a serialization failure or a lost creation race
-/// ([`Fail::retryable`]) runs it again, a few times. Inside `$body`, `$tx` is the transaction
-/// and `$st` the statement cache, and `?` aborts (the dropped transaction rolls back).
-macro_rules! transaction {
-    ($db:ident, |$tx:ident, $st:ident| $body:block) => {{
+/// Runs `$body` on the pooled connection `$db`, again (a few times) when PostgreSQL aborted
+/// it for a deadlock, a serialization failure or a lost creation race
+/// ([`Fail::retryable`]). Inside `$body`, `$client` is the connection and `$st` the statement
+/// cache; the body is an async block evaluating to `Result<_, Fail>`.
+macro_rules! retrying {
+    ($db:ident, |$client:ident, $st:ident| $body:block) => {{
         let mut attempt = 0;
         loop {
-            let (client, $st) = $db.parts();
-            let result: Result<_, Fail> = async {
-                let $tx = client.transaction().await?;
-                let value = $body;
-                $tx.commit().await?;
-                Ok(value)
-            }
-            .await;
+            let ($client, $st) = $db.parts();
+            let result: Result<_, Fail> = async $body.await;
             match result {
                 Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
                 other => break other,
             }
         }
     }};
+}
+
+/// Runs `$body` in a transaction on the pooled connection `$db` and commits it, retrying as
+/// [`retrying!`] does. Inside `$body`, `$tx` is the transaction and `$st` the statement cache,
+/// and `?` aborts (the dropped transaction rolls back).
+macro_rules! transaction {
+    ($db:ident, |$tx:ident, $st:ident| $body:block) => {
+        retrying!($db, |client, $st| {
+            let $tx = client.transaction().await?;
+            let value = $body;
+            $tx.commit().await?;
+            Ok(value)
+        })
+    };
 }
 
 /// The PostgreSQL store.
@@ -495,43 +503,115 @@ async fn insert_api_token(
     Ok(())
 }
 
-async fn insert_resource(
-    tx: &Transaction<'_>,
-    st: &mut Statements,
-    new: &NewResource,
-    reference: Option<&str>,
-) -> Result<(), Fail> {
-    let r = &new.resource;
-    st.execute(
-        tx,
-        "INSERT INTO resources (id, project_id, kind, name, display_name, data, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
+/// Column lists of the rows a new resource and a family write, in the order
+/// [`ResourceValues`] and [`FamilyValues`] bind their values.
+const RESOURCE_COLUMNS: &str =
+    "id, project_id, kind, name, display_name, data, created_at, updated_at";
+const SUBSCRIBER_COLUMNS: &str = "id, project_id, reference_key, email, email_key, first_name, \
+     last_name, display_name, job_title, timezone, country, region, company_name, password_hash";
+const ADDRESS_COLUMNS: &str = "id, project_id, resource_id, kind, name, display_name, locked, \
+     cover_url, preview_url, created_at";
+const FAMILY_COLUMNS: &str = "id, project_id, kind, subject, generation, created_at, expires_at, \
+     rotated_at, revoked_at, tokens_expire_at";
+
+/// One statement inserting a row into each of `tables` (name, columns), numbering the
+/// parameters across them. More than one table makes data-modifying CTEs: one statement, so
+/// one round trip, atomic on its own, with foreign keys checked at its end once every row is
+/// there.
+fn insert_sql(tables: &[(&str, &str)]) -> String {
+    let mut next = 0;
+    let mut inserts: Vec<String> = tables
+        .iter()
+        .map(|(table, columns)| {
+            let n = columns.split(',').count();
+            let values: Vec<String> = (next + 1..=next + n).map(|i| format!("${i}")).collect();
+            next += n;
+            format!(
+                "INSERT INTO {table} ({columns}) VALUES ({})",
+                values.join(", ")
+            )
+        })
+        .collect();
+    let last = inserts.pop().unwrap_or_default();
+    if inserts.is_empty() {
+        return last;
+    }
+    let ctes: Vec<String> = inserts
+        .iter()
+        .enumerate()
+        .map(|(i, insert)| format!("row{i} AS ({insert})"))
+        .collect();
+    format!("WITH {} {last}", ctes.join(", "))
+}
+
+/// The statement for a new resource: its resource row, its subscriber row if it is one, its
+/// address, and the first family of its subject if one is granted with it. Built once per
+/// shape.
+fn insert_resource_sql(subscriber: bool, family: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        [(false, false), (false, true), (true, false), (true, true)].map(|(s, f)| {
+            let mut tables = vec![("resources", RESOURCE_COLUMNS)];
+            if s {
+                tables.push(("subscribers", SUBSCRIBER_COLUMNS));
+            }
+            tables.push(("addresses", ADDRESS_COLUMNS));
+            if f {
+                tables.push(("families", FAMILY_COLUMNS));
+            }
+            insert_sql(&tables)
+        })
+    });
+    &all[usize::from(subscriber) * 2 + usize::from(family)]
+}
+
+/// What a new resource binds that is computed rather than borrowed, held so that its
+/// parameter list can borrow it.
+struct ResourceValues<'a> {
+    new: &'a NewResource,
+    kind: &'static str,
+    address_kind: &'static str,
+    data: serde_json::Value,
+    reference_key: String,
+    email_key: String,
+    family: Option<FamilyValues<'a>>,
+}
+
+impl<'a> ResourceValues<'a> {
+    fn new(new: &'a NewResource, reference: Option<&str>, family: Option<&'a Family>) -> Self {
+        let email = new.resource.subscriber.as_ref().map(|s| s.email.as_str());
+        ResourceValues {
+            new,
+            kind: new.resource.kind.as_str(),
+            address_kind: new.address.kind.as_str(),
+            data: json(&new.resource.data),
+            reference_key: reference.or(email).unwrap_or_default().to_lowercase(),
+            email_key: email.unwrap_or_default().to_lowercase(),
+            family: family.map(FamilyValues::new),
+        }
+    }
+
+    /// The parameters of [`insert_resource_sql`] of the same shape, in its order.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let r = &self.new.resource;
+        let a = &self.new.address;
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
             &r.id.0,
             &r.project_id.0,
-            &r.kind.as_str(),
+            &self.kind,
             &r.name,
             &r.display_name,
-            &json(&r.data),
+            &self.data,
             &r.created_at.0,
             &r.updated_at.0,
-        ],
-    )
-    .await?;
-    if let Some(s) = &r.subscriber {
-        let reference_key = reference.unwrap_or(&s.email).to_lowercase();
-        st.execute(
-            tx,
-            "INSERT INTO subscribers (id, project_id, reference_key, email, email_key, first_name,
-                last_name, display_name, job_title, timezone, country, region, company_name,
-                password_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            &[
+        ];
+        if let Some(s) = &r.subscriber {
+            p.extend::<[&(dyn ToSql + Sync); 14]>([
                 &r.id.0,
                 &r.project_id.0,
-                &reference_key,
+                &self.reference_key,
                 &s.email,
-                &s.email.to_lowercase(),
+                &self.email_key,
                 &s.first_name,
                 &s.last_name,
                 &s.display_name,
@@ -540,114 +620,78 @@ async fn insert_resource(
                 &s.country,
                 &s.region,
                 &s.company_name,
-                &new.password_hash,
-            ],
-        )
-        .await?;
-    }
-    let a = &new.address;
-    st.execute(
-        tx,
-        "INSERT INTO addresses (id, project_id, resource_id, kind, name, display_name, locked,
-            cover_url, preview_url, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &[
+                &self.new.password_hash,
+            ]);
+        }
+        p.extend::<[&(dyn ToSql + Sync); 10]>([
             &a.id.0,
             &a.project_id.0,
             &a.resource_id.0,
-            &a.kind.as_str(),
+            &self.address_kind,
             &a.name,
             &a.display_name,
             &a.locked,
             &a.cover_url,
             &a.preview_url,
             &a.created_at.0,
-        ],
-    )
-    .await?;
-    Ok(())
+        ]);
+        if let Some(f) = &self.family {
+            p.extend(f.params());
+        }
+        p
+    }
 }
 
-/// Inserts a new subscriber (its resource, subscriber row and address) and its first family
-/// in one statement: data-modifying CTEs run as one statement, atomically, and foreign keys
-/// are checked at its end, once every row is there.
-async fn insert_new_subscriber<C: tokio_postgres::GenericClient + Sync>(
+/// What a family binds that is computed rather than borrowed.
+struct FamilyValues<'a> {
+    f: &'a Family,
+    kind: &'static str,
+    rotated_at: Option<i64>,
+    revoked_at: Option<i64>,
+    tokens_expire_at: i64,
+}
+
+impl<'a> FamilyValues<'a> {
+    fn new(f: &'a Family) -> Self {
+        FamilyValues {
+            f,
+            kind: f.kind.as_str(),
+            rotated_at: f.rotated_at.map(|t| t.0),
+            revoked_at: f.revoked_at.map(|t| t.0),
+            tokens_expire_at: f.stored_tokens_expire_at().0,
+        }
+    }
+
+    /// The parameters in [`FAMILY_COLUMNS`] order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.f.id.0,
+            &self.f.project_id.0,
+            &self.kind,
+            &self.f.subject,
+            &self.f.generation,
+            &self.f.created_at.0,
+            &self.f.expires_at.0,
+            &self.rotated_at,
+            &self.revoked_at,
+            &self.tokens_expire_at,
+        ]
+    }
+}
+
+/// Inserts a new resource (and its subscriber row and address) in one statement, with the
+/// first family of its subject when `family` is given. A subscriber's reference key is
+/// `reference`, or its email.
+async fn insert_resource<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
     st: &mut Statements,
     new: &NewResource,
-    reference: &str,
-    f: &Family,
+    reference: Option<&str>,
+    family: Option<&Family>,
 ) -> Result<(), Fail> {
-    let r = &new.resource;
-    let Some(s) = &r.subscriber else {
-        return Err(Fail::Store(StoreError::Invalid(
-            "a subscriber grant creates a subscriber".into(),
-        )));
-    };
-    let a = &new.address;
-    st.execute(
-        c,
-        "WITH resource AS (
-             INSERT INTO resources (id, project_id, kind, name, display_name, data, created_at,
-                 updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ), subscriber AS (
-             INSERT INTO subscribers (id, project_id, reference_key, email, email_key,
-                 first_name, last_name, display_name, job_title, timezone, country, region,
-                 company_name, password_hash)
-             VALUES ($1, $2, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-         ), address AS (
-             INSERT INTO addresses (id, project_id, resource_id, kind, name, display_name,
-                 locked, cover_url, preview_url, created_at)
-             VALUES ($21, $37, $38, $22, $23, $24, $25, $26, $27, $28)
-         )
-         INSERT INTO families (id, project_id, kind, subject, generation, created_at,
-             expires_at, rotated_at, revoked_at, tokens_expire_at)
-         VALUES ($29, $39, $30, $40, $31, $32, $33, $34, $35, $36)",
-        &[
-            &r.id.0,
-            &r.project_id.0,
-            &r.kind.as_str(),
-            &r.name,
-            &r.display_name,
-            &json(&r.data),
-            &r.created_at.0,
-            &r.updated_at.0,
-            &reference.to_lowercase(),
-            &s.email,
-            &s.email.to_lowercase(),
-            &s.first_name,
-            &s.last_name,
-            &s.display_name,
-            &s.job_title,
-            &s.timezone,
-            &s.country,
-            &s.region,
-            &s.company_name,
-            &new.password_hash,
-            &a.id.0,
-            &a.kind.as_str(),
-            &a.name,
-            &a.display_name,
-            &a.locked,
-            &a.cover_url,
-            &a.preview_url,
-            &a.created_at.0,
-            &f.id.0,
-            &f.kind.as_str(),
-            &f.generation,
-            &f.created_at.0,
-            &f.expires_at.0,
-            &f.rotated_at.map(|t| t.0),
-            &f.revoked_at.map(|t| t.0),
-            &f.stored_tokens_expire_at().0,
-            &a.project_id.0,
-            &a.resource_id.0,
-            &f.project_id.0,
-            &f.subject,
-        ],
-    )
-    .await?;
+    let values = ResourceValues::new(new, reference, family);
+    let sql = insert_resource_sql(new.resource.subscriber.is_some(), family.is_some());
+    st.execute(c, sql, &values.params()).await?;
     Ok(())
 }
 
@@ -656,25 +700,9 @@ async fn insert_family<C: tokio_postgres::GenericClient + Sync>(
     st: &mut Statements,
     f: &Family,
 ) -> Result<(), Fail> {
-    st.execute(
-        c,
-        "INSERT INTO families (id, project_id, kind, subject, generation, created_at, expires_at,
-             rotated_at, revoked_at, tokens_expire_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &[
-            &f.id.0,
-            &f.project_id.0,
-            &f.kind.as_str(),
-            &f.subject,
-            &f.generation,
-            &f.created_at.0,
-            &f.expires_at.0,
-            &f.rotated_at.map(|t| t.0),
-            &f.revoked_at.map(|t| t.0),
-            &f.stored_tokens_expire_at().0,
-        ],
-    )
-    .await?;
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| insert_sql(&[("families", FAMILY_COLUMNS)]));
+    st.execute(c, sql, &FamilyValues::new(f).params()).await?;
     Ok(())
 }
 
@@ -1107,7 +1135,7 @@ impl Store for PgStore {
         let _t = self.time("create_resource");
         let mut db = self.db().await?;
         let r = transaction!(db, |tx, st| {
-            insert_resource(&tx, st, &new, None).await?;
+            insert_resource(&tx, st, &new, None, None).await?;
         });
         db.finish(r)
     }
@@ -1357,67 +1385,64 @@ impl Store for PgStore {
         const BY_EMAIL: &str =
             "SELECT id FROM subscribers WHERE project_id = $1 AND email_key = $2";
         const BY_ID: &str = "SELECT id FROM subscribers WHERE project_id = $1 AND id = $2";
-        let mut attempt = 0;
-        let r = loop {
-            let (client, st) = db.parts();
-            let result: Result<ResourceId, Fail> = async {
-                // The look-ups run outside a transaction: inside one (read committed) they
-                // locked nothing either, and a subscriber created meanwhile makes the insert
-                // below fail on a unique index, after which the whole grant runs again.
-                let lookups: [Option<(&'static str, &(dyn ToSql + Sync))>; 3] = [
-                    Some((BY_REFERENCE, &key)),
-                    Some((BY_EMAIL, &key)),
-                    key_id.as_ref().map(|id| (BY_ID, id as &(dyn ToSql + Sync))),
-                ];
-                let mut existing = None;
-                for (sql, value) in lookups.into_iter().flatten() {
-                    existing = st.query_opt(&*client, sql, &[&project.0, value]).await?;
-                    if existing.is_some() {
-                        break;
-                    }
+        let r = retrying!(db, |client, st| {
+            // The look-ups run outside a transaction: inside one (read committed) they
+            // locked nothing either, and a subscriber created meanwhile makes the insert
+            // below fail on a unique index, after which the whole grant runs again.
+            let lookups: [Option<(&'static str, &(dyn ToSql + Sync))>; 3] = [
+                Some((BY_REFERENCE, &key)),
+                Some((BY_EMAIL, &key)),
+                key_id.as_ref().map(|id| (BY_ID, id as &(dyn ToSql + Sync))),
+            ];
+            let mut existing = None;
+            for (sql, value) in lookups.into_iter().flatten() {
+                existing = st.query_opt(&*client, sql, &[&project.0, value]).await?;
+                if existing.is_some() {
+                    break;
                 }
-                let Some(row) = existing else {
-                    // A new subscriber is one statement, so one round trip and its own
-                    // transaction, instead of a transaction of six (begin, four inserts,
-                    // commit): round trips are what limits this grant on PostgreSQL.
-                    let family = Family {
-                        subject: upsert.create.resource.id.0,
-                        ..family.clone()
-                    };
-                    insert_new_subscriber(&*client, st, &upsert.create, &upsert.reference, &family)
-                        .await
-                        .map_err(Fail::raced)?;
-                    return Ok(upsert.create.resource.id);
-                };
-                let id = ResourceId(row.try_get(0)?);
-                let tx = client.transaction().await?;
-                update_subscriber_row(
-                    &tx,
-                    st,
-                    project,
-                    id,
-                    &upsert.patch,
-                    upsert.password_hash.as_deref(),
-                    at,
-                )
-                .await?;
-                if upsert.password_hash.is_some() {
-                    revoke_subject(&tx, st, project, id, at).await?;
-                }
+            }
+            let Some(row) = existing else {
+                // A new subscriber is one statement, so one round trip and its own
+                // transaction, instead of a transaction of six (begin, four inserts,
+                // commit): round trips are what limits this grant on PostgreSQL.
                 let family = Family {
-                    subject: id.0,
+                    subject: upsert.create.resource.id.0,
                     ..family.clone()
                 };
-                insert_family(&tx, st, &family).await?;
-                tx.commit().await?;
-                Ok(id)
+                insert_resource(
+                    &*client,
+                    st,
+                    &upsert.create,
+                    Some(&upsert.reference),
+                    Some(&family),
+                )
+                .await
+                .map_err(Fail::raced)?;
+                return Ok(upsert.create.resource.id);
+            };
+            let id = ResourceId(row.try_get(0)?);
+            let tx = client.transaction().await?;
+            update_subscriber_row(
+                &tx,
+                st,
+                project,
+                id,
+                &upsert.patch,
+                upsert.password_hash.as_deref(),
+                at,
+            )
+            .await?;
+            if upsert.password_hash.is_some() {
+                revoke_subject(&tx, st, project, id, at).await?;
             }
-            .await;
-            match result {
-                Err(e) if attempt < RETRIES && e.retryable() => attempt += 1,
-                other => break other,
-            }
-        };
+            let family = Family {
+                subject: id.0,
+                ..family.clone()
+            };
+            insert_family(&tx, st, &family).await?;
+            tx.commit().await?;
+            Ok(id)
+        });
         db.finish(r)
     }
 
