@@ -197,10 +197,8 @@ impl Maintenance {
 
     /// One bounded purge round (see [`Store::purge`]): families whose tokens have all
     /// expired, expired operator sessions, audit events past the retention, and retired keys
-    /// past their lifetime. The server repeats rounds back to back while
-    /// [`PurgeCounts::hit_limit`] says more is waiting, so a large backlog drains in short
-    /// transactions that token grants interleave with.
-    pub async fn purge_round(&self) -> StoreResult<PurgeCounts> {
+    /// past their lifetime.
+    async fn purge_round(&self) -> StoreResult<PurgeCounts> {
         let now = self.clock.now();
         let counts = self
             .store
@@ -217,7 +215,9 @@ impl Maintenance {
         Ok(counts)
     }
 
-    /// Purges everything that is due, round after round, and returns the total.
+    /// Purges everything that is due, in rounds back to back while [`PurgeCounts::hit_limit`]
+    /// says more is waiting, and returns the total: a large backlog drains in short
+    /// transactions that token grants interleave with.
     pub async fn purge(&self) -> StoreResult<PurgeCounts> {
         let mut total = PurgeCounts::default();
         loop {

@@ -334,25 +334,25 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let upkeep = tokio::spawn(upkeep(state.clone()));
+    let every =
+        std::time::Duration::from_secs(state.maintenance.policy().sync_interval.max(1) as u64);
+    let upkeep = tokio::spawn(upkeep(state.clone(), every));
+    // The purge runs as its own task so that a backlog (a million families expiring together)
+    // never delays key sync, which must run on time: other nodes promote a pending key
+    // assuming this one has loaded it.
+    let purge = tokio::spawn(purge_loop(state.clone(), every));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     upkeep.abort();
+    purge.abort();
     result
 }
 
-/// The background loops: key sync (rotation, activation, seal counts) every `sync_interval`
-/// seconds of real time, and the purge beside it. Failures are logged and retried next round.
-async fn upkeep(state: AppState) {
-    let every =
-        std::time::Duration::from_secs(state.maintenance.policy().sync_interval.max(1) as u64);
-    // The purge runs as its own task so that a backlog (a million families expiring together)
-    // never delays key sync, which must run on time: other nodes promote a pending key
-    // assuming this one has loaded it.
-    let purge = tokio::spawn(purge_loop(state.clone(), every));
-    let _abort_purge = AbortOnDrop(purge);
+/// The background loop: key sync (rotation, activation, seal counts) `every` key-sync
+/// interval of real time. Failures are logged and retried next round.
+async fn upkeep(state: AppState, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -365,39 +365,19 @@ async fn upkeep(state: AppState) {
     }
 }
 
-/// Aborts a task when dropped: aborting [`upkeep`] also stops the purge it started.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Purges in bounded rounds: back to back while a round comes back full (a backlog drains
-/// in short transactions that grants interleave with), otherwise once per `every`.
+/// Purges everything due ([`Maintenance::purge`]: bounded rounds back to back, so a backlog
+/// drains in short transactions that grants interleave with), then waits `every`.
 async fn purge_loop(state: AppState, every: std::time::Duration) {
-    let limit = tessera_core::maintenance::PURGE_ROUND;
-    // Counts since the last log line: a drained backlog logs once, not once per round.
-    let mut drained = PurgeCounts::default();
     loop {
-        match state.maintenance.purge_round().await {
-            Ok(round) => {
-                drained.add(round);
-                if round.hit_limit(limit) {
-                    continue;
-                }
-                if drained != PurgeCounts::default() {
-                    tracing::info!(
-                        families = drained.families,
-                        sessions = drained.sessions,
-                        audit_events = drained.audit_events,
-                        keys = drained.keys_destroyed,
-                        "purged expired rows"
-                    );
-                }
-                drained = PurgeCounts::default();
-            }
+        match state.maintenance.purge().await {
+            Ok(c) if c != PurgeCounts::default() => tracing::info!(
+                families = c.families,
+                sessions = c.sessions,
+                audit_events = c.audit_events,
+                keys = c.keys_destroyed,
+                "purged expired rows"
+            ),
+            Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "purge failed"),
         }
         tokio::time::sleep(every).await;
