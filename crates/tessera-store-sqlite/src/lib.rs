@@ -149,6 +149,11 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    migrate_through(conn, MIGRATIONS)
+}
+
+/// Applies those of `migrations` (the first versions, in order) that the database lacks.
+fn migrate_through(conn: &mut Connection, migrations: &[&str]) -> Result<(), rusqlite::Error> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row(
@@ -156,7 +161,7 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
         [],
         |r| r.get(0),
     )?;
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
+    for (i, sql) in migrations.iter().enumerate() {
         let v = i as i64 + 1;
         if v > current {
             tx.execute_batch(sql)?;
@@ -1396,14 +1401,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v4.db");
         {
-            let conn = open_connection(&path).unwrap();
-            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-                .unwrap();
-            for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
-                conn.execute_batch(sql).unwrap();
-                conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [i + 1])
-                    .unwrap();
-            }
+            let mut conn = open_connection(&path).unwrap();
+            migrate_through(&mut conn, &MIGRATIONS[..4]).unwrap();
             conn.execute_batch(
                 "INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 1);
                  INSERT INTO families (id, project_id, kind, subject, generation, created_at,
