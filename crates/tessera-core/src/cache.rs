@@ -93,7 +93,8 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     api_tokens: TtlMap<(ProjectId, [u8; 32]), ApiToken>,
-    addresses: TtlMap<AddressId, Address>,
+    /// Address ownership: the project an address belongs to.
+    addresses: TtlMap<AddressId, ProjectId>,
     embeds: TtlMap<[u8; 32], Embed>,
     families: TtlMap<FamilyId, Family>,
 }
@@ -275,21 +276,21 @@ impl Store for CachedStore {
         &self,
         project: ProjectId,
         ids: &[AddressId],
-    ) -> StoreResult<Vec<Address>> {
+    ) -> StoreResult<Vec<AddressId>> {
         let now = self.clock.now();
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {
             match self.addresses.get(id, now) {
-                Some(a) if a.project_id == project => found.push(a),
+                Some(owner) if owner == project => found.push(*id),
                 // Another project's address is as good as missing; the store decides.
                 _ => missing.push(*id),
             }
         }
         if !missing.is_empty() {
-            for a in self.inner.existing_addresses(project, &missing).await? {
-                self.addresses.put(a.id, a.clone(), now);
-                found.push(a);
+            for id in self.inner.existing_addresses(project, &missing).await? {
+                self.addresses.put(id, project, now);
+                found.push(id);
             }
         }
         Ok(found)

@@ -134,12 +134,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         query: AddressQuery,
         page: Page,
     ) -> StoreResult<PageOf<Address>>;
-    /// Of `ids`, returns those that exist in the project.
+    /// Of `ids`, returns those that are addresses of the project, in the order asked. Only
+    /// ownership is asked for (a guest grant checks ten addresses), so only ids come back.
     async fn existing_addresses(
         &self,
         project: ProjectId,
         ids: &[AddressId],
-    ) -> StoreResult<Vec<Address>>;
+    ) -> StoreResult<Vec<AddressId>>;
 
     // --- grants and families ---
 

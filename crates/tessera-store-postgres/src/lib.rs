@@ -1340,21 +1340,17 @@ impl Store for PgStore {
         &self,
         project: ProjectId,
         ids: &[AddressId],
-    ) -> StoreResult<Vec<Address>> {
+    ) -> StoreResult<Vec<AddressId>> {
         let ids: Vec<Uuid> = ids.iter().map(|a| a.0).collect();
         // In the order asked, once per mention (as the SQLite store answers).
         self.fetch_all(
             "existing_addresses",
-            concat!(
-                "SELECT ",
-                address_cols!(),
-                " FROM unnest($1::uuid[]) WITH ORDINALITY AS q(qid, ord)
-                 JOIN addresses ON addresses.id = q.qid
-                 WHERE addresses.project_id = $2
-                 ORDER BY q.ord"
-            ),
+            "SELECT addresses.id FROM unnest($1::uuid[]) WITH ORDINALITY AS q(qid, ord)
+             JOIN addresses ON addresses.id = q.qid
+             WHERE addresses.project_id = $2
+             ORDER BY q.ord",
             &[&ids, &project.0],
-            address_row,
+            |r| Ok(AddressId(r.try_get(0)?)),
         )
         .await
     }

@@ -775,19 +775,16 @@ impl Store for SqliteStore {
         &self,
         project: ProjectId,
         ids: &[AddressId],
-    ) -> StoreResult<Vec<Address>> {
-        let ids: Vec<String> = ids.iter().map(|a| a.to_string()).collect();
+    ) -> StoreResult<Vec<AddressId>> {
+        let ids = ids.to_vec();
         self.read("existing_addresses", move |c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {ADDRESS_COLS} FROM addresses WHERE id = ?1 AND project_id = ?2"
-            ))?;
+            let mut st =
+                c.prepare_cached("SELECT 1 FROM addresses WHERE id = ?1 AND project_id = ?2")?;
+            let project = project.to_string();
             let mut out = Vec::with_capacity(ids.len());
-            for id in &ids {
-                if let Some(a) = st
-                    .query_row(params![id, project.to_string()], address_row)
-                    .optional()?
-                {
-                    out.push(a);
+            for id in ids {
+                if st.exists(params![id.to_string(), project])? {
+                    out.push(id);
                 }
             }
             Ok(out)

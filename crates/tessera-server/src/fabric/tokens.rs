@@ -5,14 +5,13 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tessera_core::ids::{AddressId, ResourceId};
 use tessera_core::model::{NewResource, ResourceKind, SubscriberProfile};
 use tessera_core::service::{SubscriberGrant, SCOPE_SAT_REFRESH};
 use tessera_core::Secret;
 
-use super::{subscriber_patch, token_pair};
+use super::{subscriber_patch, token_answer, token_pair};
 use crate::error::{FabricError, FieldError};
 use crate::extract::{AnyAuth, Caller, Fields, JsonBody, ProjectAuth};
 use crate::state::AppState;
@@ -77,13 +76,17 @@ pub(crate) async fn subscriber_token(
         fingerprint,
     };
     let (sid, tokens) = svc.grant_subscriber(project, grant, create).await?;
-    Ok((
+    let sid = sid.to_string();
+    Ok(token_answer(
         StatusCode::OK,
-        Json({
-            let mut body = token_pair(&tokens);
-            body["subscriber_id"] = sid.to_string().into();
-            body
-        }),
+        &[
+            (
+                "refresh_token",
+                tokens.refresh.as_ref().map(|r| r.expose().as_str()),
+            ),
+            ("subscriber_id", Some(&sid)),
+            ("token", Some(tokens.access.expose())),
+        ],
     ))
 }
 
@@ -100,7 +103,7 @@ pub(crate) async fn refresh_token(
         .service
         .refresh(project, token.as_deref().unwrap_or_default())
         .await?;
-    Ok((StatusCode::CREATED, Json(token_pair(&tokens))))
+    Ok(token_pair(StatusCode::CREATED, &tokens))
 }
 
 /// Reads `allowed_addresses`: an array of UUID strings, at most ten. The count is checked
@@ -177,7 +180,7 @@ pub(crate) async fn guest_token(
     let tokens = svc
         .grant_guest(project, addresses.unwrap_or_default(), expire_at)
         .await?;
-    Ok((StatusCode::CREATED, Json(token_pair(&tokens))))
+    Ok(token_pair(StatusCode::CREATED, &tokens))
 }
 
 /// T4 `POST /api/fabric/subscriber/invites` → 201. Basic (project scope: any subscriber
@@ -220,9 +223,9 @@ pub(crate) async fn invite_token(
     let tokens = svc
         .grant_invite(caller.project(), address, expires_at, inviter)
         .await?;
-    Ok((
+    Ok(token_answer(
         StatusCode::CREATED,
-        Json(json!({ "token": tokens.access.expose() })),
+        &[("token", Some(tokens.access.expose()))],
     ))
 }
 
@@ -244,8 +247,8 @@ pub(crate) async fn embed_token(
         .service
         .grant_embed(token.as_deref().unwrap_or_default())
         .await?;
-    Ok((
+    Ok(token_answer(
         StatusCode::CREATED,
-        Json(json!({ "token": tokens.access.expose() })),
+        &[("token", Some(tokens.access.expose()))],
     ))
 }
