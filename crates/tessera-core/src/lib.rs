@@ -8,6 +8,7 @@ pub mod clock;
 pub mod crypto;
 pub mod export;
 pub mod ids;
+pub mod json;
 pub mod jws;
 pub mod keys;
 pub mod maintenance;

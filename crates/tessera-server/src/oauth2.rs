@@ -10,8 +10,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use tessera_core::json::{any_byte, ObjectWriter};
+
 use crate::error::FabricError;
 use crate::extract::{ProjectAuth, RawBody};
+use crate::fabric::json_response;
 use crate::state::AppState;
 
 /// The OAuth 2.0 routes.
@@ -27,8 +30,9 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Decodes one `application/x-www-form-urlencoded` component.
 fn form_decode(s: &str) -> Option<String> {
-    // Tokens are base64url and dots: nothing to decode, and this runs per introspection.
-    if !s.contains(['%', '+']) {
+    // Tokens are base64url and dots: nothing to decode, and this runs per introspection
+    // (`contains` with a char set was a tenth of one).
+    if !any_byte(s.as_bytes(), |b| (b == b'%') | (b == b'+')) {
         return Some(s.to_string());
     }
     let b = s.as_bytes();
@@ -88,37 +92,21 @@ async fn introspect(
     let Some(c) = claims else {
         return Ok(Json(json!({"active": false})).into_response());
     };
-    Ok(Json(Active {
-        active: true,
-        token_type: "Bearer",
-        sub: c.sub,
-        exp: c.exp,
-        iat: c.iat,
-        jti: c.jti.0,
-        project_id: c.pid.0,
-        kind: c.knd.as_str(),
-        allowed_addresses: c.adr.iter().map(|a| a.0).collect(),
-        application_id: c.app,
-        family_id: c.fam.0,
-    })
-    .into_response())
-}
-
-/// The answer for a live token. A typed struct rather than a `json!` map: this is the
-/// hottest response a resource server asks for, and a map allocates a node per member.
-#[derive(serde::Serialize)]
-struct Active {
-    active: bool,
-    token_type: &'static str,
-    sub: uuid::Uuid,
-    exp: i64,
-    iat: i64,
-    jti: uuid::Uuid,
-    project_id: uuid::Uuid,
-    kind: &'static str,
-    allowed_addresses: Vec<uuid::Uuid>,
-    application_id: Option<uuid::Uuid>,
-    family_id: uuid::Uuid,
+    // Written by hand (the members are ids and numbers): this is the hottest answer a
+    // resource server asks for, and serde's escaping of its UUIDs was a tenth of it.
+    let mut w = ObjectWriter::with_capacity(400 + 39 * c.adr.len());
+    w.bool("active", true)
+        .str("token_type", "Bearer")
+        .uuid("sub", &c.sub)
+        .int("exp", c.exp)
+        .int("iat", c.iat)
+        .uuid("jti", &c.jti.0)
+        .uuid("project_id", &c.pid.0)
+        .str("kind", c.knd.as_str())
+        .uuids("allowed_addresses", c.adr.iter().map(|a| &a.0))
+        .opt_uuid("application_id", c.app.as_ref())
+        .uuid("family_id", &c.fam.0);
+    Ok(json_response(StatusCode::OK, w.finish()))
 }
 
 /// `POST /oauth2/revoke`: revokes the token's family; unknown tokens also answer 200 (RFC 7009

@@ -17,6 +17,7 @@ async fn introspect(app: &TestApp, p: &Project, token: &str) -> Value {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/json");
     r.json().await.unwrap()
 }
 
@@ -41,9 +42,13 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
     assert_eq!(v["kind"], "guest");
     assert_eq!(v["project_id"], p.id.as_str());
     assert_eq!(v["allowed_addresses"], json!([room]));
-    for k in ["token_type", "sub", "exp", "iat", "jti", "family_id"] {
-        assert!(!v[k].is_null(), "{k}");
+    assert_eq!(v["token_type"], "Bearer");
+    for k in ["sub", "jti", "family_id"] {
+        assert!(v[k].as_str().unwrap().parse::<uuid::Uuid>().is_ok(), "{k}");
     }
+    assert!(v["exp"].as_i64().unwrap() > v["iat"].as_i64().unwrap());
+    // A guest token has no application: the member is there, and null.
+    assert_eq!(v.get("application_id"), Some(&Value::Null));
     // JSON bodies work too.
     let r = app
         .post(&p, "/oauth2/introspect", json!({"token": access}))

@@ -326,6 +326,23 @@ async fn tokens_handed_out_survive_a_restart() {
     }
 }
 
+/// A token answer is a JSON object of exactly `members`, each a non-empty string.
+async fn assert_token_members(r: reqwest::Response, members: &[&str]) {
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    let mut names: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, members);
+    for m in members {
+        assert!(!body[m].as_str().unwrap().is_empty(), "{m}");
+    }
+}
+
 #[tokio::test]
 async fn guest_invite_and_embed_tokens() {
     let app = spawn_app().await;
@@ -340,6 +357,7 @@ async fn guest_invite_and_embed_tokens() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
+    assert_token_members(r, &["refresh_token", "token"]).await;
     let r = app
         .post(
             &p,
@@ -357,7 +375,7 @@ async fn guest_invite_and_embed_tokens() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert!(r.json::<Value>().await.unwrap()["token"].is_string());
+    assert_token_members(r, &["token"]).await;
     // A room is not a subscriber address.
     let (code, attr) = first_error(
         app.post(
@@ -389,6 +407,7 @@ async fn guest_invite_and_embed_tokens() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    assert_token_members(r, &["token"]).await;
     // A wrong Authorization header is ignored.
     let r = app
         .client
