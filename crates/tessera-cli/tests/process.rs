@@ -699,6 +699,41 @@ async fn an_installation_moves_from_sqlite_to_postgres() {
     guard.drop_now().await;
 }
 
+// --- logs ---
+
+/// A server whose stderr is a file (not a terminal) writes plain text: no colour escapes in
+/// what log collectors read. Each request's debug line carries its span fields.
+#[tokio::test]
+async fn logs_written_to_a_file_carry_no_terminal_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let database = format!("sqlite://{}", dir.path().join("t.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+        .env("TESSERA_MASTER_KEY", MASTER_KEY)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("/healthz"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
+}
+
 // --- the shipped benchmark ---
 
 /// `tessera bench` runs every workload against its own server, preloads families, and reports
