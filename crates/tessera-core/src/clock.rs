@@ -83,6 +83,11 @@ impl ManualClock {
         self.millis.fetch_add(secs * 1000, Ordering::SeqCst);
     }
 
+    /// Moves the clock forward by `millis` milliseconds.
+    pub fn advance_millis(&self, millis: i64) {
+        self.millis.fetch_add(millis, Ordering::SeqCst);
+    }
+
     /// Sets the clock to `t`.
     pub fn set(&self, t: UnixTime) {
         self.millis.store(t.0 * 1000, Ordering::SeqCst);

@@ -656,6 +656,19 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     clock.advance(1);
     assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_some());
 
+    // Each entry lives the TTL from its own read, not until the next whole second (entries
+    // expiring together made every request miss at once): read 900 ms into a second, it
+    // still answers 500 ms later, in the next second, and is read again once the TTL is over.
+    let h = family(p.id, PrincipalKind::Guest);
+    cached.create_family(h.clone()).await.unwrap();
+    clock.advance_millis(900);
+    assert!(cached.get_family(h.id).await.unwrap().revoked_at.is_none());
+    inner.revoke_family(h.id, START).await.unwrap();
+    clock.advance_millis(500);
+    assert!(cached.get_family(h.id).await.unwrap().revoked_at.is_none());
+    clock.advance_millis(500);
+    assert!(cached.get_family(h.id).await.unwrap().revoked_at.is_some());
+
     // A password set by a grant revokes the subscriber's sessions: at once, through the cache.
     let carol = |c: &ManualClock| upsert(c, p.id, "carol@example.com", "carol@example.com");
     let mut with_password = carol(&clock);
