@@ -122,6 +122,11 @@ pub struct SubscriberPatch {
 }
 
 impl SubscriberPatch {
+    /// Whether the patch changes nothing (a token request that names only the reference).
+    pub fn is_empty(&self) -> bool {
+        *self == SubscriberPatch::default()
+    }
+
     /// Applies the patch to a profile.
     pub fn apply(&self, p: &mut SubscriberProfile) {
         let set = |dst: &mut String, src: &Option<String>| {

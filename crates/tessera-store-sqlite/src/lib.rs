@@ -805,15 +805,19 @@ impl Store for SqliteStore {
             let id = match existing {
                 Some(id) => {
                     let id = ResourceId(id.parse().map_err(unavailable)?);
-                    update_subscriber_row(
-                        c,
-                        project,
-                        id,
-                        &upsert.patch,
-                        upsert.password_hash.as_deref(),
-                        at,
-                    )
-                    .map_err(map_err)?;
+                    // Most token requests name only the reference: then the subscriber is left
+                    // as it is (its `updated_at` too), and the grant is one insert.
+                    if !upsert.patch.is_empty() || upsert.password_hash.is_some() {
+                        update_subscriber_row(
+                            c,
+                            project,
+                            id,
+                            &upsert.patch,
+                            upsert.password_hash.as_deref(),
+                            at,
+                        )
+                        .map_err(map_err)?;
+                    }
                     if upsert.password_hash.is_some() {
                         revoke_subject(c, project, id, at).map_err(map_err)?;
                     }

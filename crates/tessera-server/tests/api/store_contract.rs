@@ -202,6 +202,21 @@ async fn subscribers(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(a, again);
+    // A request that names only the reference changes nothing about the subscriber, not even
+    // its `updated_at`, and still opens a family for it.
+    let before = s.get_resource(p.id, a).await.unwrap();
+    let mut bare = upsert(&clock, p.id, "ALICE", "a@x.io");
+    bare.patch = SubscriberPatch::default();
+    let fam = family(p.id, PrincipalKind::Subscriber);
+    let fam_id = fam.id;
+    assert_eq!(
+        s.grant_subscriber(p.id, bare, fam, START.plus(2))
+            .await
+            .unwrap(),
+        a
+    );
+    assert_eq!(s.get_resource(p.id, a).await.unwrap(), before);
+    assert_eq!(s.get_family(fam_id).await.unwrap().subject, a.0);
     s.grant_subscriber(
         p.id,
         upsert(&clock, p.id, "bob", "b@x.io"),
