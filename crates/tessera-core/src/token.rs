@@ -221,9 +221,7 @@ impl Claims {
         }
         w.finish()
     }
-}
 
-impl Claims {
     /// Reads claims as [`Claims::to_json`] writes them, falling back to serde for any other
     /// spelling (member order, whitespace, escapes, tokens from other versions). Opening a
     /// token spent more time in serde's field matching and UUID visitors than in AES-GCM;
@@ -632,10 +630,7 @@ impl KeyRing {
         if !ek.is_empty() || h.len() > MAX_HEADER_B64 || iv.len() != 16 || tag.len() != 22 {
             return Err(TokenError::Malformed);
         }
-        let key = match self.sealed_under(class, h) {
-            Some(key) => key,
-            None => self.key_of_header(class, h)?,
-        };
+        let key = self.key_for(class, h)?;
         let iv = URL_SAFE_NO_PAD
             .decode(iv)
             .map_err(|_| TokenError::Malformed)?;
@@ -661,24 +656,21 @@ impl KeyRing {
         }
         Ok(claims)
     }
-}
 
-impl KeyRing {
-    /// The key whose seals carry exactly the encoded header `h`, if this node has sealed
-    /// with it: such a header needs no decoding or checking (it is the one the key writes),
-    /// and most tokens a node opens were sealed under its own active keys.
-    fn sealed_under(&self, class: TokenClass, h: &str) -> Option<Arc<LoadedKey>> {
+    /// The key a token's encoded protected header `h` names, for `class`. A header this node
+    /// has sealed under is recognised as it is: it needs no decoding or checking (it is the
+    /// one the key writes), and most tokens a node opens were sealed under its own keys. Any
+    /// other header is decoded and checked first.
+    fn key_for(&self, class: TokenClass, h: &str) -> Result<Arc<LoadedKey>, TokenError> {
         let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        rings
-            .get(&class.purpose())?
-            .keys
-            .values()
-            .find(|k| k.header.get().is_some_and(|sealed| sealed.b64 == h))
-            .cloned()
-    }
-
-    /// Decodes and checks the protected header `h` and finds the key it names.
-    fn key_of_header(&self, class: TokenClass, h: &str) -> Result<Arc<LoadedKey>, TokenError> {
+        let ring = rings.get(&class.purpose());
+        if let Some(key) = ring.and_then(|r| {
+            r.keys
+                .values()
+                .find(|k| k.header.get().is_some_and(|sealed| sealed.b64 == h))
+        }) {
+            return Ok(key.clone());
+        }
         let header_json = URL_SAFE_NO_PAD
             .decode(h)
             .map_err(|_| TokenError::Malformed)?;
@@ -694,10 +686,7 @@ impl KeyRing {
                 Err(TokenError::Malformed)
             };
         }
-        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        rings
-            .get(&class.purpose())
-            .and_then(|r| r.keys.get(header.kid))
+        ring.and_then(|r| r.keys.get(header.kid))
             .cloned()
             .ok_or(TokenError::UnknownKey)
     }
