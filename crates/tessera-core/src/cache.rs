@@ -127,6 +127,15 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
         self.shard(key).remove(key);
     }
 
+    /// Records what a read found, begun at `read_ms`: the value, or that it is gone (so that
+    /// no other request answers from an expired entry while it waits out the grace).
+    fn settle(&self, key: K, found: Option<V>, read_ms: i64) {
+        match found {
+            Some(v) => self.put(key, v, read_ms),
+            None => self.remove(&key),
+        }
+    }
+
     fn clear(&self) {
         for s in &self.shards {
             s.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -221,11 +230,7 @@ impl Store for CachedStore {
         // Only hits are kept: a token created a moment ago must work at once, and wrong
         // secrets must not fill the cache.
         let found = self.inner.find_api_token(project, hash).await?;
-        match &found {
-            Some(t) => self.api_tokens.put((project, hash), t.clone(), now),
-            // Gone since it was cached: no other request may still answer from it.
-            None => self.api_tokens.remove(&(project, hash)),
-        }
+        self.api_tokens.settle((project, hash), found.clone(), now);
         Ok(found)
     }
 
@@ -337,12 +342,11 @@ impl Store for CachedStore {
         }
         if !missing.is_empty() {
             let existing = self.inner.existing_addresses(project, &missing).await?;
-            for id in &missing {
-                if existing.contains(id) {
-                    self.addresses.put(*id, project, now);
-                    found.push(*id);
-                } else {
-                    self.addresses.remove(id);
+            for id in missing {
+                let owned = existing.contains(&id);
+                self.addresses.settle(id, owned.then_some(project), now);
+                if owned {
+                    found.push(id);
                 }
             }
         }
@@ -380,18 +384,14 @@ impl Store for CachedStore {
         if let Some(f) = self.families.get(&id, now) {
             return Ok(f);
         }
-        match self.inner.get_family(id).await {
-            Ok(f) => {
-                self.families.put(id, f.clone(), now);
-                Ok(f)
-            }
-            Err(e) => {
-                if matches!(e, StoreError::NotFound) {
-                    self.families.remove(&id);
-                }
-                Err(e)
-            }
+        let read = self.inner.get_family(id).await;
+        match &read {
+            Ok(f) => self.families.settle(id, Some(f.clone()), now),
+            Err(StoreError::NotFound) => self.families.settle(id, None, now),
+            // The store failed: it said nothing about the family.
+            Err(_) => {}
         }
+        read
     }
 
     async fn rotate_family(
@@ -532,10 +532,7 @@ impl Store for CachedStore {
             return Ok(Some(e));
         }
         let found = self.inner.find_embed(token_hash).await?;
-        match &found {
-            Some(e) => self.embeds.put(token_hash, e.clone(), now),
-            None => self.embeds.remove(&token_hash),
-        }
+        self.embeds.settle(token_hash, found.clone(), now);
         Ok(found)
     }
 
