@@ -130,18 +130,22 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// The access token and, when the grant has one, its refresh token, as the wire pair.
-pub(crate) fn token_pair(status: StatusCode, tokens: &IssuedTokens) -> Response {
-    token_answer(
-        status,
-        &[
-            (
-                "refresh_token",
-                tokens.refresh.as_ref().map(|r| r.expose().as_str()),
-            ),
-            ("token", Some(tokens.access.expose())),
-        ],
-    )
+/// The access token and, when the grant has one, its refresh token, as the wire pair; T1
+/// adds the `subscriber_id`.
+pub(crate) fn token_pair(
+    status: StatusCode,
+    tokens: &IssuedTokens,
+    subscriber_id: Option<&str>,
+) -> Response {
+    let refresh = (
+        "refresh_token",
+        tokens.refresh.as_ref().map(|r| r.expose().as_str()),
+    );
+    let access = ("token", Some(tokens.access.expose().as_str()));
+    match subscriber_id {
+        Some(id) => token_answer(status, &[refresh, ("subscriber_id", Some(id)), access]),
+        None => token_answer(status, &[refresh, access]),
+    }
 }
 
 /// The address's dialable channels (fabric-api.md §13 item 15).

@@ -76,18 +76,7 @@ pub(crate) async fn subscriber_token(
         fingerprint,
     };
     let (sid, tokens) = svc.grant_subscriber(project, grant, create).await?;
-    let sid = sid.to_string();
-    Ok(token_answer(
-        StatusCode::OK,
-        &[
-            (
-                "refresh_token",
-                tokens.refresh.as_ref().map(|r| r.expose().as_str()),
-            ),
-            ("subscriber_id", Some(&sid)),
-            ("token", Some(tokens.access.expose())),
-        ],
-    ))
+    Ok(token_pair(StatusCode::OK, &tokens, Some(&sid.to_string())))
 }
 
 /// T2 `POST /api/fabric/subscribers/tokens/refresh` → 201.
@@ -103,7 +92,7 @@ pub(crate) async fn refresh_token(
         .service
         .refresh(project, token.as_deref().unwrap_or_default())
         .await?;
-    Ok(token_pair(StatusCode::CREATED, &tokens))
+    Ok(token_pair(StatusCode::CREATED, &tokens, None))
 }
 
 /// Reads `allowed_addresses`: an array of UUID strings, at most ten. The count is checked
@@ -180,7 +169,7 @@ pub(crate) async fn guest_token(
     let tokens = svc
         .grant_guest(project, addresses.unwrap_or_default(), expire_at)
         .await?;
-    Ok(token_pair(StatusCode::CREATED, &tokens))
+    Ok(token_pair(StatusCode::CREATED, &tokens, None))
 }
 
 /// T4 `POST /api/fabric/subscriber/invites` → 201. Basic (project scope: any subscriber
