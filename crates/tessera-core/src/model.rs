@@ -292,6 +292,14 @@ pub struct SubscriberUpsert {
     pub create: NewResource,
 }
 
+impl SubscriberUpsert {
+    /// Whether an existing subscriber must be written: most token requests name only the
+    /// reference, and then the subscriber (its `updated_at` too) is left as it is.
+    pub fn changes_existing(&self) -> bool {
+        !self.patch.is_empty() || self.password_hash.is_some()
+    }
+}
+
 /// A session family: one grant and all of its refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Family {

@@ -1421,10 +1421,9 @@ impl Store for PgStore {
                 subject: id.0,
                 ..family.clone()
             };
-            // Most token requests name only the reference: then the subscriber is left as it
-            // is (its `updated_at` too) and the grant is the family's insert alone, one
-            // statement instead of a transaction of four round trips.
-            if upsert.patch.is_empty() && upsert.password_hash.is_none() {
+            // Nothing to write about the subscriber: the grant is the family's insert alone,
+            // one statement instead of a transaction of four round trips.
+            if !upsert.changes_existing() {
                 insert_family(&*client, st, &family).await?;
                 return Ok(id);
             }

@@ -805,9 +805,7 @@ impl Store for SqliteStore {
             let id = match existing {
                 Some(id) => {
                     let id = ResourceId(id.parse().map_err(unavailable)?);
-                    // Most token requests name only the reference: then the subscriber is left
-                    // as it is (its `updated_at` too), and the grant is one insert.
-                    if !upsert.patch.is_empty() || upsert.password_hash.is_some() {
+                    if upsert.changes_existing() {
                         update_subscriber_row(
                             c,
                             project,
