@@ -22,14 +22,23 @@ struct Node {
 
 impl Node {
     fn start(database: &str, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-            .args(extra)
+        let mut cmd = Node::command(database);
+        cmd.args(extra).env("RUST_LOG", "warn");
+        Node::spawn(cmd)
+    }
+
+    /// `tessera serve` on a free port of `database`, for [`Node::spawn`].
+    fn command(database: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", database])
             .env("TESSERA_MASTER_KEY", MASTER_KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tessera serve starts");
+            .stdout(Stdio::piped());
+        cmd
+    }
+
+    /// Starts `cmd` and waits for the address it listens on.
+    fn spawn(mut cmd: Command) -> Node {
+        let mut child = cmd.spawn().expect("tessera serve starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -708,27 +717,13 @@ async fn logs_written_to_a_file_carry_no_terminal_escapes() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("server.log");
     let database = format!("sqlite://{}", dir.path().join("t.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
-        .env("TESSERA_MASTER_KEY", MASTER_KEY)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    let mut cmd = Node::command(&database);
+    cmd.env("RUST_LOG", "debug")
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let mut node = Node::spawn(cmd);
+    let r = reqwest::get(node.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), 200);
-    let _ = child.kill();
-    let _ = child.wait();
+    node.kill();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("/healthz"), "{log}");
     assert!(!log.contains('\u{1b}'), "{log}");
