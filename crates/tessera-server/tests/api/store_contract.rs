@@ -14,7 +14,7 @@ use tessera_core::ids::{
 };
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::*;
-use tessera_core::store::{ExportRow, Store, StoreError, EXPORT_TABLES};
+use tessera_core::store::{ExportRow, Store, StoreError, StoreResult, EXPORT_TABLES};
 use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
 use tessera_core::{ManualClock, UnixTime};
 use uuid::Uuid;
@@ -178,6 +178,19 @@ async fn rotation(s: Arc<dyn Store>) {
     );
 }
 
+/// A grant refused because its email is another subscriber's: a conflict on `email`, and
+/// the family it would have opened was never stored.
+async fn assert_email_taken(s: &dyn Store, out: StoreResult<ResourceId>, family: FamilyId) {
+    assert!(
+        matches!(out, Err(StoreError::Conflict(ref c)) if c == "email"),
+        "{out:?}"
+    );
+    assert!(matches!(
+        s.get_family(family).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 /// Subscribers are upserted by reference (case-insensitively); emails are unique per project.
 async fn subscribers(s: &dyn Store) {
     let clock = ManualClock::new(START);
@@ -269,14 +282,7 @@ async fn subscribers(s: &dyn Store) {
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
     let taken = s.grant_subscriber(p.id, moved, fam, START.plus(4)).await;
-    assert!(
-        matches!(taken, Err(StoreError::Conflict(ref c)) if c == "email"),
-        "{taken:?}"
-    );
-    assert!(matches!(
-        s.get_family(fam_id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_email_taken(s, taken, fam_id).await;
     assert_eq!(
         s.get_resource(p.id, a).await.unwrap().display_name,
         "Alice A."
@@ -343,14 +349,7 @@ async fn concurrent_failures(s: Arc<dyn Store>) {
             let id = out.unwrap();
             assert_eq!(s.get_family(fam_id).await.unwrap().subject, id.0);
         } else {
-            assert!(
-                matches!(out, Err(StoreError::Conflict(ref c)) if c == "email"),
-                "{out:?}"
-            );
-            assert!(matches!(
-                s.get_family(fam_id).await,
-                Err(StoreError::NotFound)
-            ));
+            assert_email_taken(s.as_ref(), out, fam_id).await;
         }
     }
     let page = Page {
