@@ -17,7 +17,10 @@
 //! and going on with the next batch: that pipeline was measured (`tessera bench`) and gained
 //! nothing alone, while beside argon2 logins it kept only ~0.7 of the guest grant rate
 //! against ~0.9 for this design: every extra hand-off between threads waits behind the
-//! hashing threads for a core.
+//! hashing threads for a core. Measured again on 2026-12-01 (the writer at `synchronous =
+//! NORMAL`, a second thread calling `fdatasync` on the WAL before answering a committed
+//! batch): still no gain, because the machine runs out of CPU before the writer runs out of
+//! commit slots.
 
 use rusqlite::Connection;
 use tessera_core::store::{StoreError, StoreResult};

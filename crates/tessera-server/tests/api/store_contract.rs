@@ -483,6 +483,22 @@ async fn audit(s: &dyn Store) {
     let page = s.audit_events(Some(p.id), START, 1, 2).await.unwrap();
     let actions: Vec<_> = page.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["a1", "a2"]);
+
+    // A larger batch comes back in the order it was appended, with every field (the subject
+    // and the detail object included), whatever statements a store writes it with.
+    let (q, t) = project();
+    s.create_project(q.clone(), t).await.unwrap();
+    let events: Vec<AuditEvent> = (0..45)
+        .map(|i| {
+            let mut e = audit_event(q.id, START.plus(i), format!("b{i}"));
+            e.subject = format!("family:{i}");
+            e.detail.insert("n".into(), i.into());
+            e
+        })
+        .collect();
+    s.append_audit(events.clone()).await.unwrap();
+    let back = s.audit_events(Some(q.id), START, 0, 100).await.unwrap();
+    assert_eq!(back, events);
 }
 
 /// A purge request for rows dead before `before`, keeping every key.
