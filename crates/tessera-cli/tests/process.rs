@@ -821,3 +821,69 @@ fn the_benchmark_runs_every_workload_without_errors() {
         .collect();
     assert!(left.is_empty());
 }
+
+/// `--rounds` repeats the first pass and reports each workload's median over the rounds; the
+/// preloaded pass is compared with those medians.
+#[test]
+fn the_benchmark_reports_medians_over_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["bench", "--connections", "2", "--duration", "0.3"])
+        .args(["--warmup", "0.1", "--rounds", "3", "--families", "100"])
+        .args(["--workloads", "guest,subscriber-new", "--dir"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("round 3 of 3"), "{stdout}");
+    assert!(stdout.contains("over 3 rounds"), "{stdout}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(report["rounds"], 3);
+    let passes = report["passes"].as_array().unwrap();
+    assert_eq!(passes.len(), 4, "three rounds and the preloaded pass");
+    for (i, pass) in passes[..3].iter().enumerate() {
+        assert_eq!(pass["round"], i + 1);
+        assert_eq!(pass["families"], 0);
+    }
+    assert_eq!(passes[3]["families"], 100);
+    let summary = report["summary"].as_array().unwrap();
+    let names: Vec<&str> = summary
+        .iter()
+        .map(|w| w["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["guest", "subscriber-new"]);
+    for w in summary {
+        let ratios: Vec<f64> = w["ratios_to_healthz"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect();
+        assert_eq!(ratios.len(), 3, "{w}");
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(
+            w["median_ratio_to_healthz"].as_f64().unwrap(),
+            sorted[1],
+            "{w}"
+        );
+        assert_eq!(w["errors"], 0, "{w}");
+    }
+    for r in passes[3]["results"].as_array().unwrap() {
+        let w = r["workload"].as_str().unwrap();
+        if !w.starts_with("healthz") {
+            assert!(
+                r["note"].as_str().unwrap().contains("× empty database"),
+                "{r}"
+            );
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //! operator) through the admin functions and the Fabric API, then drives each workload over
 //! loopback HTTP/1.1 keep-alive connections for a fixed time and reports requests/s, latency
 //! percentiles, errors, and the ratio to `GET /healthz` measured in the same run. Ratios, not
-//! absolute figures, are what carry from one machine (or one noisy moment) to another.
+//! absolute figures, are what carry from one machine (or one noisy moment) to another; with
+//! `--rounds` the first pass runs several times and the report adds each workload's median.
 //!
 //! By default it starts its own `tessera serve` as a child process on a temporary SQLite
 //! database on the current directory's disk (not `/tmp`, which may be memory: a benchmark of
@@ -71,6 +72,10 @@ pub struct BenchArgs {
     /// run a second time and are compared with their empty-database figures.
     #[arg(long, default_value_t = 0)]
     families: u64,
+    /// Runs the first pass this many times and reports each workload's median ratio to
+    /// healthz with its spread: on a shared machine one pass's ratios move by ±15 %.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Only these workloads (comma separated); `healthz` always runs.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
@@ -509,6 +514,9 @@ struct Row {
     name: String,
     outcome: Outcome,
     note: String,
+    /// Its rate against its own yardstick, where it has one besides healthz: a login
+    /// workload's against the argon2 floor, guest grants beside logins against their solo rate.
+    versus: Option<f64>,
 }
 
 impl Row {
@@ -619,10 +627,187 @@ async fn run_one(
     .await)
 }
 
+/// argon2's figures, measured once, right before the first login workload (while the server
+/// is idle) or at the end of a run that had none.
+struct Hashing {
+    cores: usize,
+    floor: Option<Argon2Floor>,
+}
+
+impl Hashing {
+    /// The figures, measured now if they have not been yet.
+    async fn figures(&mut self) -> Result<Argon2Floor, String> {
+        match self.floor {
+            Some(a) => Ok(a),
+            None => Ok(*self.floor.insert(measure_argon2(self.cores).await?)),
+        }
+    }
+}
+
+/// Runs `healthz`, each of `names`, and `healthz` again, and returns the rows and the mean
+/// of the two healthz rates that the ratios divide by: a machine that got busier or quieter
+/// during the pass then skews no workload's ratio.
+async fn run_pass(
+    fx: &Arc<Fixture>,
+    settings: &Settings,
+    names: &[&str],
+    pass: usize,
+    hashing: &mut Hashing,
+) -> Result<(Vec<Row>, f64), String> {
+    let healthz = run_one(fx, settings, "healthz", pass).await?;
+    let mut rows = vec![Row {
+        name: "healthz".into(),
+        note: String::new(),
+        outcome: healthz,
+        versus: None,
+    }];
+    let mut solo_guest = None;
+    for &name in names {
+        // The login workloads are judged by argon2's figures.
+        let argon2 = if name.starts_with("login") {
+            Some(hashing.figures().await?)
+        } else {
+            None
+        };
+        if let (Some(a), "login+guest") = (argon2, name) {
+            rows.extend(mixed(fx, settings, a.floor, solo_guest, hashing.cores).await);
+            continue;
+        }
+        let outcome = run_one(fx, settings, name, pass).await?;
+        let mut note = String::new();
+        if name == "guest" {
+            solo_guest = Some(outcome.rps);
+        }
+        if let Some(a) = argon2 {
+            note = format!(
+                "{:.2} × argon2 floor ({:.0}/s), {:.2} × measured parallel ({:.0}/s)",
+                outcome.rps / a.floor,
+                a.floor,
+                outcome.rps / a.parallel,
+                a.parallel
+            );
+        }
+        rows.push(Row {
+            name: name.to_string(),
+            note,
+            versus: argon2.map(|a| outcome.rps / a.floor),
+            outcome,
+        });
+    }
+    let last = run_one(fx, settings, "healthz", pass).await?;
+    let base = ((rows[0].outcome.rps + last.rps) / 2.0).max(f64::MIN_POSITIVE);
+    rows.push(Row {
+        name: "healthz (again, last)".into(),
+        note: String::new(),
+        outcome: last,
+        versus: None,
+    });
+    rows[0].note = format!("ratios are to the mean of both healthz runs: {base:.0}/s");
+    Ok((rows, base))
+}
+
+/// One workload over the rounds of the first pass.
+struct Summary {
+    name: String,
+    /// Its ratio to healthz in each round, in round order.
+    ratios: Vec<f64>,
+    median_ratio: f64,
+    median_rps: f64,
+    median_p99_ms: f64,
+    /// The median of [`Row::versus`] over the rounds, for the rows that have one.
+    median_versus: Option<f64>,
+    errors: u64,
+}
+
+impl Summary {
+    fn json(&self) -> Value {
+        json!({
+            "workload": self.name,
+            "ratios_to_healthz": self.ratios.iter().map(|r| round(*r, 3)).collect::<Vec<_>>(),
+            "median_ratio_to_healthz": round(self.median_ratio, 3),
+            "median_requests_per_second": round(self.median_rps, 1),
+            "median_p99_ms": round(self.median_p99_ms, 3),
+            "median_versus_own_yardstick": self.median_versus.map(|v| round(v, 3)),
+            "errors": self.errors,
+        })
+    }
+}
+
+/// The median of `xs` (the mean of the middle two for an even count); 0 for none.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// Each workload's figures over `rounds` (the rows of each round, all in the same order;
+/// `bases` the healthz rate each round's ratios divide by). The healthz rows are the
+/// yardstick, not a workload, and are left out.
+fn summarize(rounds: &[Vec<Row>], bases: &[f64]) -> Vec<Summary> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    let workloads = first.len().saturating_sub(1);
+    (1..workloads)
+        .map(|i| {
+            let rows: Vec<&Row> = rounds.iter().map(|rows| &rows[i]).collect();
+            let ratios: Vec<f64> = rows
+                .iter()
+                .zip(bases)
+                .map(|(r, base)| r.ratio(*base))
+                .collect();
+            Summary {
+                name: rows[0].name.clone(),
+                median_ratio: median(ratios.clone()),
+                ratios,
+                median_rps: median(rows.iter().map(|r| r.outcome.rps).collect()),
+                median_p99_ms: median(rows.iter().map(|r| r.outcome.p99_ms).collect()),
+                median_versus: rows[0]
+                    .versus
+                    .map(|_| median(rows.iter().filter_map(|r| r.versus).collect())),
+                errors: rows.iter().map(|r| r.outcome.errors).sum(),
+            }
+        })
+        .collect()
+}
+
+fn print_summary(summary: &[Summary], rounds: usize) {
+    println!(
+        "\nover {rounds} rounds: medians, then each round's ratio to healthz and their spread"
+    );
+    println!(
+        "{:<34} {:>10} {:>8} {:>8} {:>7}  ratios",
+        "workload", "req/s", "÷healthz", "p99 ms", "errors"
+    );
+    for w in summary {
+        let (lo, hi) = w.ratios.iter().fold((f64::INFINITY, 0f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
+        let each: Vec<String> = w.ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let versus = match (w.median_versus, w.name.starts_with("login")) {
+            (Some(v), true) => format!("; median {v:.2} × argon2 floor"),
+            (Some(v), false) => format!("; median {v:.2} × solo guest"),
+            (None, _) => String::new(),
+        };
+        println!(
+            "{:<34} {:>10.0} {:>8.2} {:>8.2} {:>7}  {} (spread {lo:.2}–{hi:.2}){versus}",
+            w.name,
+            w.median_rps,
+            w.median_ratio,
+            w.median_p99_ms,
+            w.errors,
+            each.join(", ")
+        );
+    }
+}
+
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
-    if args.connections == 0 || args.duration <= 0.0 {
-        return Err("--connections and --duration must be positive".into());
+    if args.connections == 0 || args.duration <= 0.0 || args.rounds == 0 {
+        return Err("--connections, --duration and --rounds must be positive".into());
     }
     let wanted: Vec<String> = if args.workloads.is_empty() {
         ALL.iter().map(|s| s.to_string()).collect()
@@ -640,7 +825,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut argon2: Option<Argon2Floor> = None;
     let target = open_target(&args).await?;
     eprintln!(
         "preparing fixtures on http://{} ({})",
@@ -649,105 +833,73 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let fx = Arc::new(prepare(&target, args.connections).await?);
 
     let mut passes = Vec::new();
-    // Each workload of the first pass: its requests/s and its ratio to that pass's healthz.
-    let mut empty: Vec<(String, f64, f64)> = Vec::new();
-    for pass in 0..if args.families > 0 { 2 } else { 1 } {
-        if pass == 1 {
-            eprintln!("preloading {} families …", args.families);
-            preload_families(&target.admin.store, fx.project, args.families).await?;
-        }
-        let names: Vec<&str> = if pass == 0 {
-            wanted.iter().map(String::as_str).collect()
-        } else {
-            wanted
-                .iter()
-                .map(String::as_str)
-                .filter(|w| DURABLE.contains(w) || *w == "introspect")
-                .collect()
-        };
-        // /healthz runs first and last; the ratios divide by the mean of the two, so that
-        // a machine that got busier or quieter during the pass skews no workload's ratio.
-        let healthz = run_one(&fx, &settings, "healthz", pass).await?;
-        let mut rows = vec![Row {
-            name: "healthz".into(),
-            note: String::new(),
-            outcome: healthz,
-        }];
-        let mut solo_guest = None;
-        for name in names {
-            // The login workloads are judged by argon2's figures, measured once, right here.
-            let hashing = match (name.starts_with("login"), argon2) {
-                (false, _) => None,
-                (true, Some(a)) => Some(a),
-                (true, None) => Some(*argon2.insert(measure_argon2(cores).await?)),
-            };
-            if let (Some(a), "login+guest") = (hashing, name) {
-                rows.extend(mixed(&fx, &settings, a.floor, solo_guest, cores).await);
-                continue;
+    let mut hashing = Hashing { cores, floor: None };
+    // Each pass runs under its own number (the round; the preloaded pass after the last),
+    // so that new references never repeat across passes.
+    let mut rounds: Vec<Vec<Row>> = Vec::new();
+    let mut bases = Vec::new();
+    let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    for round in 0..args.rounds {
+        let (rows, base) = run_pass(&fx, &settings, &names, round, &mut hashing).await?;
+        let title = format!(
+            "{} connections, {:.0} s each, {} backend, {cores} cores{}",
+            args.connections,
+            args.duration,
+            target.backend,
+            if args.rounds > 1 {
+                format!(" — round {} of {}", round + 1, args.rounds)
+            } else {
+                String::new()
             }
-            let outcome = run_one(&fx, &settings, name, pass).await?;
-            let mut note = String::new();
-            if name == "guest" {
-                solo_guest = Some(outcome.rps);
-            }
-            if let Some(a) = hashing {
-                note = format!(
-                    "{:.2} × argon2 floor ({:.0}/s), {:.2} × measured parallel ({:.0}/s)",
-                    outcome.rps / a.floor,
-                    a.floor,
-                    outcome.rps / a.parallel,
-                    a.parallel
-                );
-            }
-            rows.push(Row {
-                name: name.to_string(),
-                note,
-                outcome,
-            });
-        }
-        let last = run_one(&fx, &settings, "healthz", pass).await?;
-        let base = ((rows[0].outcome.rps + last.rps) / 2.0).max(f64::MIN_POSITIVE);
-        rows.push(Row {
-            name: "healthz (again, last)".into(),
-            note: String::new(),
-            outcome: last,
-        });
-        rows[0].note = format!("ratios are to the mean of both healthz runs: {base:.0}/s");
+        );
+        print_table(&title, &rows, base);
+        passes.push(json!({
+            "families": 0,
+            "round": round + 1,
+            "results": rows.iter().map(|r| r.json(base)).collect::<Vec<_>>(),
+        }));
+        rounds.push(rows);
+        bases.push(base);
+    }
+    // Each workload of the first pass (the median over its rounds): requests/s and ratio.
+    let summary = summarize(&rounds, &bases);
+    if args.rounds > 1 {
+        print_summary(&summary, args.rounds);
+    }
+    if args.families > 0 {
+        eprintln!("preloading {} families …", args.families);
+        preload_families(&target.admin.store, fx.project, args.families).await?;
+        let names: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|w| DURABLE.contains(w) || *w == "introspect")
+            .collect();
+        let (mut rows, base) = run_pass(&fx, &settings, &names, args.rounds, &mut hashing).await?;
         // The comparison with the empty database divides ratios, each to its own pass's
         // healthz, so that the machine getting busier between the passes does not read as
         // the database's size; the plain requests/s quotient follows in brackets.
         let workloads = rows.len() - 1;
         for row in &mut rows[1..workloads] {
-            let ratio = row.outcome.rps / base;
-            if pass == 0 {
-                empty.push((row.name.clone(), row.outcome.rps, ratio));
-            } else if let Some((_, rps, r)) = empty.iter().find(|(n, _, _)| *n == row.name) {
+            if let Some(empty) = summary.iter().find(|w| w.name == row.name) {
                 row.note = format!(
                     "{:.2} × empty database ({:.2} × its req/s)",
-                    ratio / r,
-                    row.outcome.rps / rps
+                    row.outcome.rps / base / empty.median_ratio,
+                    row.outcome.rps / empty.median_rps
                 );
             }
         }
-        let title = if pass == 0 {
-            format!(
-                "{} connections, {:.0} s each, {} backend, {cores} cores",
-                args.connections, args.duration, target.backend
-            )
-        } else {
-            format!("with {} preloaded families", args.families)
-        };
-        print_table(&title, &rows, base);
+        print_table(
+            &format!("with {} preloaded families", args.families),
+            &rows,
+            base,
+        );
         passes.push(json!({
-            "families": if pass == 0 { 0 } else { args.families },
+            "families": args.families,
             "results": rows.iter().map(|r| r.json(base)).collect::<Vec<_>>(),
         }));
     }
     let rss = target.rss_mib();
-    let argon2 = match argon2 {
-        Some(a) => a,
-        None => measure_argon2(cores).await?,
-    };
+    let argon2 = hashing.figures().await?;
     let floor = argon2.floor;
     println!(
         "\nargon2id: {:.1} ms per hash, floor {floor:.0} logins/s ({cores} cores ÷ one hash), \
@@ -771,6 +923,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             "argon2_parallel_per_second": round(argon2.parallel, 1),
             "server_peak_rss_mib": rss.map(|r| round(r.0, 1)),
             "passes": passes,
+            "rounds": args.rounds,
+            "summary": summary.iter().map(Summary::json).collect::<Vec<_>>(),
         });
         std::fs::write(path, format!("{doc:#}\n"))
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -816,12 +970,76 @@ async fn mixed(
         Row {
             name: format!("login (beside guest, {login_conns} conns)"),
             note: format!("{:.2} × argon2 floor", login.rps / floor),
+            versus: Some(login.rps / floor),
             outcome: login,
         },
         Row {
             name: "guest (beside login)".into(),
             note: guest_note,
+            versus: solo_guest.map(|solo| guest.rps / solo),
             outcome: guest,
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, rps: f64, p99_ms: f64, versus: Option<f64>) -> Row {
+        Row {
+            name: name.into(),
+            outcome: Outcome {
+                rps,
+                p50_ms: p99_ms / 2.0,
+                p99_ms,
+                p999_ms: p99_ms * 2.0,
+                requests: 100,
+                errors: 0,
+            },
+            note: String::new(),
+            versus,
+        }
+    }
+
+    #[test]
+    fn the_median_of_an_odd_count_is_the_middle_one_and_of_an_even_count_the_mean_of_two() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(vec![7.0]), 7.0);
+        assert_eq!(median(Vec::new()), 0.0);
+    }
+
+    #[test]
+    fn rounds_are_summarized_per_workload_against_each_rounds_own_healthz() {
+        let round = |healthz: f64, guest: f64, login: f64| {
+            vec![
+                row("healthz", healthz, 1.0, None),
+                row("guest", guest, 4.0, None),
+                row("login", login, 500.0, Some(login / 100.0)),
+                row("healthz (again, last)", healthz, 1.0, None),
+            ]
+        };
+        // The machine halves its speed in round 2: guest's req/s halve with it, its ratio
+        // does not.
+        let rounds = vec![
+            round(1000.0, 400.0, 90.0),
+            round(500.0, 200.0, 80.0),
+            round(1000.0, 300.0, 100.0),
+        ];
+        let s = summarize(&rounds, &[1000.0, 500.0, 1000.0]);
+        let names: Vec<&str> = s.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["guest", "login"],
+            "healthz is the yardstick, not a row"
+        );
+        assert_eq!(s[0].ratios, [0.4, 0.4, 0.3]);
+        assert_eq!(s[0].median_ratio, 0.4);
+        assert_eq!(s[0].median_rps, 300.0);
+        assert_eq!(s[0].median_p99_ms, 4.0);
+        assert_eq!(s[0].median_versus, None);
+        assert_eq!(s[1].median_versus, Some(0.9));
+        assert!(summarize(&[], &[]).is_empty());
+    }
 }
