@@ -733,13 +733,46 @@ async fn logs_written_to_a_file_carry_no_terminal_escapes() {
 
 /// `tessera bench` runs every workload against its own server, preloads families, and reports
 /// each workload with requests and no errors (short windows: this checks the tool, not speed).
+/// Runs `tessera bench` with `args`, its temporary database in `dir`, and returns what it
+/// printed and the JSON report it wrote; fails the test if it did not succeed.
+fn run_bench(dir: &std::path::Path, args: &[&str]) -> (String, Value) {
+    let json_path = dir.join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("bench")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    (stdout, report)
+}
+
+/// Every workload of a preloaded pass is compared with its empty-database figure.
+fn assert_compared_with_empty(pass: &Value) {
+    for r in pass["results"].as_array().unwrap() {
+        let w = r["workload"].as_str().unwrap();
+        if !w.starts_with("healthz") {
+            let note = r["note"].as_str().unwrap();
+            assert!(note.contains("× empty database"), "{w}: {note}");
+        }
+    }
+}
+
 #[test]
 fn the_benchmark_runs_every_workload_without_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "bench",
+    let (stdout, report) = run_bench(
+        dir.path(),
+        &[
             "--connections",
             "4",
             // Long enough that every login connection sends a measured request even when
@@ -748,22 +781,12 @@ fn the_benchmark_runs_every_workload_without_errors() {
             "1",
             "--warmup",
             "0.2",
-        ])
-        .args(["--families", "3000", "--dir"])
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--families",
+            "3000",
+        ],
     );
     assert!(stdout.contains("÷healthz"), "{stdout}");
     assert!(stdout.contains("server RSS: peak"), "{stdout}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     assert!(report["server_peak_rss_mib"].as_f64().unwrap() > 0.0);
     assert!(report["argon2_floor_per_second"].as_f64().unwrap() > 0.0);
     let passes = report["passes"].as_array().unwrap();
@@ -794,14 +817,7 @@ fn the_benchmark_runs_every_workload_without_errors() {
         assert!(first.iter().any(|n| n == w), "{w} missing from {first:?}");
     }
     assert!(names(&passes[1]).iter().any(|n| n == "refresh"));
-    // Each preloaded figure is compared with its empty-database one.
-    for r in passes[1]["results"].as_array().unwrap() {
-        let w = r["workload"].as_str().unwrap();
-        if !w.starts_with("healthz") {
-            let note = r["note"].as_str().unwrap();
-            assert!(note.contains("× empty database"), "{w}: {note}");
-        }
-    }
+    assert_compared_with_empty(&passes[1]);
     for pass in passes {
         for r in pass["results"].as_array().unwrap() {
             assert_eq!(r["errors"], 0, "{r}");
@@ -827,25 +843,25 @@ fn the_benchmark_runs_every_workload_without_errors() {
 #[test]
 fn the_benchmark_reports_medians_over_rounds() {
     let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["bench", "--connections", "2", "--duration", "0.3"])
-        .args(["--warmup", "0.1", "--rounds", "3", "--families", "100"])
-        .args(["--workloads", "guest,subscriber-new", "--dir"])
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json_path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, report) = run_bench(
+        dir.path(),
+        &[
+            "--connections",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--rounds",
+            "3",
+            "--families",
+            "100",
+            "--workloads",
+            "guest,subscriber-new",
+        ],
     );
     assert!(stdout.contains("round 3 of 3"), "{stdout}");
     assert!(stdout.contains("over 3 rounds"), "{stdout}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     assert_eq!(report["rounds"], 3);
     let passes = report["passes"].as_array().unwrap();
     assert_eq!(passes.len(), 4, "three rounds and the preloaded pass");
@@ -877,13 +893,5 @@ fn the_benchmark_reports_medians_over_rounds() {
         );
         assert_eq!(w["errors"], 0, "{w}");
     }
-    for r in passes[3]["results"].as_array().unwrap() {
-        let w = r["workload"].as_str().unwrap();
-        if !w.starts_with("healthz") {
-            assert!(
-                r["note"].as_str().unwrap().contains("× empty database"),
-                "{r}"
-            );
-        }
-    }
+    assert_compared_with_empty(&passes[3]);
 }
