@@ -80,7 +80,7 @@ impl ManualClock {
 
     /// Moves the clock forward by `secs` seconds.
     pub fn advance(&self, secs: i64) {
-        self.millis.fetch_add(secs * 1000, Ordering::SeqCst);
+        self.advance_millis(secs * 1000);
     }
 
     /// Moves the clock forward by `millis` milliseconds.
