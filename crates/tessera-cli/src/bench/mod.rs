@@ -546,10 +546,15 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * m).round() / m
 }
 
-/// A ratio to healthz as the tables print it: a dash for the login workloads, which argon2
-/// bounds and which are judged against its floor instead.
+/// Whether a workload (or report row) is logins: argon2 bounds them, so they are judged
+/// against its floor, not against healthz.
+fn argon2_bound(name: &str) -> bool {
+    name.starts_with("login")
+}
+
+/// A ratio to healthz as the tables print it: a dash for the login workloads.
 fn ratio_cell(name: &str, ratio: f64) -> String {
-    if name.starts_with("login") {
+    if argon2_bound(name) {
         "—".into()
     } else {
         format!("{ratio:.2}")
@@ -674,7 +679,7 @@ async fn run_pass(
     let mut solo_guest = None;
     for &name in names {
         // The login workloads are judged by argon2's figures.
-        let argon2 = if name.starts_with("login") {
+        let argon2 = if argon2_bound(name) {
             Some(hashing.figures().await?)
         } else {
             None
@@ -794,7 +799,7 @@ fn print_summary(summary: &[Summary], rounds: usize) {
     for w in summary {
         // The login workloads are judged by the argon2 floor alone; the others by their
         // ratios to healthz, and guest beside logins also by its solo rate.
-        let detail = if w.name.starts_with("login") {
+        let detail = if argon2_bound(&w.name) {
             w.median_versus
                 .map(|v| format!("median {v:.2} × argon2 floor"))
                 .unwrap_or_default()
