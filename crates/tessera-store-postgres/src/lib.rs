@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_operators.sql"),
     include_str!("../migrations/0004_hot_path.sql"),
     include_str!("../migrations/0005_purge.sql"),
+    include_str!("../migrations/0006_grant_writes.sql"),
 ];
 
 /// The newest schema version this build knows.
@@ -1001,8 +1002,10 @@ async fn revoke_subject(
     Ok(st
         .execute(
             tx,
+            // `kind` names the partial index of subscriber families (migration 6).
             "UPDATE families SET revoked_at = $3
-             WHERE project_id = $1 AND subject = $2 AND revoked_at IS NULL",
+             WHERE project_id = $1 AND subject = $2 AND kind = 'subscriber'
+               AND revoked_at IS NULL",
             &[&project.0, &subject.0, &at.0],
         )
         .await?)
@@ -1748,7 +1751,9 @@ impl Store for PgStore {
         let mut db = self.db().await?;
         let r = transaction!(db, |tx, st| {
             // Families and subscribers carry the project id without a foreign key (they are
-            // on the hot path); resources, addresses, tokens and embeds cascade.
+            // on the hot path); resources, addresses, tokens and embeds cascade. Only
+            // subscriber families are indexed by project, so this scans families: deleting a
+            // project is rare, an index entry per grant is not.
             st.execute(&tx, "DELETE FROM families WHERE project_id = $1", &[&id.0])
                 .await?;
             st.execute(&tx, "DELETE FROM resources WHERE project_id = $1", &[&id.0])

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_operators.sql"),
     include_str!("../migrations/0004_hot_path.sql"),
     include_str!("../migrations/0005_purge.sql"),
+    include_str!("../migrations/0006_grant_writes.sql"),
 ];
 
 /// Read connections (and so concurrent reads). Reads are point lookups that take
@@ -471,16 +472,22 @@ fn find_subscriber_id(
     Ok(None)
 }
 
+/// Revokes a subscriber's live families. `kind` lets it use the partial index of subscriber
+/// families (migration 6).
+const REVOKE_SUBJECT: &str = "UPDATE families SET revoked_at = ?3
+     WHERE project_id = ?1 AND subject = ?2 AND kind = 'subscriber' AND revoked_at IS NULL";
+
 fn revoke_subject(
     conn: &Connection,
     project: ProjectId,
     subject: ResourceId,
     at: UnixTime,
 ) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "UPDATE families SET revoked_at = ?3 WHERE project_id = ?1 AND subject = ?2 AND revoked_at IS NULL",
-    )?
-    .execute(params![project.to_string(), subject.to_string(), at.0])
+    conn.prepare_cached(REVOKE_SUBJECT)?.execute(params![
+        project.to_string(),
+        subject.to_string(),
+        at.0
+    ])
 }
 
 #[async_trait]
@@ -1133,7 +1140,9 @@ impl Store for SqliteStore {
         self.write("delete_project", move |c| {
             let id = id.to_string();
             // Families and subscribers carry the project id without a foreign key (they are
-            // on the hot path); resources, addresses, tokens and embeds cascade.
+            // on the hot path); resources, addresses, tokens and embeds cascade. Only
+            // subscriber families are indexed by project, so this scans families: deleting a
+            // project is rare, an index entry per grant is not.
             c.execute("DELETE FROM families WHERE project_id = ?1", [&id])
                 .map_err(map_err)?;
             c.execute("DELETE FROM resources WHERE project_id = ?1", [&id])
@@ -1433,5 +1442,68 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 0);
+    }
+
+    /// Migration 6 keeps every audit event with its `seq` (new ones continue after them, with
+    /// no `sqlite_sequence` row to maintain), and revoking a subscriber's families still finds
+    /// them through the partial index that now leaves other families out.
+    #[test]
+    fn migration_6_rebuilds_audit_events_and_indexes_only_subscriber_families() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v5.db");
+        {
+            let mut conn = open_connection(&path).unwrap();
+            migrate_through(&mut conn, &MIGRATIONS[..5]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO audit_events (seq, at, project_id, action, actor, subject, detail)
+                 VALUES (7, 100, 'p', 'a', 'x', 's', '{}'), (41, 101, NULL, 'b', 'y', 't', '{}');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_versions(), (5, MIGRATIONS.len() as i64));
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO audit_events (at, project_id, action, actor, subject, detail)
+             VALUES (102, 'p', 'c', 'z', 'u', '{}')",
+            [],
+        )
+        .unwrap();
+        let seqs: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, action FROM audit_events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want = [(7, "a"), (41, "b"), (42, "c")].map(|(s, a)| (s, a.to_string()));
+        assert_eq!(seqs, want);
+        let sequences: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_sequence'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if sequences > 0 {
+            let audit: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'audit_events'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(audit, 0, "audit inserts no longer maintain sqlite_sequence");
+        }
+        let plan: String = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {REVOKE_SUBJECT}"))
+            .unwrap()
+            .query_map(["p", "s", "1"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("; ");
+        assert!(plan.contains("families_subscriber"), "{plan}");
     }
 }

@@ -130,8 +130,7 @@ pub(crate) fn import_all(c: &Connection, rows: &[Vec<Vec<Cell>>]) -> StoreResult
                 })?;
         }
     }
-    // AUTOINCREMENT has recorded the largest imported `seq` in sqlite_sequence, so new audit
-    // events continue after the imported ones.
+    // New audit events take the largest `seq` + 1, so they continue after the imported ones.
     Ok(())
 }
 
