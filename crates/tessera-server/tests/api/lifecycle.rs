@@ -21,6 +21,31 @@ async fn introspect(app: &TestApp, p: &Project, token: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// Repeated addresses count once, in the order first named.
+#[tokio::test]
+async fn guest_addresses_named_twice_count_once_in_first_seen_order() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let mut rooms = Vec::new();
+    for i in 0..4 {
+        rooms.push(app.room_address(&p, &format!("room {i}")).await);
+    }
+    let named = [3, 1, 3, 3, 0, 1, 2, 0, 2, 3].map(|i| &rooms[i]);
+    let g: Value = app
+        .post(
+            &p,
+            "/api/fabric/guests/tokens",
+            json!({"allowed_addresses": named}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let v = introspect(&app, &p, g["token"].as_str().unwrap()).await;
+    let want = [3, 1, 0, 2].map(|i| &rooms[i]);
+    assert_eq!(v["allowed_addresses"], json!(want));
+}
+
 #[tokio::test]
 async fn introspection_answers_active_only_for_live_access_tokens_of_the_project() {
     let app = spawn_app().await;
