@@ -251,15 +251,21 @@ async fn unreachable_server_is_a_clear_error_without_the_password() {
 
 // --- migrations ---
 
+/// The schema version of this build (the number of migrations).
+const LATEST: i64 = 6;
+
 #[tokio::test]
 async fn migrations_apply_once_and_are_idempotent() {
     let base = base_url!();
     let (url, guard) = scratch_schema(&base).await;
-    assert_eq!(migrate(&url).await.expect("first migrate"), (0, 5));
-    assert_eq!(migrate(&url).await.expect("second migrate"), (5, 5));
+    assert_eq!(migrate(&url).await.expect("first migrate"), (0, LATEST));
+    assert_eq!(
+        migrate(&url).await.expect("second migrate"),
+        (LATEST, LATEST)
+    );
     let store = PgStore::connect(&url).await.expect("connect");
-    assert_eq!(store.schema_versions(), (5, 5));
-    assert_eq!(versions(&url).await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.schema_versions(), (LATEST, LATEST));
+    assert_eq!(versions(&url).await, (1..=LATEST).collect::<Vec<_>>());
     // Every table landed in the scratch schema, none in public.
     let n: i64 = raw(&url)
         .await
@@ -338,13 +344,13 @@ async fn nodes_starting_together_migrate_once() {
     for task in tasks {
         let store = task.await.expect("join").expect("connect");
         let (before, after) = store.schema_versions();
-        assert_eq!(after, 5);
+        assert_eq!(after, LATEST);
         if before == 0 {
             fresh += 1;
         }
     }
     assert_eq!(fresh, 1, "exactly one node found an empty database");
-    assert_eq!(versions(&url).await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions(&url).await, (1..=LATEST).collect::<Vec<_>>());
     guard.drop_now().await;
 }
 
@@ -364,14 +370,17 @@ async fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 5
+                known: LATEST
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "the database schema is version 99, newer than this Tessera knows (5); upgrade Tessera"
+        format!(
+            "the database schema is version 99, newer than this Tessera knows ({LATEST}); \
+             upgrade Tessera"
+        )
     );
     let err = migrate(&url).await.expect_err("too new");
     assert!(matches!(err, OpenError::TooNew { found: 99, .. }));
