@@ -46,13 +46,18 @@ pub async fn next_batch<T>(
         return false;
     };
     batch.push(first);
+    take_queued(queue, batch, max);
+    true
+}
+
+/// Moves the items already queued into `batch` until it holds `max`, without waiting.
+pub fn take_queued<T>(queue: &mut tokio::sync::mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) {
     while batch.len() < max {
         match queue.try_recv() {
             Ok(item) => batch.push(item),
             Err(_) => break,
         }
     }
-    true
 }
 
 /// Tessera's storage.

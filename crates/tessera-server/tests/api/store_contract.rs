@@ -649,6 +649,32 @@ async fn sqlite_keeps_the_storage_contract() {
     contract(Arc::new(store)).await;
 }
 
+/// A burst of events, more than one batch (the log then waits for more before writing), is
+/// written whole and in the order it was recorded.
+#[tokio::test]
+async fn the_audit_log_writes_a_burst_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(tessera_store_sqlite::SqliteStore::open(dir.path().join("a.db")).unwrap());
+    let (p, t) = project();
+    store.create_project(p.clone(), t).await.unwrap();
+    let log = tessera_core::audit::AuditLog::start(store.clone());
+    let events: Vec<AuditEvent> = (0..1500)
+        .map(|i| audit_event(p.id, START, format!("e{i}")))
+        .collect();
+    for e in &events {
+        log.record(e.clone());
+    }
+    for _ in 0..500 {
+        if store.count_audit_events(Some(p.id), START).await.unwrap() == 1500 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let back = store.audit_events(Some(p.id), START, 0, 2000).await.unwrap();
+    assert_eq!(back, events);
+}
+
 /// The read caches change no answer of the contract.
 #[tokio::test]
 async fn cached_sqlite_keeps_the_storage_contract() {
