@@ -671,7 +671,10 @@ async fn the_audit_log_writes_a_burst_whole_and_in_order() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let back = store.audit_events(Some(p.id), START, 0, 2000).await.unwrap();
+    let back = store
+        .audit_events(Some(p.id), START, 0, 2000)
+        .await
+        .unwrap();
     assert_eq!(back, events);
 }
 
