@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::model::AuditEvent;
 use crate::store::Store;
@@ -23,10 +23,17 @@ const BUSY: usize = 8;
 /// See [`BUSY`].
 const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// What the writer task receives: an event, or a request to write everything queued so far.
+#[derive(Debug)]
+enum Message {
+    Event(AuditEvent),
+    Flush(oneshot::Sender<()>),
+}
+
 /// A handle that queues audit events. Cloning is cheap; a disabled log drops events.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: Option<mpsc::Sender<AuditEvent>>,
+    tx: Option<mpsc::Sender<Message>>,
 }
 
 impl AuditLog {
@@ -37,17 +44,31 @@ impl AuditLog {
 
     /// Starts the writer task on the current Tokio runtime.
     pub fn start(store: Arc<dyn Store>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<AuditEvent>(65_536);
+        let (tx, mut rx) = mpsc::channel::<Message>(65_536);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while crate::store::next_batch(&mut rx, &mut batch, BATCH).await {
-                if (BUSY..BATCH).contains(&batch.len()) {
+                let flushing = batch.iter().any(|m| matches!(m, Message::Flush(_)));
+                if !flushing && (BUSY..BATCH).contains(&batch.len()) {
                     tokio::time::sleep(LINGER).await;
                     crate::store::take_queued(&mut rx, &mut batch, BATCH);
                 }
-                let n = batch.len();
-                if let Err(e) = store.append_audit(std::mem::take(&mut batch)).await {
-                    tracing::error!(error = %e, lost = n, "audit events could not be written");
+                let mut events = Vec::with_capacity(batch.len());
+                let mut waiting = Vec::new();
+                for m in batch.drain(..) {
+                    match m {
+                        Message::Event(e) => events.push(e),
+                        Message::Flush(done) => waiting.push(done),
+                    }
+                }
+                let n = events.len();
+                if n > 0 {
+                    if let Err(e) = store.append_audit(events).await {
+                        tracing::error!(error = %e, lost = n, "audit events could not be written");
+                    }
+                }
+                for done in waiting {
+                    let _ = done.send(());
                 }
             }
         });
@@ -58,9 +79,22 @@ impl AuditLog {
     /// event is dropped and the loss is logged, rather than slowing token issuance.
     pub fn record(&self, event: AuditEvent) {
         if let Some(tx) = &self.tx {
-            if tx.try_send(event).is_err() {
+            if tx.try_send(Message::Event(event)).is_err() {
                 tracing::warn!("audit queue full; an audit event was dropped");
             }
+        }
+    }
+
+    /// Returns once every event recorded before the call has been written (or its write has
+    /// failed and been logged). The server calls it after its last request has been answered,
+    /// so that stopping loses no event of the requests it served.
+    pub async fn flush(&self) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let (done, written) = oneshot::channel();
+        if tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = written.await;
         }
     }
 }

@@ -341,12 +341,16 @@ pub async fn serve(
     // never delays key sync, which must run on time: other nodes promote a pending key
     // assuming this one has loaded it.
     let purge = tokio::spawn(purge_loop(state.clone(), every));
+    let audit = state.service.audit().clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     upkeep.abort();
     purge.abort();
+    // Every request has been answered; write the audit events they queued before the process
+    // (and with it the audit task) ends.
+    audit.flush().await;
     result
 }
 

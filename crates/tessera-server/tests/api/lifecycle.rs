@@ -21,6 +21,51 @@ async fn introspect(app: &TestApp, p: &Project, token: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// Stopping the server writes the audit events of the requests it answered, even those the
+/// audit log was holding back for company under load: read right after the restart, without
+/// waiting, every grant is there.
+#[tokio::test]
+async fn stopping_writes_the_audit_events_of_answered_requests() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let room = app.room_address(&p, "lobby").await;
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (client, url, p) = (
+            app.client.clone(),
+            app.url("/api/fabric/guests/tokens"),
+            p.clone(),
+        );
+        let body = json!({"allowed_addresses": [room]});
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .basic_auth(&p.id, Some(&p.token))
+                .json(&body);
+            r.send().await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::CREATED);
+    }
+    let app = app.restart().await;
+    let issued = app
+        .admin
+        .store
+        .audit_events(
+            Some(p.id.parse().unwrap()),
+            tessera_core::UnixTime(0),
+            0,
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "token.issued")
+        .count();
+    assert_eq!(issued, 32);
+}
+
 /// Repeated addresses count once, in the order first named.
 #[tokio::test]
 async fn guest_addresses_named_twice_count_once_in_first_seen_order() {
