@@ -150,6 +150,9 @@ pub struct CachedStore {
     api_tokens: TtlMap<(ProjectId, [u8; 32]), ApiToken>,
     /// Address ownership: the project an address belongs to.
     addresses: TtlMap<AddressId, ProjectId>,
+    /// Address owners with the resource and its kind, for invites. Renames leave them as they
+    /// are; only deletions forget them.
+    owners: TtlMap<AddressId, AddressOwner>,
     embeds: TtlMap<[u8; 32], Embed>,
     families: TtlMap<FamilyId, Family>,
 }
@@ -170,6 +173,7 @@ impl CachedStore {
             clock,
             api_tokens: TtlMap::new(4096, ttl),
             addresses: TtlMap::new(65_536, ttl),
+            owners: TtlMap::new(65_536, ttl),
             embeds: TtlMap::new(4096, ttl),
             // A family is about 150 bytes here: 64 Ki of them stay well inside the memory
             // budget while covering every token a busy node introspects within a second.
@@ -188,6 +192,7 @@ impl CachedStore {
     pub fn clear(&self) {
         self.api_tokens.clear();
         self.addresses.clear();
+        self.owners.clear();
         self.embeds.clear();
         self.families.clear();
     }
@@ -306,6 +311,7 @@ impl Store for CachedStore {
         let r = self.inner.delete_resource(project, id, kind, at).await;
         // Its address goes with it (addresses are cached by id, not by resource).
         self.addresses.clear();
+        self.owners.clear();
         if kind == ResourceKind::Subscriber {
             self.forget_revoked_subject();
         }
@@ -314,6 +320,29 @@ impl Store for CachedStore {
 
     async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address> {
         self.inner.get_address(project, id).await
+    }
+
+    async fn address_owner(&self, project: ProjectId, id: AddressId) -> StoreResult<AddressOwner> {
+        let now = self.clock.now_millis();
+        if let Some(owner) = self.owners.get(&id, now) {
+            // Another project's address is not found, as the store would answer.
+            return if owner.project_id == project {
+                Ok(owner)
+            } else {
+                Err(StoreError::NotFound)
+            };
+        }
+        match self.inner.address_owner(project, id).await {
+            Ok(owner) => {
+                self.owners.put(id, owner, now);
+                Ok(owner)
+            }
+            Err(StoreError::NotFound) => {
+                self.owners.settle(id, None, now);
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn list_addresses(

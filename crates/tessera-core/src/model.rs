@@ -194,6 +194,18 @@ pub struct Address {
     pub created_at: UnixTime,
 }
 
+/// What an address belongs to. Fixed for the address's life: renaming its resource changes
+/// neither, so a cache may keep it until the address is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressOwner {
+    /// Owning project.
+    pub project_id: ProjectId,
+    /// The resource it reaches.
+    pub resource_id: ResourceId,
+    /// The resource's kind.
+    pub kind: ResourceKind,
+}
+
 /// A new resource with its one address, created together.
 #[derive(Debug, Clone)]
 pub struct NewResource {

@@ -647,14 +647,15 @@ impl TokenService {
         expires_at: Option<UnixTime>,
         inviter: Option<ResourceId>,
     ) -> ServiceResult<IssuedTokens> {
-        let addr = match self.store.get_address(project, address).await {
+        let owner = match self.store.address_owner(project, address).await {
             Ok(a) => a,
             Err(StoreError::NotFound) => {
                 return Err(ServiceError::Rule(Rule::InvalidInviteAddress))
             }
             Err(e) => return Err(e.into()),
         };
-        if addr.kind != ResourceKind::Subscriber || inviter.is_some_and(|s| s != addr.resource_id) {
+        if owner.kind != ResourceKind::Subscriber || inviter.is_some_and(|s| s != owner.resource_id)
+        {
             return Err(ServiceError::Rule(Rule::InvalidInviteAddress));
         }
         let exp = expires_at.unwrap_or(self.clock.now().plus(self.policy.access_lifetime));

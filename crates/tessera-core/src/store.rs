@@ -132,6 +132,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
     /// Reads an address of a project.
     async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address>;
+    /// What an address of the project belongs to (`NotFound` for another project's). Every
+    /// invite asks it; [`crate::cache::CachedStore`] keeps the answers.
+    async fn address_owner(&self, project: ProjectId, id: AddressId) -> StoreResult<AddressOwner> {
+        let a = self.get_address(project, id).await?;
+        Ok(AddressOwner {
+            project_id: a.project_id,
+            resource_id: a.resource_id,
+            kind: a.kind,
+        })
+    }
     /// Lists a project's addresses.
     async fn list_addresses(
         &self,

@@ -792,6 +792,19 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         .await
         .unwrap()
         .is_empty());
+    // Its owner (what an invite checks), cached: the same answer as the store's, and another
+    // project's address is not found even when the entry is in memory.
+    let owner = AddressOwner {
+        project_id: q.id,
+        resource_id: room.resource.id,
+        kind: ResourceKind::Room,
+    };
+    assert_eq!(inner.address_owner(q.id, addr).await.unwrap(), owner);
+    assert_eq!(cached.address_owner(q.id, addr).await.unwrap(), owner);
+    assert!(matches!(
+        cached.address_owner(p.id, addr).await,
+        Err(StoreError::NotFound)
+    ));
     // Deleted through the cache: gone at once.
     cached
         .delete_resource(q.id, room.resource.id, ResourceKind::Room, START)
@@ -802,6 +815,33 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         .await
         .unwrap()
         .is_empty());
+    assert!(matches!(
+        cached.address_owner(q.id, addr).await,
+        Err(StoreError::NotFound)
+    ));
+    // Deleted behind its back: the owner answers until the TTL passes, then not.
+    let hall = NewResource::build(
+        clock.as_ref(),
+        q.id,
+        ResourceKind::Room,
+        "hall",
+        "Hall".into(),
+        None,
+        Default::default(),
+    );
+    cached.create_resource(hall.clone()).await.unwrap();
+    let hall_addr = hall.address.id;
+    assert!(cached.address_owner(q.id, hall_addr).await.is_ok());
+    inner
+        .delete_resource(q.id, hall.resource.id, ResourceKind::Room, START)
+        .await
+        .unwrap();
+    assert!(cached.address_owner(q.id, hall_addr).await.is_ok());
+    clock.advance(1);
+    assert!(matches!(
+        cached.address_owner(q.id, hall_addr).await,
+        Err(StoreError::NotFound)
+    ));
 
     // A deleted project takes its cached families with it.
     let h = family(q.id, PrincipalKind::Guest);
