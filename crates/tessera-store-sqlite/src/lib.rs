@@ -1401,29 +1401,39 @@ fn page_of<T>(mut items: Vec<T>, size: u32) -> rusqlite::Result<PageOf<T>> {
 mod tests {
     use super::*;
 
+    /// A database created at schema `version` holding `rows` (SQL), then opened by this build
+    /// (which migrates it to the latest version). Returns a plain connection to it afterwards.
+    fn upgraded_from(version: usize, rows: &str) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("v{version}.db"));
+        {
+            let mut conn = open_connection(&path).unwrap();
+            migrate_through(&mut conn, &MIGRATIONS[..version]).unwrap();
+            conn.execute_batch(rows).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.schema_versions(),
+            (version as i64, MIGRATIONS.len() as i64)
+        );
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        (dir, conn)
+    }
+
     /// Migration 5 brings families whose `tokens_expire_at` outlived their `expires_at` in
     /// line (the purge now looks at `tokens_expire_at` alone) and drops the index it no
     /// longer needs; families already in line keep their value.
     #[test]
     fn migration_5_clamps_tokens_expiry_and_drops_the_expiry_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v4.db");
-        {
-            let mut conn = open_connection(&path).unwrap();
-            migrate_through(&mut conn, &MIGRATIONS[..4]).unwrap();
-            conn.execute_batch(
-                "INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 1);
-                 INSERT INTO families (id, project_id, kind, subject, generation, created_at,
-                     expires_at, tokens_expire_at)
-                 VALUES ('over', 'p', 'guest', 's', 1, 1, 100, 500),
-                        ('fine', 'p', 'guest', 's', 1, 1, 100, 50);",
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.schema_versions(), (4, MIGRATIONS.len() as i64));
-        drop(store);
-        let conn = Connection::open(&path).unwrap();
+        let (_dir, conn) = upgraded_from(
+            4,
+            "INSERT INTO projects (id, name, created_at) VALUES ('p', 'p', 1);
+             INSERT INTO families (id, project_id, kind, subject, generation, created_at,
+                 expires_at, tokens_expire_at)
+             VALUES ('over', 'p', 'guest', 's', 1, 1, 100, 500),
+                    ('fine', 'p', 'guest', 's', 1, 1, 100, 50);",
+        );
         let expiry = |id: &str| -> i64 {
             conn.query_row(
                 "SELECT tokens_expire_at FROM families WHERE id = ?1",
@@ -1449,21 +1459,11 @@ mod tests {
     /// them through the partial index that now leaves other families out.
     #[test]
     fn migration_6_rebuilds_audit_events_and_indexes_only_subscriber_families() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v5.db");
-        {
-            let mut conn = open_connection(&path).unwrap();
-            migrate_through(&mut conn, &MIGRATIONS[..5]).unwrap();
-            conn.execute_batch(
-                "INSERT INTO audit_events (seq, at, project_id, action, actor, subject, detail)
-                 VALUES (7, 100, 'p', 'a', 'x', 's', '{}'), (41, 101, NULL, 'b', 'y', 't', '{}');",
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.schema_versions(), (5, MIGRATIONS.len() as i64));
-        drop(store);
-        let conn = Connection::open(&path).unwrap();
+        let (_dir, conn) = upgraded_from(
+            5,
+            "INSERT INTO audit_events (seq, at, project_id, action, actor, subject, detail)
+             VALUES (7, 100, 'p', 'a', 'x', 's', '{}'), (41, 101, NULL, 'b', 'y', 't', '{}');",
+        );
         conn.execute(
             "INSERT INTO audit_events (at, project_id, action, actor, subject, detail)
              VALUES (102, 'p', 'c', 'z', 'u', '{}')",
