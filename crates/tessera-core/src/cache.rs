@@ -324,25 +324,22 @@ impl Store for CachedStore {
 
     async fn address_owner(&self, project: ProjectId, id: AddressId) -> StoreResult<AddressOwner> {
         let now = self.clock.now_millis();
-        if let Some(owner) = self.owners.get(&id, now) {
-            // Another project's address is not found, as the store would answer.
-            return if owner.project_id == project {
-                Ok(owner)
-            } else {
-                Err(StoreError::NotFound)
-            };
-        }
-        match self.inner.address_owner(project, id).await {
-            Ok(owner) => {
-                self.owners.put(id, owner, now);
-                Ok(owner)
+        let found = match self.owners.get(&id, now) {
+            hit @ Some(_) => hit,
+            None => {
+                let read = match self.inner.address_owner(project, id).await {
+                    Ok(owner) => Some(owner),
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(e),
+                };
+                self.owners.settle(id, read, now);
+                read
             }
-            Err(StoreError::NotFound) => {
-                self.owners.settle(id, None, now);
-                Err(StoreError::NotFound)
-            }
-            Err(e) => Err(e),
-        }
+        };
+        // Another project's address is not found, as the store would answer.
+        found
+            .filter(|owner| owner.project_id == project)
+            .ok_or(StoreError::NotFound)
     }
 
     async fn list_addresses(
