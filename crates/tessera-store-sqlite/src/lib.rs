@@ -84,6 +84,13 @@ pub struct SqliteStore {
     schema_before: i64,
 }
 
+/// The WAL file SQLite keeps beside the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -91,8 +98,9 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable
-    // even across power loss (group commit keeps this affordable); busy_timeout lets admin
-    // commands share the file with a running server.
+    // even across power loss (the writer's own connection switches to NORMAL and syncs the
+    // WAL on a second thread: see `writer`); busy_timeout lets admin commands share the file
+    // with a running server.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -208,7 +216,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             schema_before: found,
             _stop_checkpoints: stop_checkpoints,
-            writer: writer::Writer::start(conn),
+            writer: writer::Writer::start(conn, wal_path(&path)).map_err(err)?,
             readers: Arc::new(Mutex::new(Vec::new())),
             read_permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
             metrics: Arc::default(),
