@@ -101,6 +101,7 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread on `conn` (switched to `synchronous = NORMAL`) and the syncer
     /// thread on the database's WAL file, `wal`.
+    ///
     /// A connection that is not in WAL mode (SQLite refuses WAL on some file systems) keeps
     /// `synchronous = FULL`: its commits are durable when they return.
     pub(crate) fn start(conn: Connection, wal: PathBuf) -> rusqlite::Result<Self> {
