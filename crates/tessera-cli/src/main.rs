@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod bench;
 
@@ -21,7 +22,9 @@ use tessera_core::jws::SigningAlg;
 use tessera_core::model::Role;
 use tessera_core::{Secret, SystemClock};
 use tessera_server::admin::Admin;
-use tessera_server::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN};
+use tessera_server::config::{
+    Config, ConnectionLimits, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN,
+};
 use tessera_server::startup::{migrate, open_store, resolve_master_key};
 use tessera_server::transfer;
 
@@ -60,9 +63,29 @@ struct DbArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "TESSERA_LISTEN", default_value = DEFAULT_LISTEN)]
+    /// Address to listen on; `:PORT` listens on 127.0.0.1 (`:0` picks a free port).
+    #[arg(long, env = "TESSERA_LISTEN", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
     listen: SocketAddr,
+    /// The URL clients reach this server at (e.g. https://tokens.example.com), for absolute
+    /// links; without it links are relative. Never taken from request headers.
+    #[arg(long, env = "TESSERA_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
+    /// Seconds from a request's first byte until its headers must be complete.
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_seconds: u64,
+    /// Seconds a request's whole body may take to arrive.
+    #[arg(long, env = "TESSERA_BODY_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_seconds: u64,
+    /// Seconds a connection may wait for the first byte of its next request.
+    #[arg(long, env = "TESSERA_KEEP_ALIVE_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    keep_alive_timeout_seconds: u64,
+    /// Seconds from a request's headers to its response (body read included); a request
+    /// still running then is answered 503.
+    #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
     #[command(flatten)]
     db: DbArgs,
     /// Seconds a just-spent refresh token is still honoured (0 disables).
@@ -116,6 +139,20 @@ struct ServeArgs {
     /// forever).
     #[arg(long, env = "TESSERA_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     audit_retention_days: u32,
+}
+
+/// A socket address, or `:PORT` for that port on the default (loopback) host.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => s.to_string(),
+    };
+    full.parse()
+        .map_err(|_| format!("{s:?}: give HOST:PORT (e.g. 0.0.0.0:8080) or :PORT"))
+}
+
+fn parse_public_url(s: &str) -> Result<String, String> {
+    tessera_server::config::parse_public_url(s)
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -324,6 +361,14 @@ async fn serve(args: ServeArgs) {
         login_address_failures: args.login_address_failures.max(1),
         cache_ttl_seconds: args.cache_ttl_seconds.max(0),
         audit_retention_days: args.audit_retention_days,
+        public_url: args.public_url,
+        limits: ConnectionLimits {
+            header_read: Duration::from_secs(args.header_read_timeout_seconds),
+            body_read: Duration::from_secs(args.body_read_timeout_seconds),
+            keep_alive: Duration::from_secs(args.keep_alive_timeout_seconds),
+            request: Duration::from_secs(args.request_timeout_seconds),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        },
         ..config_for(&args.db)
     };
     let listen = config.listen;

@@ -86,6 +86,10 @@ pub enum FabricError {
     PayloadTooLarge,
     /// 429: rate-limited; retry after this many seconds.
     TooManyRequests(u64),
+    /// 408: the request (its body) did not arrive in time.
+    RequestTimeout,
+    /// 503: the request could not be answered within the request deadline.
+    Unavailable,
     /// 422: one or more field errors.
     Validation(Vec<FieldError>),
     /// 500: logged with a reference id, answered generically.
@@ -187,6 +191,10 @@ impl IntoResponse for FabricError {
             FabricError::PayloadTooLarge => {
                 simple(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large")
             }
+            FabricError::RequestTimeout => simple(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
+            FabricError::Unavailable => {
+                simple(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+            }
             FabricError::TooManyRequests(after) => {
                 let mut r = simple(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
                 r.headers_mut()
@@ -245,6 +253,10 @@ pub enum V1Error {
     Conflict(&'static str, String),
     /// 413: the body exceeds the limit.
     PayloadTooLarge,
+    /// 408: the request (its body) did not arrive in time.
+    RequestTimeout,
+    /// 503: the request could not be answered within the request deadline.
+    Unavailable,
     /// 500: logged with the reference token, answered generically.
     Internal(String),
 }
@@ -351,6 +363,16 @@ impl IntoResponse for V1Error {
                 "PAYLOAD_TOO_LARGE",
                 "The request body is too large.",
             ),
+            V1Error::RequestTimeout => v1_body(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "The request did not arrive in time.",
+            ),
+            V1Error::Unavailable => v1_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "The request could not be answered in time; try again.",
+            ),
             V1Error::Internal(cause) => {
                 let reference = reference_token();
                 tracing::error!(%reference, %cause, "internal error");
@@ -363,4 +385,41 @@ impl IntoResponse for V1Error {
             }
         }
     }
+}
+
+/// Why a request was answered before (or instead of) its handler, by the connection limits
+/// in `startup::read_body_first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `Content-Length` (or the body read so far) is over the body limit: 413.
+    TooLarge,
+    /// The body did not arrive within the body-read deadline: 408.
+    BodyTimeout,
+    /// The body stopped arriving (the client closed or reset the connection): 400.
+    BodyBroken,
+    /// The handler did not finish within the request deadline: 503.
+    Deadline,
+}
+
+/// The response to a [`Refusal`], in the dialect of the path (`/v1…` is the Accounts API,
+/// everything else speaks Fabric). The connection is closed after it: the body was not read
+/// (or not all of it), so what follows on the connection is not the next request.
+pub fn refusal_response(path: &str, refusal: Refusal) -> Response {
+    let v1 = path == "/v1" || path.starts_with("/v1/");
+    let mut r = match (v1, refusal) {
+        (false, Refusal::TooLarge) => FabricError::PayloadTooLarge.into_response(),
+        (false, Refusal::BodyTimeout) => FabricError::RequestTimeout.into_response(),
+        (false, Refusal::BodyBroken) => FabricError::BadRequest.into_response(),
+        (false, Refusal::Deadline) => FabricError::Unavailable.into_response(),
+        (true, Refusal::TooLarge) => V1Error::PayloadTooLarge.into_response(),
+        (true, Refusal::BodyTimeout) => V1Error::RequestTimeout.into_response(),
+        (true, Refusal::BodyBroken) => {
+            V1Error::BadRequest("MALFORMED_REQUEST_BODY", "The body cannot be read.".into())
+                .into_response()
+        }
+        (true, Refusal::Deadline) => V1Error::Unavailable.into_response(),
+    };
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }

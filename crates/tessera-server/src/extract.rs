@@ -17,6 +17,7 @@ use tessera_core::ids::{ProjectId, ResourceId};
 use tessera_core::token::PrincipalKind;
 
 use crate::error::{FabricError, FieldError};
+use crate::json_body::JsonError;
 use crate::state::AppState;
 
 /// A JSON object body.
@@ -47,7 +48,7 @@ impl FromRequest<AppState> for JsonBody {
             // reported missing, which is more useful than "Bad Request".
             return Ok(JsonBody(Map::new()));
         }
-        match serde_json::from_slice::<Value>(&bytes) {
+        match crate::json_body::parse(&bytes) {
             Ok(Value::Object(m)) => Ok(JsonBody(m)),
             Ok(_) => Err(FieldError {
                 code: "invalid_parameter",
@@ -55,8 +56,39 @@ impl FromRequest<AppState> for JsonBody {
                 attribute: None,
             }
             .into()),
-            Err(_) => Err(FabricError::BadRequest),
+            // A duplicate member name makes the body mean different things to different
+            // parsers (json_body.rs): it is as malformed as a missing brace.
+            Err(JsonError::Syntax | JsonError::Duplicate { .. }) => Err(FabricError::BadRequest),
+            Err(JsonError::OutOfRange { member }) => Err(FieldError::new(
+                "invalid_parameter",
+                &member,
+                format!(
+                    "{} is a number out of range",
+                    crate::error::humanize(&member)
+                ),
+            )
+            .into()),
         }
+    }
+}
+
+/// A path parameter. A path that cannot be read as one (its id is not UTF-8 once
+/// percent-decoded, say) names nothing, so it is the dialect's 404 like any unknown id, not
+/// axum's plain-text 400.
+#[derive(Debug)]
+pub struct PathParam<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for PathParam<T> {
+    type Rejection = FabricError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| PathParam(v))
+            .map_err(|_| FabricError::NotFound)
     }
 }
 
@@ -193,26 +225,57 @@ impl Fields {
         let (name, v) = names
             .iter()
             .find_map(|n| self.raw(n).map(|v| (*n, v.clone())))?;
-        let parsed = match &v {
-            Value::Number(n) => n.as_i64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
-                    .map(|f| f as i64)
-            }),
-            Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| {
-                time::OffsetDateTime::parse(
-                    s.trim(),
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .ok()
-                .map(|t| t.unix_timestamp())
-            }),
-            _ => None,
+        // A whole number outside i64 (or a float beyond it) is a time, just not one in the
+        // window: say which side it is on rather than "must be an integer".
+        enum Read {
+            Time(i64),
+            TooLate,
+            TooEarly,
+            NotAnInteger,
+        }
+        let whole = |f: f64| {
+            if f.fract() != 0.0 || !f.is_finite() {
+                Read::NotAnInteger
+            } else if f >= i64::MAX as f64 {
+                Read::TooLate
+            } else if f <= i64::MIN as f64 {
+                Read::TooEarly
+            } else {
+                Read::Time(f as i64)
+            }
         };
-        let Some(t) = parsed else {
-            self.errors
-                .push(FieldError::invalid(name, "must be an integer"));
-            return None;
+        let read = match &v {
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(t), _) => Read::Time(t),
+                (None, Some(f)) => whole(f),
+                (None, None) => Read::NotAnInteger,
+            },
+            Value::String(s) => {
+                let s = s.trim();
+                let digits = s.strip_prefix('-').unwrap_or(s);
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    match s.parse::<i64>() {
+                        Ok(t) => Read::Time(t),
+                        Err(_) if s.starts_with('-') => Read::TooEarly,
+                        Err(_) => Read::TooLate,
+                    }
+                } else {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .map_or(Read::NotAnInteger, |t| Read::Time(t.unix_timestamp()))
+                }
+            }
+            _ => Read::NotAnInteger,
+        };
+        let limit = now.0.saturating_add(max);
+        let t = match read {
+            Read::Time(t) => t,
+            Read::NotAnInteger => {
+                self.errors
+                    .push(FieldError::invalid(name, "must be an integer"));
+                return None;
+            }
+            Read::TooEarly => i64::MIN,
+            Read::TooLate => i64::MAX,
         };
         if t <= now.0 {
             self.errors.push(FieldError::invalid(
@@ -221,7 +284,6 @@ impl Fields {
             ));
             return None;
         }
-        let limit = now.0.saturating_add(max);
         if t > limit {
             self.errors.push(FieldError::invalid(
                 name,

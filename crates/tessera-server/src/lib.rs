@@ -6,10 +6,12 @@
 pub mod accounts;
 pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod fabric;
+pub mod json_body;
 pub mod metrics;
 pub mod oauth2;
 pub mod openapi;

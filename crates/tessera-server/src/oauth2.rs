@@ -15,6 +15,7 @@ use tessera_core::json::{any_byte, ObjectWriter};
 use crate::error::FabricError;
 use crate::extract::{ProjectAuth, RawBody};
 use crate::fabric::json_response;
+use crate::json_body::JsonError;
 use crate::state::AppState;
 
 /// The OAuth 2.0 routes.
@@ -55,26 +56,39 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// The `token` parameter from a form or JSON body; `None` if absent or unreadable.
-fn token_param(headers: &HeaderMap, body: &Bytes) -> Option<String> {
+///
+/// A body that names `token` twice (a JSON member at any depth, or a form parameter) is
+/// refused: RFC 6749 §3.2 forbids repeated parameters, and which copy counts would otherwise
+/// depend on the parser (a proxy that checked the first saw another token than Tessera).
+fn token_param(headers: &HeaderMap, body: &Bytes) -> Result<Option<String>, FabricError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
     if ct.starts_with("application/json") {
-        match serde_json::from_slice::<Value>(body).ok()? {
-            Value::Object(m) => m.get("token")?.as_str().map(str::to_string),
-            _ => None,
-        }
-    } else {
-        let text = std::str::from_utf8(body).ok()?;
-        text.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == "token" || form_decode(k)? == "token")
-                .then(|| form_decode(v))
-                .flatten()
-        })
+        return match crate::json_body::parse(body) {
+            Ok(Value::Object(m)) => Ok(m.get("token").and_then(Value::as_str).map(str::to_string)),
+            Err(JsonError::Duplicate { .. }) => Err(FabricError::BadRequest),
+            _ => Ok(None),
+        };
     }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for pair in text.split('&') {
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
+        if k == "token" || form_decode(k).as_deref() == Some("token") {
+            if found.is_some() {
+                return Err(FabricError::BadRequest);
+            }
+            found = Some(form_decode(v));
+        }
+    }
+    Ok(found.flatten())
 }
 
 /// `POST /oauth2/introspect`: `{"active": true, …}` for a live access token of the caller's
@@ -85,7 +99,7 @@ async fn introspect(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<axum::response::Response, FabricError> {
-    let Some(token) = token_param(&headers, &body) else {
+    let Some(token) = token_param(&headers, &body)? else {
         return Ok(Json(json!({"active": false})).into_response());
     };
     let claims = state.service.introspect(project, &token).await?;
@@ -117,7 +131,7 @@ async fn revoke(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<impl IntoResponse, FabricError> {
-    if let Some(token) = token_param(&headers, &body) {
+    if let Some(token) = token_param(&headers, &body)? {
         state.service.revoke(project, &token).await?;
     }
     Ok(StatusCode::OK)
@@ -137,15 +151,18 @@ mod tests {
             header::CONTENT_TYPE,
             "application/x-www-form-urlencoded".parse().unwrap(),
         );
+        let param = |h: &HeaderMap, body: &'static str| token_param(h, &Bytes::from(body));
         assert_eq!(
-            token_param(&h, &Bytes::from("token_type_hint=x&token=abc.def")).as_deref(),
+            param(&h, "token_type_hint=x&token=abc.def")
+                .unwrap()
+                .as_deref(),
             Some("abc.def")
         );
+        assert!(param(&h, "token=a&token=b").is_err());
+        assert!(param(&h, "token=a&%74oken=b").is_err());
         h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        assert_eq!(
-            token_param(&h, &Bytes::from(r#"{"token":"t"}"#)).as_deref(),
-            Some("t")
-        );
-        assert_eq!(token_param(&h, &Bytes::from("[")), None);
+        assert_eq!(param(&h, r#"{"token":"t"}"#).unwrap().as_deref(), Some("t"));
+        assert_eq!(param(&h, "[").unwrap(), None);
+        assert!(param(&h, r#"{"token":"a","token":"b"}"#).is_err());
     }
 }

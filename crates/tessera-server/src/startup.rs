@@ -2,14 +2,13 @@
 //! both go through [`prepare`] and [`serve`], so tests exercise the real application.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tessera_core::accounts::{AccountsPolicy, AccountsService, LockoutPolicy};
@@ -28,7 +27,7 @@ use tessera_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::error::FabricError;
+use crate::error::{self, FabricError, Refusal};
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Shared};
 
@@ -229,38 +228,78 @@ fn method_label(method: &Method) -> &'static str {
         .map_or("OTHER", |(_, name)| name)
 }
 
-/// Reads a request body announced with a `Content-Length` within the body limit before any
-/// handler runs.
+/// Reads every request body before any handler runs, within the body limit and the
+/// body-read deadline, and runs the handler within the request deadline.
 ///
-/// Handlers check credentials before they read the body, so a 401 can be written while the
-/// body is still on its way: HTTP clients such as `requests` send the headers and the body in
-/// two writes. hyper then drains what has arrived and, if the body is not complete, closes the
-/// connection after the response, and a client that reuses the keep-alive connection for its
-/// next request sees it dropped without an answer (seen with the VMware SDK: a 401 to
-/// `POST /v1/users`, then `DELETE /v1/users/{id}` on the same connection). Bodies without a
-/// length or over the limit pass through unread: the extractors answer those (413), and such
-/// connections may close.
+/// - A `Content-Length` over the limit is refused at once (413), before a byte of the body
+///   is read: waiting for 60 KB the server will throw away only helps a slow client.
+/// - The body (announced or chunked) must arrive within `limits.body_read`, and the whole
+///   request be answered within `limits.request`: a client that promises a body and sends one
+///   byte gets 408, a handler stuck behind an unavailable database 503, both in the dialect of
+///   the path and with the connection closed (`error::refusal_response`).
+/// - Handlers check credentials before they read the body, so without this a 401 could be
+///   written while the body was still on its way (clients such as `requests` send headers and
+///   body in two writes); hyper then closed the keep-alive connection, and a client reusing it
+///   (the VMware SDK) saw its next request dropped without an answer.
 async fn read_body_first(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limits = state.config.limits;
     let limit = state.config.body_limit;
-    let announced = req
-        .headers()
+    let started = tokio::time::Instant::now();
+    let headers = req.headers();
+    let announced = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match announced {
-        Some(n) if n > 0 && n <= limit => {
-            let (parts, body) = req.into_parts();
-            match axum::body::to_bytes(body, limit).await {
-                Ok(bytes) => {
-                    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-                        .await
-                }
-                // The client stopped sending mid-body: nobody is left to read an answer.
-                Err(_) => axum::http::StatusCode::BAD_REQUEST.into_response(),
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+    let refuse = |req: &Request, why| error::refusal_response(req.uri().path(), why);
+    let req = match announced {
+        Some(n) if n > limit as u64 => return refuse(&req, Refusal::TooLarge),
+        Some(0) => req,
+        Some(_) => match read_whole(req, limit, limits.body_read).await {
+            Ok(req) => req,
+            Err((req, why)) => return refuse(&req, why),
+        },
+        None if chunked => match read_whole(req, limit, limits.body_read).await {
+            Ok(req) => req,
+            Err((req, why)) => return refuse(&req, why),
+        },
+        None => req,
+    };
+    let left = limits.request.saturating_sub(started.elapsed());
+    let path = req.uri().path().to_string();
+    match tokio::time::timeout(left, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(path = %path, "request deadline passed; answered 503");
+            error::refusal_response(&path, Refusal::Deadline)
+        }
+    }
+}
+
+/// Reads `req`'s body into memory within `limit` bytes and `within` time. On failure gives
+/// back a request (without its body) to answer in the right dialect.
+async fn read_whole(
+    req: Request,
+    limit: usize,
+    within: std::time::Duration,
+) -> Result<Request, (Request, Refusal)> {
+    let (parts, body) = req.into_parts();
+    let outcome = tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await;
+    let why = match outcome {
+        Ok(Ok(bytes)) => return Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Err(_) => Refusal::BodyTimeout,
+        Ok(Err(e)) => {
+            // `to_bytes` says "length limit exceeded" through the error's source chain.
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Refusal::TooLarge
+            } else {
+                Refusal::BodyBroken
             }
         }
-        _ => next.run(req).await,
-    }
+    };
+    Err((Request::from_parts(parts, axum::body::Body::empty()), why))
 }
 
 /// Gives every request an id (the caller's, if it is short and plain, else a new one), puts it
@@ -285,6 +324,15 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
         .map_or("<unmatched>", |p| p.as_str())
         .to_string();
     let method = req.method().clone();
+    // Kept for the refusal log (a reference-counted clone, not a copy of the header).
+    let auth = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned();
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let span = tracing::info_span!("request", %method, path = %path, request_id = %id);
     let watch = Stopwatch::start();
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
@@ -293,6 +341,16 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
     }
     let elapsed = watch.elapsed();
     let status = resp.status().as_u16();
+    if crate::telemetry::is_refusal(status) {
+        crate::telemetry::log_refusal(
+            &id,
+            &path,
+            status,
+            client,
+            auth.as_ref(),
+            resp.extensions().get::<crate::telemetry::Principal>(),
+        );
+    }
     state
         .service
         .metrics()
@@ -342,10 +400,9 @@ pub async fn serve(
     // assuming this one has loaded it.
     let purge = tokio::spawn(purge_loop(state.clone(), every));
     let audit = state.service.audit().clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config.limits;
+    let app = router(state);
+    let result = crate::connections::serve(listener, app, limits, shutdown).await;
     upkeep.abort();
     purge.abort();
     // Every request has been answered; write the audit events they queued before the process

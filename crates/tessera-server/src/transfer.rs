@@ -106,7 +106,10 @@ pub fn read_export(
             line: line_no,
             message,
         };
-        let v: Value = serde_json::from_str(&line).map_err(|e| bad(format!("not JSON ({e})")))?;
+        // The strict reader: a row naming a column twice is refused, not resolved by
+        // whichever copy serde_json keeps.
+        let v: Value = crate::json_body::parse(line.as_bytes())
+            .map_err(|e| bad(format!("not JSON ({e:?})")))?;
         if !header {
             check_header(&v, schema_version).map_err(bad)?;
             header = true;

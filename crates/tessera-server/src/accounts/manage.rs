@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -18,7 +18,7 @@ use tessera_core::model::{ApiToken, Operator, OperatorKind, OperatorPatch, Proje
 use tessera_core::store::StoreError;
 use tessera_core::{Secret, UnixTime};
 
-use super::{malformed, Caller, V1Json};
+use super::{malformed, Caller, V1Json, V1Path};
 use crate::admin::Admin;
 use crate::error::V1Error;
 use crate::state::AppState;
@@ -305,7 +305,7 @@ async fn create_users(
 async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    V1Path(id): V1Path<String>,
     V1Json(body): V1Json,
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Admin)?;
@@ -344,7 +344,7 @@ async fn update_user(
 async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    V1Path(id): V1Path<String>,
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Admin)?;
     let id: OperatorId = parse_id(&id, "user")?;
@@ -429,7 +429,7 @@ async fn project_of(state: &AppState, raw: &str) -> Result<Project, V1Error> {
 async fn get_project(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    V1Path(id): V1Path<String>,
 ) -> Result<impl IntoResponse, V1Error> {
     caller.require(Role::Viewer)?;
     Ok(Json(project_json(&project_of(&state, &id).await?)))
@@ -439,7 +439,7 @@ async fn get_project(
 async fn delete_project(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    V1Path(id): V1Path<String>,
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Operator)?;
     let id: ProjectId = parse_id(&id, "project")?;
@@ -451,7 +451,7 @@ async fn delete_project(
 async fn list_api_tokens(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    V1Path(id): V1Path<String>,
     q: QueryMap,
 ) -> Result<impl IntoResponse, V1Error> {
     caller.require(Role::Viewer)?;
@@ -465,7 +465,7 @@ async fn list_api_tokens(
 async fn create_api_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    V1Path(id): V1Path<String>,
     V1Json(body): V1Json,
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Operator)?;
@@ -488,7 +488,7 @@ async fn create_api_token(
 async fn revoke_api_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, token_id)): Path<(String, String)>,
+    V1Path((id, token_id)): V1Path<(String, String)>,
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Operator)?;
     let project = project_of(&state, &id).await?;

@@ -24,6 +24,7 @@ use tessera_core::Secret;
 
 use crate::error::{FabricError, V1Error};
 use crate::extract::RawBody;
+use crate::json_body::JsonError;
 use crate::state::AppState;
 
 /// The `/v1` routes (nested under `/v1` by the router).
@@ -54,6 +55,24 @@ impl FromRequest<AppState> for V1Bytes {
     }
 }
 
+/// A path parameter; one that cannot be read (not UTF-8 once decoded) names nothing: the
+/// dialect's 404 rather than axum's plain-text 400.
+pub(crate) struct V1Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequestParts<AppState> for V1Path<T> {
+    type Rejection = V1Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match crate::extract::PathParam::<T>::from_request_parts(parts, state).await {
+            Ok(crate::extract::PathParam(v)) => Ok(V1Path(v)),
+            Err(_) => Err(V1Error::NotFound("NOT_FOUND", "Not found.".into())),
+        }
+    }
+}
+
 /// A JSON body of any shape; `None` when empty.
 pub(crate) struct V1Json(pub Option<Value>);
 
@@ -65,14 +84,31 @@ impl FromRequest<AppState> for V1Json {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(V1Json(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|v| V1Json(Some(v)))
-            .map_err(|_| malformed("The request body is not valid JSON."))
+        parse_body(&bytes).map(|v| V1Json(Some(v)))
     }
 }
 
 pub(crate) fn malformed(message: &str) -> V1Error {
     V1Error::BadRequest("MALFORMED_REQUEST_BODY", message.into())
+}
+
+/// Reads a JSON body with the one strict reader (`json_body`), stating what is wrong in this
+/// dialect's words. Member names are echoed shortened, so a 60 KB name is not sent back.
+fn parse_body(bytes: &[u8]) -> Result<Value, V1Error> {
+    fn short(name: &str) -> String {
+        name.chars().take(64).collect()
+    }
+    crate::json_body::parse(bytes).map_err(|e| match e {
+        JsonError::Syntax => malformed("The request body is not valid JSON."),
+        JsonError::Duplicate { member } => malformed(&format!(
+            "The request body names a member more than once (in {:?}).",
+            short(&member)
+        )),
+        JsonError::OutOfRange { member } => malformed(&format!(
+            "The request body has a number out of range (in {:?}).",
+            short(&member)
+        )),
+    })
 }
 
 /// The operator behind a valid `Authorization: Bearer` access token.
@@ -118,12 +154,33 @@ fn opt_string(m: &Map<String, Value>, key: &str) -> Result<Option<String>, V1Err
     }
 }
 
-/// `POST /v1/tokens`: username + password, or an API key (which takes precedence, A6).
+/// `POST /v1/tokens`: username + password, or an API key (which takes precedence, A6). A
+/// refused login carries the username it tried (never the password or key) for the refusal
+/// log.
 async fn create_token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     V1Json(body): V1Json,
-) -> Result<impl IntoResponse, V1Error> {
+) -> axum::response::Response {
+    let mut who = None;
+    match login(&state, peer, body, &mut who).await {
+        Ok(answer) => answer.into_response(),
+        Err(e) => {
+            let mut r = e.into_response();
+            if let Some(who) = who {
+                r.extensions_mut().insert(crate::telemetry::Principal(who));
+            }
+            r
+        }
+    }
+}
+
+async fn login(
+    state: &AppState,
+    peer: SocketAddr,
+    body: Option<Value>,
+    who: &mut Option<String>,
+) -> Result<Json<Value>, V1Error> {
     let spec = match body {
         Some(Value::Object(m)) => m,
         Some(_) => return Err(malformed("The body must be a TokenCreationSpec object.")),
@@ -135,6 +192,7 @@ async fn create_token(
     let password = opt_string(&spec, "password")?.filter(|p| !p.is_empty());
     let addr = peer.ip();
     let tokens = if let Some(key) = api_key {
+        *who = Some("api key".into());
         state.accounts.login_api_key(Secret::new(key), addr).await?
     } else if id_token.is_some() {
         // There is no SSO here to check an id token against: it can never be valid.
@@ -142,6 +200,7 @@ async fn create_token(
     } else {
         match (username, password) {
             (Some(u), Some(p)) => {
+                *who = Some(format!("user:{u}"));
                 state
                     .accounts
                     .login_password(&u, Secret::new(p), addr)
@@ -181,8 +240,8 @@ fn refresh_id(body: &[u8]) -> Result<Option<String>, V1Error> {
     let id = match text.as_bytes()[0] {
         b'"' => serde_json::from_str::<String>(text)
             .map_err(|_| malformed("The refresh token id is not a valid JSON string."))?,
-        b'{' => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(m)) => opt_string(&m, "id")?.unwrap_or_default(),
+        b'{' => match parse_body(text.as_bytes())? {
+            Value::Object(m) => opt_string(&m, "id")?.unwrap_or_default(),
             _ => return Err(malformed("The body is not valid JSON.")),
         },
         _ => text.to_string(),

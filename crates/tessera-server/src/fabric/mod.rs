@@ -4,7 +4,8 @@
 mod resources;
 mod tokens;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::MatchedPath;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -92,7 +93,15 @@ pub(crate) fn subscriber_patch(
         last_name: f.string("last_name"),
         display_name: f.string("display_name"),
         job_title: f.string("job_title"),
-        timezone: tz_fields.iter().find_map(|n| f.string(n)),
+        // Every spelling given is checked (a bad alias beside a good one is still an error,
+        // not silently dropped); the first given wins.
+        timezone: tz_fields
+            .iter()
+            .map(|n| f.string(n))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .next(),
         country: f.string("country"),
         region: f.string("region"),
         company_name: f.string("company_name"),
@@ -289,20 +298,26 @@ impl Paging {
     }
 }
 
-/// The absolute URL of `path` on this server, from the request's Host header.
-fn base_url(headers: &HeaderMap, path: &str) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("localhost");
-    format!("http://{host}{path}")
+/// The path a list's links name: the route's template with its id filled in by the server.
+///
+/// Not the request's own path: that is the client's text (`//evil.example/…` would make a
+/// relative link point at another host), and nothing in a link may come from the request
+/// but the query the server itself validated.
+pub(crate) fn link_path(route: &MatchedPath, id: Option<Uuid>) -> String {
+    match id {
+        Some(id) => route.as_str().replace("{id}", &id.to_string()),
+        None => route.as_str().to_string(),
+    }
 }
 
 /// Renders a `{data, links}` envelope. Links carry every parameter the next request needs
 /// (the SDK re-requests the original path with exactly the `next` query).
+///
+/// Links are relative (`/api/fabric/…?…`) unless the server was given a public URL
+/// (`--public-url`), in which case they are absolute on it. They are never built from the
+/// `Host` header: an SDK that follows `next` sends the project's credentials there.
 pub(crate) fn envelope<T>(
-    headers: &HeaderMap,
+    public_url: Option<&str>,
     path: &str,
     filters: &[(&str, Option<String>)],
     paging: &Paging,
@@ -310,7 +325,7 @@ pub(crate) fn envelope<T>(
     last_id: impl Fn(&T) -> Uuid,
     render: impl Fn(&T) -> Value,
 ) -> Value {
-    let base = base_url(headers, path);
+    let base = format!("{}{path}", public_url.unwrap_or(""));
     let size = paging.page.size;
     let extra: String = filters
         .iter()

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{MatchedPath, Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{Map, Value};
@@ -13,9 +13,9 @@ use tessera_core::ids::{AddressId, ProjectId, ResourceId};
 use tessera_core::model::*;
 use tessera_core::Secret;
 
-use super::{address_json, envelope, path_id, resource_json, subscriber_patch, Paging};
+use super::{address_json, envelope, link_path, path_id, resource_json, subscriber_patch, Paging};
 use crate::error::{FabricError, FieldError};
-use crate::extract::{AnyAuth, Caller, Fields, JsonBody, ProjectAuth};
+use crate::extract::{AnyAuth, Caller, Fields, JsonBody, PathParam, ProjectAuth};
 use crate::state::AppState;
 
 type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -72,40 +72,36 @@ pub(crate) async fn create_subscriber(
 pub(crate) async fn list_subscribers(
     state: State<AppState>,
     auth: ProjectAuth,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    matched: MatchedPath,
     q: QueryMap,
 ) -> Result<impl IntoResponse, FabricError> {
-    list_kind(state, auth, headers, uri, q, Some(ResourceKind::Subscriber)).await
+    list_kind(state, auth, matched, q, Some(ResourceKind::Subscriber)).await
 }
 
 /// `GET /api/fabric/resources/conference_rooms`.
 pub(crate) async fn list_rooms(
     state: State<AppState>,
     auth: ProjectAuth,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    matched: MatchedPath,
     q: QueryMap,
 ) -> Result<impl IntoResponse, FabricError> {
-    list_kind(state, auth, headers, uri, q, Some(ResourceKind::Room)).await
+    list_kind(state, auth, matched, q, Some(ResourceKind::Room)).await
 }
 
 /// `GET /api/fabric/resources`: every resource of the project.
 pub(crate) async fn list_resources(
     state: State<AppState>,
     auth: ProjectAuth,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    matched: MatchedPath,
     q: QueryMap,
 ) -> Result<impl IntoResponse, FabricError> {
-    list_kind(state, auth, headers, uri, q, None).await
+    list_kind(state, auth, matched, q, None).await
 }
 
 async fn list_kind(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    matched: MatchedPath,
     q: QueryMap,
     kind: Option<ResourceKind>,
 ) -> Result<Json<Value>, FabricError> {
@@ -117,8 +113,8 @@ async fn list_kind(
         .list_resources(project, kind, paging.page)
         .await?;
     Ok(Json(envelope(
-        &headers,
-        uri.path(),
+        state.config.public_url.as_deref(),
+        &link_path(&matched, None),
         &[],
         &paging,
         &page,
@@ -145,7 +141,7 @@ async fn get_kind(
 pub(crate) async fn get_subscriber(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     let r = get_kind(&state, project, &id, Some(ResourceKind::Subscriber)).await?;
     Ok(Json(resource_json(&r)))
@@ -155,7 +151,7 @@ pub(crate) async fn get_subscriber(
 pub(crate) async fn update_subscriber(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, FabricError> {
     let id: ResourceId = path_id(&id)?;
@@ -199,7 +195,7 @@ pub(crate) async fn update_subscriber(
 pub(crate) async fn delete_subscriber(
     state: State<AppState>,
     auth: ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     delete_kind(state, auth, &id, Some(ResourceKind::Subscriber)).await
 }
@@ -208,7 +204,7 @@ pub(crate) async fn delete_subscriber(
 pub(crate) async fn delete_room(
     state: State<AppState>,
     auth: ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     delete_kind(state, auth, &id, Some(ResourceKind::Room)).await
 }
@@ -217,7 +213,7 @@ pub(crate) async fn delete_room(
 pub(crate) async fn delete_resource(
     state: State<AppState>,
     auth: ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     delete_kind(state, auth, &id, None).await
 }
@@ -242,7 +238,7 @@ async fn delete_kind(
 pub(crate) async fn get_resource(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     Ok(Json(resource_json(
         &get_kind(&state, project, &id, None).await?,
@@ -288,7 +284,7 @@ pub(crate) async fn create_room(
 pub(crate) async fn get_room(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     Ok(Json(resource_json(
         &get_kind(&state, project, &id, Some(ResourceKind::Room)).await?,
@@ -299,7 +295,7 @@ pub(crate) async fn get_room(
 pub(crate) async fn update_room(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, FabricError> {
     let id: ResourceId = path_id(&id)?;
@@ -328,9 +324,8 @@ pub(crate) async fn update_room(
 pub(crate) async fn resource_addresses(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    PathParam(id): PathParam<String>,
+    matched: MatchedPath,
     q: QueryMap,
 ) -> Result<impl IntoResponse, FabricError> {
     let q = query(q)?;
@@ -346,8 +341,8 @@ pub(crate) async fn resource_addresses(
         .list_addresses(project, query, paging.page)
         .await?;
     Ok(Json(envelope(
-        &headers,
-        uri.path(),
+        state.config.public_url.as_deref(),
+        &link_path(&matched, Some(r.id.0)),
         &[],
         &paging,
         &page,
@@ -361,8 +356,7 @@ pub(crate) async fn resource_addresses(
 pub(crate) async fn list_addresses(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    matched: MatchedPath,
     q: QueryMap,
 ) -> Result<impl IntoResponse, FabricError> {
     let q = query(q)?;
@@ -373,7 +367,12 @@ pub(crate) async fn list_addresses(
             Some(k) => Some(k),
             // A type no address has (`call`, say) is a valid filter that matches nothing.
             None if t.len() <= 32 => {
-                return Ok(Json(empty_envelope(&headers, uri.path(), &paging, &q)))
+                return Ok(Json(empty_envelope(
+                    state.config.public_url.as_deref(),
+                    &link_path(&matched, None),
+                    &paging,
+                    &q,
+                )))
             }
             None => return Err(FieldError::invalid("type", "is invalid").into()),
         },
@@ -398,8 +397,8 @@ pub(crate) async fn list_addresses(
         ("display_name", display_name),
     ];
     Ok(Json(envelope(
-        &headers,
-        uri.path(),
+        state.config.public_url.as_deref(),
+        &link_path(&matched, None),
         &filters,
         &paging,
         &page,
@@ -409,7 +408,7 @@ pub(crate) async fn list_addresses(
 }
 
 fn empty_envelope(
-    headers: &HeaderMap,
+    public_url: Option<&str>,
     path: &str,
     paging: &Paging,
     q: &HashMap<String, String>,
@@ -419,7 +418,7 @@ fn empty_envelope(
         more: false,
     };
     envelope(
-        headers,
+        public_url,
         path,
         &[("type", q.get("type").cloned())],
         paging,
@@ -433,7 +432,7 @@ fn empty_envelope(
 pub(crate) async fn get_address(
     State(state): State<AppState>,
     AnyAuth(caller): AnyAuth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
     let id: AddressId = path_id(&id)?;
     let a = state

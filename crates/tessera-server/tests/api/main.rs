@@ -3,6 +3,7 @@
 
 mod accounts;
 mod bad_input;
+mod hardening;
 mod helpers;
 mod lifecycle;
 mod openapi;

@@ -1,0 +1,539 @@
+//! What an attacker, a slow client and a careless proxy find (issue 18): parser
+//! differentials, numbers beyond range, hostile `Host` headers, non-UTF-8 paths, and clients
+//! that send slowly or not at all, tested with real sockets.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tessera_server::config::ConnectionLimits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+fn addr(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_string()
+}
+
+fn basic(p: &Project) -> String {
+    use base64::Engine;
+    let raw = format!("{}:{}", p.id, p.token);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// A response read off a raw socket: status, head (lower-cased) and body.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Reads one HTTP/1.1 response (with a `Content-Length`) from `s`, or `None` if the
+/// connection closes first or nothing complete arrives within `within`.
+async fn read_response(s: &mut TcpStream, within: Duration) -> Option<Raw> {
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                let status = head[9..12].parse().unwrap();
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                return Some(Raw { status, head, body });
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Whether the server has closed `s` (EOF or reset) within `within`, reading and discarding
+/// whatever it sends first.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn healthz_ok(app: &TestApp) {
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn send_raw(app: &TestApp, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr(app)).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let room = app.room_address(&p, "r").await;
+    // The attack of the issue: a WAF that reads the first "username" sees "nobody".
+    app.admin
+        .create_operator(
+            "admin@local",
+            Some(secret("S3cret-enough!")),
+            tessera_core::model::Role::Admin,
+            false,
+        )
+        .await
+        .unwrap();
+    let login = r#"{"username":"nobody","username":"admin@local","password":"S3cret-enough!"}"#;
+    let r = app
+        .client
+        .post(app.url("/v1/tokens"))
+        .header("content-type", "application/json")
+        .body(login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errorCode"], "MALFORMED_REQUEST_BODY");
+    assert!(v["message"].as_str().unwrap().contains("more than once"));
+    assert!(v.get("accessToken").is_none());
+
+    // Every Fabric JSON endpoint, at the top level and nested.
+    let top = format!(r#"{{"allowed_addresses":["{room}"],"allowed_addresses":["{room}"]}}"#);
+    let nested = r#"{"reference":"a@example.com","x":{"k":[{"a":1,"a":2}]}}"#;
+    for (path, body) in [
+        ("/api/fabric/guests/tokens", top.as_str()),
+        ("/api/fabric/subscribers/tokens", nested),
+        (
+            "/api/fabric/subscribers/tokens",
+            r#"{"reference":"a@example.com","reference":"b@example.com"}"#,
+        ),
+        (
+            "/api/fabric/subscribers/tokens/refresh",
+            r#"{"refresh_token":"a","refresh_token":"b"}"#,
+        ),
+        (
+            "/api/fabric/subscriber/invites",
+            r#"{"address_id":"a","address_id":"b"}"#,
+        ),
+        ("/api/fabric/embeds/tokens", r#"{"token":"a","token":"b"}"#),
+        (
+            "/api/fabric/resources/subscribers",
+            r#"{"email":"a@example.com","email":"b@example.com"}"#,
+        ),
+        (
+            "/api/fabric/resources/conference_rooms",
+            r#"{"name":"a","meta":{"x":1,"x":2}}"#,
+        ),
+        ("/oauth2/introspect", r#"{"token":"a","token":"b"}"#),
+        ("/oauth2/revoke", r#"{"token":"a","token":"b"}"#),
+    ] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .basic_auth(&p.id, Some(&p.token))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, json!({"error": "Bad Request"}), "{path}");
+    }
+    // Nothing was created by the refused bodies.
+    let subs: Value = app
+        .get(&p, "/api/fabric/resources/subscribers")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(subs["data"].as_array().unwrap().len(), 0);
+    // A form naming `token` twice is refused the same way.
+    let r = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&p.id, Some(&p.token))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=a&token=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let room = app.room_address(&p, "r").await;
+    let guest =
+        |expire: &str| format!(r#"{{"allowed_addresses":["{room}"],"expire_at":{expire}}}"#);
+    for (expire, message) in [
+        ("1e400", "Expire At is a number out of range"),
+        ("-1e400", "Expire At is a number out of range"),
+        ("1e308", "Expire At must be less than or equal to"),
+        (
+            "\"99999999999999999999999\"",
+            "Expire At must be less than or equal to",
+        ),
+        ("-1e308", "Expire At must be greater than"),
+        ("1700000000.5", "Expire At must be an integer"),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/api/fabric/guests/tokens"))
+            .basic_auth(&p.id, Some(&p.token))
+            .header("content-type", "application/json")
+            .body(guest(expire))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{expire}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["errors"][0]["attribute"], "expire_at", "{expire}");
+        let got = v["errors"][0]["message"].as_str().unwrap();
+        assert!(got.starts_with(message), "{expire}: {got}");
+    }
+
+    // PUT with a valid `timezone` and a bad `time_zone` beside it: the alias is checked too.
+    let (sid, _) = app.subscriber(&p, "tz@example.com").await;
+    let r = app
+        .client
+        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
+        .basic_auth(&p.id, Some(&p.token))
+        .json(&json!({"timezone": "Europe/Paris", "time_zone": 5}))
+        .send()
+        .await
+        .unwrap();
+    let (code, attr) = first_error(r).await;
+    assert_eq!((code.as_str(), attr), ("not_a_string", json!("time_zone")));
+}
+
+#[tokio::test]
+async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    for path in [
+        "/api/fabric/resources/%FF",
+        "/api/fabric/resources/subscribers/%C3%28",
+        "/api/fabric/addresses/%FF%FE",
+    ] {
+        let r = app.get(&p, path).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "application/json",
+            "{path}"
+        );
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "Not Found"})
+        );
+    }
+    app.admin
+        .create_operator(
+            "admin@local",
+            Some(secret("S3cret-enough!")),
+            tessera_core::model::Role::Admin,
+            false,
+        )
+        .await
+        .unwrap();
+    let login: Value = app
+        .client
+        .post(app.url("/v1/tokens"))
+        .json(&json!({"username": "admin@local", "password": "S3cret-enough!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let at = login["accessToken"].as_str().unwrap();
+    let r = app.bearer_get(at, "/v1/projects/%FF").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errorCode"], "NOT_FOUND");
+}
+
+/// Lists a project's subscribers with a hostile `Host` over a raw socket.
+async fn links_with_host(app: &TestApp, p: &Project, host: &str) -> Value {
+    let req = format!(
+        "GET /api/fabric/resources/subscribers?page_size=1 HTTP/1.1\r\nHost: {host}\r\n\
+         Authorization: {}\r\n\r\n",
+        basic(p)
+    );
+    let mut s = send_raw(app, req.as_bytes()).await;
+    let r = read_response(&mut s, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    serde_json::from_str::<Value>(&r.body).unwrap()["links"].clone()
+}
+
+#[tokio::test]
+async fn pagination_links_never_come_from_the_host_header() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    app.subscriber(&p, "a@example.com").await;
+    app.subscriber(&p, "b@example.com").await;
+    let links = links_with_host(&app, &p, "evil.example").await;
+    for name in ["self", "first", "next"] {
+        let link = links[name].as_str().unwrap();
+        assert!(
+            link.starts_with("/api/fabric/resources/subscribers?"),
+            "{name}: {link}"
+        );
+        assert!(!link.contains("evil"), "{link}");
+    }
+
+    // With a public URL, links are absolute on it, whatever the Host says.
+    let app = spawn_with(|c| c.public_url = Some("https://tokens.example.com/base".into())).await;
+    let p = app.project().await;
+    app.subscriber(&p, "a@example.com").await;
+    app.subscriber(&p, "b@example.com").await;
+    let links = links_with_host(&app, &p, "evil.example").await;
+    let next = links["next"].as_str().unwrap();
+    assert!(
+        next.starts_with("https://tokens.example.com/base/api/fabric/resources/subscribers?"),
+        "{next}"
+    );
+    // Following it (by its query, as the SDK does) reaches the second page.
+    let query = next.split_once('?').unwrap().1;
+    let page: Value = app
+        .get(&p, &format!("/api/fabric/resources/subscribers?{query}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_content_length_over_the_limit_is_refused_before_the_body_is_read() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    for (path, fabric) in [("/api/fabric/guests/tokens", true), ("/v1/tokens", false)] {
+        // Headers only: the 60 MB body never comes. The answer must not wait for it.
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 60000000\r\n\r\n",
+            basic(&p)
+        );
+        let mut s = send_raw(&app, req.as_bytes()).await;
+        let r = read_response(&mut s, Duration::from_secs(2))
+            .await
+            .expect("answered without the body");
+        assert_eq!(r.status, 413, "{path}");
+        assert!(r.head.contains("connection: close"), "{}", r.head);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        if fabric {
+            assert_eq!(v, json!({"error": "Payload Too Large"}));
+        } else {
+            assert_eq!(v["errorCode"], "PAYLOAD_TOO_LARGE");
+        }
+    }
+    // A chunked body that grows past the limit is refused too.
+    let mut s = send_raw(
+        &app,
+        b"POST /api/fabric/guests/tokens HTTP/1.1\r\nHost: t\r\n\
+          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
+    let chunk = format!("{:x}\r\n{}\r\n", 70_000, "x".repeat(70_000));
+    let _ = s.write_all(chunk.as_bytes()).await;
+    let r = read_response(&mut s, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r.status, 413);
+}
+
+fn short_limits(c: &mut tessera_server::Config) {
+    c.limits = ConnectionLimits {
+        header_read: Duration::from_millis(1000),
+        body_read: Duration::from_millis(1000),
+        keep_alive: Duration::from_millis(1000),
+        request: Duration::from_secs(5),
+        max_connections: 64,
+    };
+}
+
+#[tokio::test]
+async fn stalled_clients_are_disconnected_while_others_are_served() {
+    let app = spawn_with(short_limits).await;
+    let p = app.project().await;
+
+    // 1. Headers trickled a byte every 300 ms: the header deadline runs from the first byte
+    //    and is not pushed back by the next ones.
+    let trickler = {
+        let addr = addr(&app);
+        tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let started = tokio::time::Instant::now();
+            for b in
+                b"POST /api/fabric/guests/tokens HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaa"
+            {
+                if s.write_all(&[*b]).await.is_err() {
+                    return started.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let mut probe = [0u8; 1];
+                if let Ok(Ok(0) | Err(_)) =
+                    tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await
+                {
+                    return started.elapsed();
+                }
+            }
+            Duration::MAX
+        })
+    };
+
+    // 2. A body promised (60,000 bytes) and one byte sent: 408 in the Fabric format, then
+    //    the connection is closed.
+    let promised = format!(
+        "POST /api/fabric/guests/tokens HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{{",
+        basic(&p)
+    );
+    let mut stalled_body = send_raw(&app, promised.as_bytes()).await;
+
+    // 3. A connection that never sends anything, and one that goes quiet after a request.
+    let mut silent = TcpStream::connect(addr(&app)).await.unwrap();
+    let mut kept = send_raw(&app, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let first = read_response(&mut kept, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200);
+
+    // Meanwhile, well-behaved clients are served, repeatedly.
+    for _ in 0..5 {
+        healthz_ok(&app).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let r = read_response(&mut stalled_body, Duration::from_secs(4))
+        .await
+        .expect("a 408 for the stalled body");
+    assert_eq!(r.status, 408);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap(),
+        json!({"error": "Request Timeout"})
+    );
+    assert!(closed_within(&mut stalled_body, Duration::from_secs(2)).await);
+    assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
+    assert!(closed_within(&mut kept, Duration::from_secs(3)).await);
+    let lasted = trickler.await.unwrap();
+    assert!(
+        lasted < Duration::from_secs(4),
+        "the trickling client was cut off after {lasted:?}"
+    );
+    healthz_ok(&app).await;
+}
+
+#[tokio::test]
+async fn a_slow_body_in_the_accounts_dialect_gets_its_408() {
+    let app = spawn_with(short_limits).await;
+    let mut s = send_raw(
+        &app,
+        b"POST /v1/tokens HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"user",
+    )
+    .await;
+    let r = read_response(&mut s, Duration::from_secs(4)).await.unwrap();
+    assert_eq!(r.status, 408);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["errorCode"], "REQUEST_TIMEOUT");
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let app = spawn_with(|c| {
+        c.limits = ConnectionLimits {
+            max_connections: 3,
+            keep_alive: Duration::from_secs(30),
+            ..ConnectionLimits::default()
+        }
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = send_raw(&app, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        assert_eq!(
+            read_response(&mut s, Duration::from_secs(2))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        held.push(s);
+    }
+    // The fourth is not accepted while three are open...
+    let mut fourth = send_raw(&app, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert!(
+        read_response(&mut fourth, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "served beyond the cap"
+    );
+    // ...and is served as soon as one of them closes.
+    drop(held.pop());
+    let r = read_response(&mut fourth, Duration::from_secs(5))
+        .await
+        .expect("served once a connection closed");
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_503_not_500() {
+    // Logins queue for the two hashing threads; with a one-second deadline the last of a
+    // burst cannot be answered in time.
+    let app = spawn_with(|c| {
+        c.limits.request = Duration::from_secs(1);
+        c.login_address_failures = 1000;
+        c.lockout_failures = 1000;
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = app.client.clone();
+        let url = app.url("/v1/tokens");
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .json(&json!({"username": format!("u{i}@local"), "password": "wrong-password"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            (status, v)
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        if status == 503 {
+            assert_eq!(v["errorCode"], "SERVICE_UNAVAILABLE");
+        }
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&503), "{statuses:?}");
+    healthz_ok(&app).await;
+}
