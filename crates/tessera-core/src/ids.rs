@@ -18,7 +18,7 @@ pub fn random_uuid() -> Uuid {
 ///
 /// Two identifiers name the same principal exactly when their keys are equal, so `KATE@x`
 /// and `kate@x` are one subscriber, but `\u{212A}ate@x` (KELVIN SIGN) is not `kate@x`, `ſ` is
-/// not `s`, `Å` (U+00C5) is not `Å` (U+212B ANGSTROM SIGN) and a fullwidth `ｋ` is not `k`.
+/// not `s`, `\u{C5}` is not `\u{212B}` (ANGSTROM SIGN) and a fullwidth `\u{FF4B}` is not `k`.
 /// Unicode case mapping or normalisation is deliberately absent: a project backend that
 /// checks its own users' uniqueness with a plain or ASCII-only comparison would otherwise
 /// see two accounts where Tessera sees one, and the second could take over the first's
