@@ -583,7 +583,7 @@ async fn move_installation(target: &str) {
     let dump = export.stdout;
     let header: Value =
         serde_json::from_slice(dump.split(|b| *b == b'\n').next().unwrap()).unwrap();
-    assert_eq!(header, json!({"tessera_export": 1, "schema_version": 6}));
+    assert_eq!(header, json!({"tessera_export": 1, "schema_version": 7}));
     let stderr = String::from_utf8_lossy(&export.stderr);
     let exported: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
 

@@ -364,7 +364,9 @@ impl AccountsService {
         password: Secret<String>,
         addr: IpAddr,
     ) -> Result<OperatorTokens, AccountsError> {
-        let account = format!("user:{}", username.to_lowercase());
+        // The same key the store finds the operator by, so that failures for a look-alike
+        // name (KELVIN SIGN for `K`) count against that name and never lock the real one.
+        let account = format!("user:{}", crate::ids::identity_key(username));
         if self.lockout.refused(&account, addr) {
             return Err(self.login_failed());
         }

@@ -219,6 +219,8 @@ pub struct NewResource {
 
 /// An address name from free text: lower-case letters, digits and dashes, never empty.
 pub fn address_name(source: &str) -> String {
+    // Unicode lowercasing is harmless here, unlike for references (`ids::identity_key`): an
+    // address name is a label, neither unique nor looked up; addresses are found by id.
     let mut out = String::with_capacity(source.len());
     for c in source.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
@@ -290,7 +292,8 @@ pub struct RoomPatch {
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A token request's subscriber upsert, keyed on `reference` (case-insensitive) or on the
+/// A token request's subscriber upsert, keyed on `reference` (compared by
+/// [`crate::ids::identity_key`], first with references, then with emails) or on the
 /// subscriber id when the reference is one (fabric-api.md §13 item 9).
 #[derive(Debug, Clone)]
 pub struct SubscriberUpsert {
@@ -619,7 +622,8 @@ impl OperatorKind {
 pub struct Operator {
     /// Its id.
     pub id: OperatorId,
-    /// Login name, unique (case-insensitively), e.g. `admin@local`.
+    /// Login name, unique (ASCII case-insensitively, see [`crate::ids::identity_key`]), e.g.
+    /// `admin@local`.
     pub username: String,
     /// The domain part clients send separately, if any.
     pub domain: Option<String>,

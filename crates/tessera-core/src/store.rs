@@ -92,7 +92,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // --- resources and addresses ---
 
     /// Creates a resource and its address. `Conflict("email")` when a subscriber with the
-    /// same email (case-insensitive) exists in the project.
+    /// same email (compared by [`crate::ids::identity_key`]) exists in the project.
     async fn create_resource(&self, new: NewResource) -> StoreResult<()>;
     /// Reads a resource of a project (any kind).
     async fn get_resource(&self, project: ProjectId, id: ResourceId) -> StoreResult<Resource>;
@@ -160,7 +160,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // --- grants and families ---
 
     /// Upserts a subscriber by reference and opens a family for it, in one transaction.
-    /// Returns the subscriber id (the family's subject is set to it by the store).
+    /// The reference's [`crate::ids::identity_key`] is matched against the subscribers'
+    /// reference keys, then their email keys, then (when it is one) their ids; no match
+    /// creates `upsert.create`. Returns the subscriber id (the family's subject is set to it
+    /// by the store).
     async fn grant_subscriber(
         &self,
         project: ProjectId,
@@ -238,11 +241,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a project with everything in it (resources, credentials, sessions), so every
     /// token it issued stops introspecting as active.
     async fn delete_project(&self, id: ProjectId) -> StoreResult<()>;
-    /// Creates an operator; `Conflict("username")` if the name is taken (case-insensitively).
+    /// Creates an operator; `Conflict("username")` if the name is taken (compared by
+    /// [`crate::ids::identity_key`]).
     async fn create_operator(&self, operator: Operator) -> StoreResult<()>;
     /// An operator by id.
     async fn get_operator(&self, id: OperatorId) -> StoreResult<Operator>;
-    /// An operator by username (case-insensitive).
+    /// An operator by username (compared by [`crate::ids::identity_key`]).
     async fn find_operator(&self, username: &str) -> StoreResult<Option<Operator>>;
     /// An operator by the keyed hash of its API key.
     async fn find_operator_by_key(&self, hash: [u8; 32]) -> StoreResult<Option<Operator>>;

@@ -1688,8 +1688,10 @@ fn token_schemas(s: &mut Map<String, Value>) {
         json!({
             "type": "string", "minLength": 1, "maxLength": 1024,
             "description": "Identifies the subscriber in the project, often an email. A new \
-                            subscriber gets it as its email; an existing one (matched by email, \
-                            case-insensitively) is updated with the fields given.",
+                            subscriber gets it as its email; an existing one (matched by the \
+                            reference it was created with, then by email, then by id; ASCII \
+                            case-insensitively and otherwise byte for byte, with no Unicode \
+                            case mapping or normalisation) is updated with the fields given.",
         }),
     );
     t1.insert(
@@ -2360,8 +2362,9 @@ fn user_schemas(s: &mut Map<String, Value>) {
             "required": ["name", "type", "role"],
             "properties": {
                 "name": { "type": "string", "pattern": "^\\S+$",
-                          "description": "The login name, unique (case-insensitively): 1 to \
-                                          256 bytes without whitespace or control \
+                          "description": "The login name, unique (ASCII \
+                                          case-insensitively and otherwise byte for byte): 1 \
+                                          to 256 bytes without whitespace or control \
                                           characters." },
                 "domain": string(),
                 "type": user_type,

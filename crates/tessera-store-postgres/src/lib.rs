@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_hot_path.sql"),
     include_str!("../migrations/0005_purge.sql"),
     include_str!("../migrations/0006_grant_writes.sql"),
+    include_str!("../migrations/0007_identity_keys.sql"),
 ];
 
 /// The newest schema version this build knows.
@@ -275,6 +276,16 @@ async fn schema_version<C: tokio_postgres::GenericClient + Sync>(
 
 /// Applies pending migrations; returns the version found and the version now.
 async fn run_migrations(client: &mut Client, target: &str) -> Result<(i64, i64), OpenError> {
+    run_migrations_through(client, target, KNOWN_VERSION).await
+}
+
+/// Applies the pending migrations up to version `through` (the tests build databases of an
+/// older version with it); returns the version found and the version now.
+async fn run_migrations_through(
+    client: &mut Client,
+    target: &str,
+    through: i64,
+) -> Result<(i64, i64), OpenError> {
     let err = |source| OpenError::Postgres {
         target: target.to_string(),
         source,
@@ -288,7 +299,7 @@ async fn run_migrations(client: &mut Client, target: &str) -> Result<(i64, i64),
             known: KNOWN_VERSION,
         });
     }
-    if found == KNOWN_VERSION {
+    if found >= through {
         return Ok((found, found));
     }
     let tx = client.transaction().await.map_err(err)?;
@@ -307,7 +318,7 @@ async fn run_migrations(client: &mut Client, target: &str) -> Result<(i64, i64),
             known: KNOWN_VERSION,
         });
     }
-    for (v, sql) in (1..).zip(MIGRATIONS) {
+    for (v, sql) in (1..=through).zip(MIGRATIONS) {
         if v > before {
             tx.batch_execute(sql).await.map_err(err)?;
             tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&v])
@@ -317,7 +328,7 @@ async fn run_migrations(client: &mut Client, target: &str) -> Result<(i64, i64),
         }
     }
     tx.commit().await.map_err(err)?;
-    Ok((before, KNOWN_VERSION))
+    Ok((before, through.max(before)))
 }
 
 /// Applies pending migrations to the database at `url` and returns the schema version before
@@ -586,8 +597,8 @@ impl<'a> ResourceValues<'a> {
             kind: new.resource.kind.as_str(),
             address_kind: new.address.kind.as_str(),
             data: json(&new.resource.data),
-            reference_key: reference.or(email).unwrap_or_default().to_lowercase(),
-            email_key: email.unwrap_or_default().to_lowercase(),
+            reference_key: identity_key(reference.or(email).unwrap_or_default()),
+            email_key: identity_key(email.unwrap_or_default()),
             family: family.map(FamilyValues::new),
         }
     }
@@ -941,8 +952,9 @@ async fn update_subscriber_row(
     password_hash: Option<&str>,
     at: UnixTime,
 ) -> Result<u64, Fail> {
-    // The key is lower-cased here, with the same function every other key goes through.
-    let email_key = patch.email.as_deref().map(str::to_lowercase);
+    // The key is folded here, with the same function every other key goes through (SQL's
+    // lower() would follow the database's locale and fold more than ASCII).
+    let email_key = patch.email.as_deref().map(identity_key);
     let n = st
         .execute(
             tx,
@@ -1366,7 +1378,7 @@ impl Store for PgStore {
         at: UnixTime,
     ) -> StoreResult<ResourceId> {
         let _t = self.time("grant_subscriber");
-        let key = upsert.reference.to_lowercase();
+        let key = identity_key(&upsert.reference);
         // The reference may be the subscriber id itself; ids are stored as UUID, so it is
         // compared only when it is one in canonical form (SQLite compares the text).
         let key_id = key
@@ -1775,7 +1787,7 @@ impl Store for PgStore {
             &[
                 &op.id.0,
                 &op.username,
-                &op.username.to_lowercase(),
+                &identity_key(&op.username),
                 &op.domain,
                 &op.kind.as_str(),
                 &op.role.as_str(),
@@ -1812,7 +1824,7 @@ impl Store for PgStore {
                 operator_cols!(),
                 " FROM operators WHERE username_key = $1"
             ),
-            &[&username.to_lowercase()],
+            &[&identity_key(username)],
             operator_row,
         )
         .await

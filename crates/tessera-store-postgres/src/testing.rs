@@ -131,3 +131,16 @@ impl Drop for SchemaGuard {
         let _ = worker.join();
     }
 }
+
+/// Migrates the database at `url` to schema `version` only, as an older Tessera left it, so
+/// that a test can write rows the old way and then let this build migrate them.
+///
+/// # Panics
+///
+/// If the migrations fail: this is a test helper.
+pub async fn migrate_to(url: &str, version: i64) {
+    let (config, mut client) = crate::open_url(url).await.expect("connect");
+    crate::run_migrations_through(&mut client, &crate::pool::target(&config), version)
+        .await
+        .expect("migrate");
+}

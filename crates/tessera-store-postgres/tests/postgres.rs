@@ -252,7 +252,7 @@ async fn unreachable_server_is_a_clear_error_without_the_password() {
 // --- migrations ---
 
 /// The schema version of this build (the number of migrations).
-const LATEST: i64 = 6;
+const LATEST: i64 = 7;
 
 #[tokio::test]
 async fn migrations_apply_once_and_are_idempotent() {
@@ -384,6 +384,133 @@ async fn a_newer_schema_is_refused() {
     );
     let err = migrate(&url).await.expect_err("too new");
     assert!(matches!(err, OpenError::TooNew { found: 99, .. }));
+    guard.drop_now().await;
+}
+
+/// Migration 7 recomputes the identity keys that schema 6 wrote with Unicode lowercasing
+/// (KELVIN SIGN became `k`, ANGSTROM SIGN `å`), with an ASCII-only fold whatever the
+/// database's locale, so that a look-alike no longer finds another subscriber or operator;
+/// keys that were ASCII already, and references that were not the email, are left alone.
+#[tokio::test]
+async fn migration_7_recomputes_identity_keys_with_ascii_folding() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    tessera_store_postgres::testing::migrate_to(&url, 6).await;
+    assert_eq!(versions(&url).await, (1..=6).collect::<Vec<_>>());
+    let db = raw(&url).await;
+    let p = project(1, 100);
+    db.execute(
+        "INSERT INTO projects (id, name, created_at) VALUES ($1, 'p', 1)",
+        &[&p.id.0],
+    )
+    .await
+    .expect("project");
+    // (id, email, reference_key, email_key) as schema 6 wrote them.
+    let rows = [
+        (10, "\u{212A}ate@x", "kate@x", "kate@x"),
+        (11, "\u{212B}sa@x", "\u{E5}sa@x", "\u{E5}sa@x"),
+        (12, "\u{C9}MILE@X", "ref-42", "\u{E9}mile@x"),
+        (13, "Bob@X", "bob@x", "bob@x"),
+    ];
+    for (n, email, reference_key, email_key) in rows {
+        db.execute(
+            "INSERT INTO resources (id, project_id, kind, name, display_name, created_at,
+                 updated_at) VALUES ($1, $2, 'subscriber', 'n', '', 1, 1)",
+            &[&id(n), &p.id.0],
+        )
+        .await
+        .expect("resource");
+        db.execute(
+            "INSERT INTO subscribers (id, project_id, reference_key, email, email_key)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&id(n), &p.id.0, &reference_key, &email, &email_key],
+        )
+        .await
+        .expect("subscriber");
+    }
+    let operators = [
+        (20, "ADM\u{130}N@local", "admi\u{307}n@local"),
+        (21, "Admin@Local", "admin@local"),
+        (22, "\u{212A}ate@local", "kate@local"),
+    ];
+    for (n, username, key) in operators {
+        db.execute(
+            "INSERT INTO operators (id, username, username_key, kind, role, created_at)
+             VALUES ($1, $2, $3, 'user', 'ADMIN', 1)",
+            &[&id(n), &username, &key],
+        )
+        .await
+        .expect("operator");
+    }
+
+    let store = PgStore::connect(&url).await.expect("connect");
+    assert_eq!(store.schema_versions(), (6, LATEST));
+    let keys = |n: u128| {
+        let db = &db;
+        async move {
+            let r = db
+                .query_one(
+                    "SELECT reference_key, email_key FROM subscribers WHERE id = $1",
+                    &[&id(n)],
+                )
+                .await
+                .expect("keys");
+            (r.get::<_, String>(0), r.get::<_, String>(1))
+        }
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(keys(10).await, pair("\u{212A}ate@x", "\u{212A}ate@x"));
+    assert_eq!(keys(11).await, pair("\u{212B}sa@x", "\u{212B}sa@x"));
+    assert_eq!(keys(12).await, pair("ref-42", "\u{C9}mile@x"));
+    assert_eq!(keys(13).await, pair("bob@x", "bob@x"));
+    let usernames: Vec<String> = db
+        .query("SELECT username_key FROM operators ORDER BY id", &[])
+        .await
+        .expect("operators")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        usernames,
+        ["adm\u{130}n@local", "admin@local", "\u{212A}ate@local"]
+    );
+
+    // The store now keeps the look-alikes apart from the names they resembled.
+    let mut next = 100;
+    let mut grant = |reference: &str| {
+        next += 1;
+        let upsert = SubscriberUpsert {
+            reference: reference.into(),
+            patch: SubscriberPatch::default(),
+            password_hash: None,
+            create: subscriber(next, p.id, reference),
+        };
+        let family = family(next + 1000, p.id, PrincipalKind::Subscriber, Uuid::nil());
+        let store = &store;
+        async move {
+            store
+                .grant_subscriber(p.id, upsert, family, t(1000))
+                .await
+                .expect("grant")
+        }
+    };
+    assert_ne!(grant("kate@x").await, ResourceId(id(10)));
+    assert_eq!(grant("\u{212A}ATE@X").await, ResourceId(id(10)));
+    assert_ne!(grant("\u{E5}sa@x").await, ResourceId(id(11)));
+    assert_eq!(grant("BOB@x").await, ResourceId(id(13)));
+    assert_eq!(grant("ref-42").await, ResourceId(id(12)));
+    assert_eq!(grant("\u{C9}mile@x").await, ResourceId(id(12)));
+    let name = |op: Option<Operator>| op.map(|o| o.username);
+    assert_eq!(
+        name(store.find_operator("ADMIN@LOCAL").await.unwrap()).as_deref(),
+        Some("Admin@Local")
+    );
+    assert_eq!(
+        name(store.find_operator("adm\u{130}n@LOCAL").await.unwrap()).as_deref(),
+        Some("ADM\u{130}N@local")
+    );
+    assert_eq!(store.find_operator("kate@local").await.unwrap(), None);
+    drop(store);
     guard.drop_now().await;
 }
 

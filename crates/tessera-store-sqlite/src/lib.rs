@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_hot_path.sql"),
     include_str!("../migrations/0005_purge.sql"),
     include_str!("../migrations/0006_grant_writes.sql"),
+    include_str!("../migrations/0007_identity_keys.sql"),
 ];
 
 /// Read connections (and so concurrent reads). Reads are point lookups that take
@@ -336,7 +337,7 @@ fn insert_resource(
         r.updated_at.0
     ])?;
     if let Some(s) = &r.subscriber {
-        let reference_key = reference.unwrap_or(&s.email).to_lowercase();
+        let reference_key = identity_key(reference.unwrap_or(&s.email));
         conn.prepare_cached(
             "INSERT INTO subscribers (id, project_id, reference_key, email, email_key, first_name,
                 last_name, display_name, job_title, timezone, country, region, company_name, password_hash)
@@ -347,7 +348,7 @@ fn insert_resource(
             r.project_id.to_string(),
             reference_key,
             s.email,
-            s.email.to_lowercase(),
+            identity_key(&s.email),
             s.first_name,
             s.last_name,
             s.display_name,
@@ -432,8 +433,8 @@ fn update_subscriber_row(
             patch.region,
             patch.company_name,
             password_hash,
-            // Lower-cased here, as on insert: SQL lower() folds only ASCII.
-            patch.email.as_deref().map(str::to_lowercase)
+            // Folded here, as on insert, by the one function every identity key goes through.
+            patch.email.as_deref().map(identity_key)
         ])?;
     if n > 0 {
         conn.prepare_cached(
@@ -815,7 +816,7 @@ impl Store for SqliteStore {
         at: UnixTime,
     ) -> StoreResult<ResourceId> {
         self.write("grant_subscriber", move |c| {
-            let key = upsert.reference.to_lowercase();
+            let key = identity_key(&upsert.reference);
             let existing = find_subscriber_id(c, project, &key).map_err(map_err)?;
             let id = match existing {
                 Some(id) => {
@@ -1175,7 +1176,7 @@ impl Store for SqliteStore {
                 params![
                     op.id.to_string(),
                     op.username,
-                    op.username.to_lowercase(),
+                    identity_key(&op.username),
                     op.domain,
                     op.kind.as_str(),
                     op.role.as_str(),
@@ -1205,7 +1206,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_operator(&self, username: &str) -> StoreResult<Option<Operator>> {
-        let key = username.to_lowercase();
+        let key = identity_key(username);
         self.read("find_operator", move |c| {
             c.prepare_cached(&format!(
                 "SELECT {OPERATOR_COLS} FROM operators WHERE username_key = ?1"
@@ -1513,5 +1514,129 @@ mod tests {
             .unwrap()
             .join("; ");
         assert!(plan.contains("families_subscriber"), "{plan}");
+    }
+
+    /// Migration 7 recomputes the identity keys that schema 6 wrote with Unicode lowercasing
+    /// (KELVIN SIGN became `k`, ANGSTROM SIGN `å`), so that a look-alike no longer finds
+    /// another subscriber or operator; keys that were ASCII already, and references that
+    /// were not the email, are left as they were.
+    #[tokio::test]
+    async fn migration_7_recomputes_identity_keys_with_ascii_folding() {
+        let kelvin = "01900000-0000-7000-8000-000000000001";
+        let angstrom = "01900000-0000-7000-8000-000000000002";
+        let emile = "01900000-0000-7000-8000-000000000003";
+        let bob = "01900000-0000-7000-8000-000000000004";
+        let project = "01900000-0000-7000-8000-0000000000ff";
+        let mut rows =
+            format!("INSERT INTO projects (id, name, created_at) VALUES ('{project}', 'p', 1);");
+        // (id, email, reference_key, email_key) as schema 6 wrote them.
+        for (id, email, reference_key, email_key) in [
+            (kelvin, "\u{212A}ate@x", "kate@x", "kate@x"),
+            (angstrom, "\u{212B}sa@x", "\u{E5}sa@x", "\u{E5}sa@x"),
+            (emile, "\u{C9}MILE@X", "ref-42", "\u{E9}mile@x"),
+            (bob, "Bob@X", "bob@x", "bob@x"),
+        ] {
+            rows += &format!(
+                "INSERT INTO resources (id, project_id, kind, name, display_name, created_at,
+                     updated_at) VALUES ('{id}', '{project}', 'subscriber', 'n', '', 1, 1);
+                 INSERT INTO subscribers (id, project_id, reference_key, email, email_key)
+                 VALUES ('{id}', '{project}', '{reference_key}', '{email}', '{email_key}');"
+            );
+        }
+        for (i, (username, key)) in [
+            ("ADM\u{130}N@local", "admi\u{307}n@local"),
+            ("Admin@Local", "admin@local"),
+            ("\u{212A}ate@local", "kate@local"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            rows += &format!(
+                "INSERT INTO operators (id, username, username_key, kind, role, created_at)
+                 VALUES ('01900000-0000-7000-8000-00000000010{i}', '{username}', '{key}',
+                     'user', 'ADMIN', 1);"
+            );
+        }
+        let (dir, conn) = upgraded_from(6, &rows);
+        let keys = |id: &str| -> (String, String) {
+            conn.query_row(
+                "SELECT reference_key, email_key FROM subscribers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(keys(kelvin), pair("\u{212A}ate@x", "\u{212A}ate@x"));
+        assert_eq!(keys(angstrom), pair("\u{212B}sa@x", "\u{212B}sa@x"));
+        assert_eq!(keys(emile), pair("ref-42", "\u{C9}mile@x"));
+        assert_eq!(keys(bob), pair("bob@x", "bob@x"));
+        let usernames: Vec<String> = conn
+            .prepare("SELECT username_key FROM operators ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            usernames,
+            ["adm\u{130}n@local", "admin@local", "\u{212A}ate@local"]
+        );
+        drop(conn);
+
+        // The store now keeps the look-alikes apart from the names they resembled.
+        let store = SqliteStore::open(dir.path().join("v6.db")).unwrap();
+        let project = ProjectId(project.parse().unwrap());
+        let clock = tessera_core::ManualClock::new(UnixTime(10));
+        let grant = |reference: &str| {
+            let family = Family {
+                id: FamilyId::random(),
+                project_id: project,
+                kind: tessera_core::token::PrincipalKind::Subscriber,
+                subject: uuid::Uuid::nil(),
+                generation: 1,
+                created_at: UnixTime(10),
+                expires_at: UnixTime(100),
+                tokens_expire_at: UnixTime(100),
+                rotated_at: None,
+                revoked_at: None,
+            };
+            let profile = SubscriberProfile {
+                email: reference.into(),
+                ..Default::default()
+            };
+            let upsert = SubscriberUpsert {
+                reference: reference.into(),
+                patch: SubscriberPatch::default(),
+                password_hash: None,
+                create: NewResource::build(
+                    &clock,
+                    project,
+                    ResourceKind::Subscriber,
+                    reference,
+                    String::new(),
+                    Some(profile),
+                    Default::default(),
+                ),
+            };
+            store.grant_subscriber(project, upsert, family, UnixTime(10))
+        };
+        let kate = grant("kate@x").await.unwrap();
+        assert_ne!(kate.to_string(), kelvin, "kate@x is not \u{212A}ate@x");
+        assert_eq!(grant("\u{212A}ATE@X").await.unwrap().to_string(), kelvin);
+        assert_ne!(grant("\u{E5}sa@x").await.unwrap().to_string(), angstrom);
+        assert_eq!(grant("BOB@x").await.unwrap().to_string(), bob);
+        assert_eq!(grant("ref-42").await.unwrap().to_string(), emile);
+        assert_eq!(grant("\u{C9}mile@x").await.unwrap().to_string(), emile);
+        let name = |op: Option<Operator>| op.map(|o| o.username);
+        assert_eq!(
+            name(store.find_operator("ADMIN@LOCAL").await.unwrap()).as_deref(),
+            Some("Admin@Local")
+        );
+        assert_eq!(
+            name(store.find_operator("adm\u{130}n@LOCAL").await.unwrap()).as_deref(),
+            Some("ADM\u{130}N@local")
+        );
+        assert_eq!(store.find_operator("kate@local").await.unwrap(), None);
     }
 }

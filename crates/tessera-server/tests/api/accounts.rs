@@ -416,6 +416,93 @@ async fn lockout_is_per_account_and_address_and_ends() {
     assert_eq!(login_from(&one, &app, good).await.0, StatusCode::OK);
 }
 
+/// Usernames compare ASCII case-insensitively and otherwise byte for byte: a look-alike
+/// (KELVIN SIGN for `K`, `İ` for `I`) neither logs in as the operator it resembles nor is
+/// refused as its duplicate, and failures for one never lock the other out.
+#[tokio::test]
+async fn look_alike_usernames_neither_log_in_nor_lock_out_each_other() {
+    let app = spawn_app().await;
+    operator(&app, "admin@local", Role::Admin, false).await;
+    operator(&app, "kate@local", Role::Viewer, false).await;
+    for look_alike in [
+        "ADM\u{130}N@local",
+        "\u{212A}ate@local",
+        "\u{212A}ATE@LOCAL",
+    ] {
+        let (s, v) = login(&app, look_alike, PASSWORD).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{look_alike:?}: {v}");
+    }
+    // ASCII case still folds.
+    let (s, v) = login(&app, "KATE@LOCAL", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        decode_part(v["accessToken"].as_str().unwrap(), 1)["sub"],
+        "kate@local"
+    );
+
+    // The look-alikes can be created, through the management plane too, and are their own.
+    let (admin, _) = tokens(&app, "admin@local").await;
+    let user = |name: &str| {
+        json!([{"name": name, "type": "USER", "role": {"id": Role::Viewer.id()},
+                "password": "another password"}])
+    };
+    for name in ["\u{212A}ate@local", "ADM\u{130}N@local"] {
+        let (s, v) = call(
+            &app,
+            Method::POST,
+            "/v1/users",
+            Some(&admin),
+            Some(user(name)),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{name:?}: {v}");
+        let (s, v) = login(&app, name, "another password").await;
+        assert_eq!(s, StatusCode::OK, "{name:?}: {v}");
+        assert_eq!(
+            decode_part(v["accessToken"].as_str().unwrap(), 1)["sub"],
+            name
+        );
+    }
+    let (s, v) = call(
+        &app,
+        Method::POST,
+        "/v1/users",
+        Some(&admin),
+        Some(user("KATE@local")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+
+    // Locking the look-alike out at an address leaves the real account open there.
+    let one = client_from("127.0.0.1");
+    let bad = json!({"username": "\u{212A}ate@local", "password": "guess"});
+    for _ in 0..5 {
+        assert_eq!(
+            login_from(&one, &app, bad.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let good = json!({"username": "\u{212A}ate@local", "password": "another password"});
+    assert_eq!(
+        login_from(&one, &app, good).await.0,
+        StatusCode::UNAUTHORIZED,
+        "locked"
+    );
+    let kate = json!({"username": "kate@local", "password": PASSWORD});
+    assert_eq!(login_from(&one, &app, kate).await.0, StatusCode::OK);
+    // And the other way round, with an operator that does not exist as the look-alike.
+    let two = client_from("127.0.0.2");
+    let bad = json!({"username": "admin@local", "password": "guess"});
+    for _ in 0..5 {
+        assert_eq!(
+            login_from(&two, &app, bad.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let dotted = json!({"username": "ADM\u{130}N@local", "password": "another password"});
+    assert_eq!(login_from(&two, &app, dotted).await.0, StatusCode::OK);
+}
+
 /// What one management call needs: a fresh fixture per attempt for the destructive ones.
 async fn attempt(app: &TestApp, admin: &str, bearer: &str, op: &str) -> StatusCode {
     let (s, project) = call(

@@ -311,6 +311,131 @@ async fn subscribers(s: &dyn Store) {
     ));
 }
 
+/// Pairs of identifiers that only Unicode case mapping or normalisation would make one:
+/// each side must stay its own subscriber or operator (security.md, "Identifiers").
+pub const LOOK_ALIKES: [(&str, &str); 11] = [
+    ("kate@example.com", "\u{212A}ate@example.com"), // KELVIN SIGN
+    ("sam@example.com", "\u{17F}am@example.com"),    // LATIN SMALL LETTER LONG S
+    ("kim@example.com", "\u{FF4B}im@example.com"),   // FULLWIDTH LATIN SMALL LETTER K
+    ("\u{FF2B}IM@example.com", "\u{FF4B}im@example.com"), // FULLWIDTH CAPITAL and small K
+    ("\u{130}lse@example.com", "i\u{307}lse@example.com"), // I WITH DOT ABOVE, i + dot
+    ("iris@example.com", "\u{130}ris@example.com"),
+    ("ivy@example.com", "\u{131}vy@example.com"), // DOTLESS I
+    ("\u{C5}sa@example.com", "\u{212B}sa@example.com"), // Å and ANGSTROM SIGN
+    ("\u{E5}sa@example.com", "\u{C5}sa@example.com"), // å and Å
+    (
+        "\u{39F}\u{394}\u{39F}\u{3A3}@example.com",
+        "\u{3BF}\u{3B4}\u{3BF}\u{3C2}@example.com",
+    ), // ΟΔΟΣ, οδος (final sigma)
+    (
+        "\u{3BF}\u{3B4}\u{3BF}\u{3C3}@example.com",
+        "\u{3BF}\u{3B4}\u{3BF}\u{3C2}@example.com",
+    ), // σ and ς
+];
+
+/// References, emails and usernames compare ASCII case-insensitively and otherwise byte for
+/// byte: every look-alike of [`LOOK_ALIKES`] is a subscriber (and an operator) of its own,
+/// found again by itself in any ASCII case, in either order of creation.
+async fn identities(s: &dyn Store) {
+    let clock = ManualClock::new(START);
+    // Each order of creation in a project of its own: the look-alike first, then the name
+    // it resembles, must not find the look-alike either.
+    let mut last = None;
+    for reverse in [false, true] {
+        let (p, t) = project();
+        s.create_project(p.clone(), t).await.unwrap();
+        let mut ids = std::collections::HashMap::new();
+        for (a, b) in LOOK_ALIKES {
+            let pair = if reverse { [b, a] } else { [a, b] };
+            for name in pair {
+                let fam = family(p.id, PrincipalKind::Subscriber);
+                let upsert = upsert(&clock, p.id, name, name);
+                let id = s.grant_subscriber(p.id, upsert, fam, START).await.unwrap();
+                let known = *ids.entry(name).or_insert(id);
+                assert_eq!(known, id, "{name:?} is found again");
+            }
+        }
+        let distinct: std::collections::HashSet<_> = ids.values().collect();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "one subscriber per look-alike: {ids:?}"
+        );
+        last = Some((p, ids));
+    }
+    let (p, ids) = last.unwrap();
+    let grant = |reference: &str| {
+        let upsert = upsert(&clock, p.id, reference, reference);
+        s.grant_subscriber(p.id, upsert, family(p.id, PrincipalKind::Subscriber), START)
+    };
+    // ASCII case still folds, beside non-ASCII letters too.
+    assert_eq!(
+        grant("KATE@EXAMPLE.COM").await.unwrap(),
+        ids["kate@example.com"]
+    );
+    assert_eq!(
+        grant("\u{212A}ATE@Example.com").await.unwrap(),
+        ids["\u{212A}ate@example.com"]
+    );
+    // An email is unique by the same key: a look-alike email is free, an ASCII case variant
+    // is taken.
+    let kelvin = ids["\u{212A}ate@example.com"];
+    let moved = s
+        .update_subscriber(
+            p.id,
+            kelvin,
+            SubscriberPatch {
+                email: Some("Kate@Example.com".into()),
+                ..Default::default()
+            },
+            None,
+            START,
+        )
+        .await;
+    assert!(
+        matches!(moved, Err(StoreError::Conflict(ref c)) if c == "email"),
+        "{moved:?}"
+    );
+
+    // Operators are global: a suffix keeps these names apart from the rest of the contract.
+    let suffix = Uuid::new_v4().simple().to_string();
+    let operator = |name: &str| Operator {
+        id: OperatorId::random(),
+        username: format!("{name}-{suffix}"),
+        domain: None,
+        kind: OperatorKind::User,
+        role: Role::Admin,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        api_key_hash: None,
+        disabled: false,
+        created_at: START,
+    };
+    let mut names: Vec<&str> = LOOK_ALIKES.iter().flat_map(|(a, b)| [*a, *b]).collect();
+    names.extend(["admin@local", "ADM\u{130}N@local", "adm\u{131}n@local"]);
+    names.sort_unstable();
+    names.dedup();
+    let mut operators = Vec::new();
+    for name in names {
+        let op = operator(name);
+        s.create_operator(op.clone()).await.unwrap();
+        operators.push((name, op));
+    }
+    for (name, op) in &operators {
+        for spelling in [op.username.clone(), op.username.to_ascii_uppercase()] {
+            let found = s.find_operator(&spelling).await.unwrap();
+            assert_eq!(found.map(|o| o.id), Some(op.id), "{spelling:?}");
+        }
+        let twin = operator(&name.to_ascii_uppercase());
+        let taken = s.create_operator(twin).await;
+        assert!(
+            matches!(taken, Err(StoreError::Conflict(ref c)) if c == "username"),
+            "{name:?}: {taken:?}"
+        );
+    }
+    let combining = format!("admi\u{307}n@local-{suffix}");
+    assert_eq!(s.find_operator(&combining).await.unwrap(), None);
+}
+
 /// Writes that arrive together (SQLite commits them as one batch) succeed or fail each on its
 /// own: a grant that fails halfway (its subscriber's email is taken, after its resource row
 /// was written) leaves nothing behind and takes no concurrent grant with it.
@@ -415,7 +540,9 @@ async fn operators(s: &dyn Store) {
         Err(StoreError::Conflict(ref c)) if c == "username"
     ));
     assert_eq!(
-        s.find_operator(&op.username.to_lowercase()).await.unwrap(),
+        s.find_operator(&op.username.to_ascii_lowercase())
+            .await
+            .unwrap(),
         Some(op.clone())
     );
     assert_eq!(
@@ -634,6 +761,7 @@ pub async fn contract(s: Arc<dyn Store>) {
     projects_and_tokens(s.as_ref()).await;
     rotation(s.clone()).await;
     subscribers(s.as_ref()).await;
+    identities(s.as_ref()).await;
     concurrent_failures(s.clone()).await;
     keys(s.as_ref()).await;
     operators(s.as_ref()).await;

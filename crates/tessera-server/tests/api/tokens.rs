@@ -654,3 +654,83 @@ async fn unbound_sat_refresh_scope_is_capped_at_sixty_seconds() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Grants a subscriber token for `reference` with a profile field and a password; returns
+/// the answer.
+async fn grant_as(app: &TestApp, p: &Project, reference: &str, first_name: &str) -> Value {
+    let r = app
+        .post(
+            p,
+            "/api/fabric/subscribers/tokens",
+            json!({
+                "reference": reference,
+                "first_name": first_name,
+                "password": format!("{first_name}'s password"),
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{reference:?}");
+    r.json().await.unwrap()
+}
+
+/// A reference that only Unicode case mapping or normalisation would make another (KELVIN
+/// SIGN for `K`, ANGSTROM SIGN for `Å`, fullwidth letters, final sigma…) is a subscriber of
+/// its own: granting it, with a profile and a password, neither patches the other, nor sets
+/// its password, nor ends its sessions; in either order of creation. ASCII case still folds.
+#[tokio::test]
+async fn look_alike_references_are_subscribers_of_their_own() {
+    let app = spawn_app().await;
+    for reverse in [false, true] {
+        let p = app.project().await;
+        for (a, b) in crate::store_contract::LOOK_ALIKES {
+            let (first, second) = if reverse { (b, a) } else { (a, b) };
+            let original = grant_as(&app, &p, first, "Original").await;
+            let sid = original["subscriber_id"].as_str().unwrap();
+            let other = grant_as(&app, &p, second, "Mallory").await;
+            assert_ne!(other["subscriber_id"], sid, "{second:?} reached {first:?}");
+            let s: Value = app
+                .get(&p, &format!("/api/fabric/resources/subscribers/{sid}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(s["subscriber"]["first_name"], "Original", "{first:?}");
+            assert_eq!(s["subscriber"]["email"], first);
+            // A password set on the subscriber would have revoked this session.
+            let r = app
+                .post(
+                    &p,
+                    "/api/fabric/subscribers/tokens/refresh",
+                    json!({"refresh_token": original["refresh_token"]}),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::CREATED, "{first:?}'s session ended");
+            // Each is found again by itself (with a fresh family of its own each time).
+            for (name, id) in [
+                (first, sid),
+                (second, other["subscriber_id"].as_str().unwrap()),
+            ] {
+                let again = app
+                    .post(
+                        &p,
+                        "/api/fabric/subscribers/tokens",
+                        json!({"reference": name}),
+                    )
+                    .await;
+                let again: Value = again.json().await.unwrap();
+                assert_eq!(again["subscriber_id"], id, "{name:?}");
+            }
+        }
+    }
+    let p = app.project().await;
+    let kate = grant_as(&app, &p, "kate@example.com", "Kate").await;
+    let upper = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "KATE@EXAMPLE.COM"}),
+        )
+        .await;
+    let upper: Value = upper.json().await.unwrap();
+    assert_eq!(upper["subscriber_id"], kate["subscriber_id"]);
+}
