@@ -192,7 +192,9 @@ impl Lockout {
             .or_default()
             .fail(now, p.failures, p.window, p.lock);
         if locked {
-            tracing::warn!(%addr, "login locked for an account at this address");
+            // The account is `user:<name>` or `key:<prefix of the key's keyed hash>`: never
+            // the secret. Debug formatting escapes whatever a caller put in the name.
+            tracing::warn!(%addr, account = ?account, lock_seconds = p.lock, "login locked for an account at this address");
         }
         let blocked = self
             .addresses
