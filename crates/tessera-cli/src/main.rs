@@ -527,3 +527,49 @@ fn main() {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_a_bare_port_on_loopback() {
+        assert_eq!(
+            parse_listen(":0").unwrap(),
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_listen(":8080").unwrap(),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:9000").unwrap(),
+            "0.0.0.0:9000".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_listen(":").is_err());
+        assert!(parse_listen("localhost").is_err());
+    }
+
+    #[test]
+    fn public_urls_are_checked() {
+        assert_eq!(
+            parse_public_url("https://tokens.example.com/").unwrap(),
+            "https://tokens.example.com"
+        );
+        assert_eq!(
+            parse_public_url("http://10.0.0.1:8080/tessera").unwrap(),
+            "http://10.0.0.1:8080/tessera"
+        );
+        for bad in [
+            "tokens.example.com",
+            "ftp://x",
+            "https://",
+            "https://a.example/?q=1",
+            "https://user@a.example",
+            "https://a.example/#x",
+            "https://a b.example",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
+}
