@@ -22,6 +22,7 @@ use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::model::{MasterKeyCheck, PurgeCounts};
 use tessera_core::service::{TokenPolicy, TokenService};
 use tessera_core::store::Store;
+use tessera_core::token::KeyPurpose;
 use tessera_core::Clock;
 use tessera_store_postgres::PgStore;
 use tessera_store_sqlite::SqliteStore;
@@ -205,13 +206,24 @@ pub async fn prepare_opened(
     opened: Opened,
 ) -> Result<AppState, StartError> {
     let Opened { store, metrics } = opened;
-    let (master, _check) = master_key_for(&config, store.as_ref(), clock.as_ref()).await?;
+    let (master, check) = master_key_for(&config, store.as_ref(), clock.as_ref()).await?;
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(
         store,
         clock.clone(),
         config.cache_ttl_seconds,
     ));
     let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
+    // Accounts tokens signed before JWS subkeys (by a build older than the master-key check,
+    // which came in the same release) keep verifying until they expire: only with the signing
+    // keys that existed before the check was recorded, and only if issued before then.
+    let legacy_kids = store
+        .list_keys()
+        .await
+        .map_err(KeyLoadError::from)?
+        .into_iter()
+        .filter(|k| k.purpose == KeyPurpose::Signing && k.created_at < check.recorded_at)
+        .map(|k| k.kid);
+    ring.accept_legacy_signatures(legacy_kids, check.recorded_at);
     let policy = TokenPolicy {
         refresh_grace: config.refresh_grace_seconds.max(0),
         access_lifetime: config.access_token_lifetime_seconds,
