@@ -19,6 +19,7 @@ use serde_json::json;
 use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
 use tessera_core::jws::SigningAlg;
 use tessera_core::model::Role;
+use tessera_core::token::KeyPurpose;
 use tessera_core::{Secret, SystemClock};
 use tessera_server::admin::Admin;
 use tessera_server::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN};
@@ -217,6 +218,22 @@ enum KeysCommand {
         #[arg(long)]
         kid: String,
     },
+    /// Print the unwrapped access keys for an offline `Verifier` (tessera_core::verifier).
+    /// SECRET: access keys also mint tokens; keep the output like the master key.
+    Export {
+        /// Which keys: only `access` can be exported.
+        #[arg(long, value_parser = parse_export_purpose)]
+        purpose: KeyPurpose,
+    },
+}
+
+fn parse_export_purpose(s: &str) -> Result<KeyPurpose, String> {
+    match KeyPurpose::parse(s) {
+        Some(KeyPurpose::Access) => Ok(KeyPurpose::Access),
+        _ => Err(format!(
+            "{s:?}: only access keys can be exported (refresh and signing keys never leave the database)"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -442,6 +459,7 @@ async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
             KeysCommand::Rotate => admin.keys_rotate().await,
             KeysCommand::Retire { kid } => admin.keys_retire(&kid).await,
             KeysCommand::Destroy { kid } => admin.keys_destroy(&kid).await,
+            KeysCommand::Export { purpose } => admin.keys_export(purpose).await,
         },
         // Handled above, before the master key is needed.
         AdminCommand::Migrate | AdminCommand::Export | AdminCommand::Import => return,

@@ -1218,3 +1218,85 @@ fn admin_commands_refuse_a_database_that_does_not_exist() {
     );
     assert!(exists(&db));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_access_keys_verify_a_token_the_server_issued() {
+    use tessera_core::verifier::Verifier;
+    use tessera_core::Clock;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (database, p, address) = keyed_installation(dir.path());
+    let node = Node::start(&database, &[]);
+    let (status, body) = post(
+        &reqwest::Client::new(),
+        node.url("/api/fabric/guests/tokens"),
+        &p,
+        json!({ "allowed_addresses": [address] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+
+    let out = tessera(
+        &[
+            "admin",
+            "keys",
+            "export",
+            "--purpose",
+            "access",
+            "--database",
+            &database,
+        ],
+        Some(MASTER_KEY),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let export = String::from_utf8(out.stdout).unwrap();
+    let verifier = Verifier::from_export(&export, 5).expect("the export loads");
+    let now = tessera_core::SystemClock.now();
+    let claims = verifier
+        .verify(&token, now)
+        .expect("the SAT verifies offline");
+    assert_eq!(claims.pid.to_string(), p.id);
+    // Tampered: one character of the ciphertext changed.
+    let at = token.match_indices('.').nth(2).unwrap().0 + 1;
+    let mut tampered = token.clone().into_bytes();
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    assert!(verifier
+        .verify(std::str::from_utf8(&tampered).unwrap(), now)
+        .is_err());
+    // The refresh token is not an access token, and nothing but access keys is exported.
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert!(verifier.verify(refresh, now).is_err());
+    let out = tessera(
+        &[
+            "admin",
+            "keys",
+            "export",
+            "--purpose",
+            "signing",
+            "--database",
+            &database,
+        ],
+        Some(MASTER_KEY),
+    );
+    assert!(!out.status.success());
+    // Another master key exports nothing.
+    let out = tessera(
+        &[
+            "admin",
+            "keys",
+            "export",
+            "--purpose",
+            "access",
+            "--database",
+            &database,
+        ],
+        Some(OTHER_MASTER_KEY),
+    );
+    assert!(refused(&out).contains("not the master key"));
+}
