@@ -20,12 +20,15 @@ use serde_json::json;
 use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
 use tessera_core::jws::SigningAlg;
 use tessera_core::model::Role;
+use tessera_core::token::KeyPurpose;
 use tessera_core::{Secret, SystemClock};
 use tessera_server::admin::Admin;
 use tessera_server::config::{
     Config, ConnectionLimits, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN,
 };
-use tessera_server::startup::{migrate, open_store, resolve_master_key};
+use tessera_server::startup::{
+    master_key_for, migrate, open_database, open_store, prepare_opened, require_database,
+};
 use tessera_server::transfer;
 
 #[derive(Parser)]
@@ -45,6 +48,11 @@ enum Command {
     Admin {
         #[command(flatten)]
         db: DbArgs,
+        /// Make the SQLite database if its file does not exist. Without it, admin commands
+        /// (but `migrate` and `import`, which make databases) refuse a missing file, so that a
+        /// mistyped path does not become a new installation.
+        #[arg(long, global = true)]
+        create: bool,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -247,6 +255,22 @@ enum KeysCommand {
         #[arg(long)]
         kid: String,
     },
+    /// Print the unwrapped access keys for an offline `Verifier` (tessera_core::verifier).
+    /// SECRET: access keys also mint tokens; keep the output like the master key.
+    Export {
+        /// Which keys: only `access` can be exported.
+        #[arg(long, value_parser = parse_export_purpose)]
+        purpose: KeyPurpose,
+    },
+}
+
+fn parse_export_purpose(s: &str) -> Result<KeyPurpose, String> {
+    match KeyPurpose::parse(s) {
+        Some(KeyPurpose::Access) => Ok(KeyPurpose::Access),
+        _ => Err(format!(
+            "{s:?}: only access keys can be exported (refresh and signing keys never leave the database)"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -372,12 +396,15 @@ async fn serve(args: ServeArgs) {
         ..config_for(&args.db)
     };
     let listen = config.listen;
-    let state = tessera_server::prepare(config, Arc::new(SystemClock))
-        .await
-        .unwrap_or_else(|e| fail(e));
+    // Nothing is created until what it depends on has succeeded: the database opens, then the
+    // port binds, and only then may a master key file and the first keys be created.
+    let opened = open_database(&config).await.unwrap_or_else(|e| fail(e));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .unwrap_or_else(|e| fail(format!("cannot listen on {listen}: {e}")));
+    let state = prepare_opened(config, Arc::new(SystemClock), opened)
+        .await
+        .unwrap_or_else(|e| fail(e));
     let addr = listener.local_addr().unwrap_or_else(|e| fail(e));
     tracing::info!(%addr, "listening");
     // One plain line on stdout, so scripts and tests can learn the port when listening on 0.
@@ -410,7 +437,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down; draining in-flight requests");
 }
 
-async fn admin(db: DbArgs, command: AdminCommand) {
+async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
     let config = config_for(&db);
     if let AdminCommand::Migrate = command {
         // Only the schema: no master key is needed to migrate.
@@ -439,8 +466,14 @@ async fn admin(db: DbArgs, command: AdminCommand) {
         }
         return;
     }
-    let master = resolve_master_key(&config).unwrap_or_else(|e| fail(e));
+    if !create {
+        require_database(&config.database_url).unwrap_or_else(|e| fail(e));
+    }
+    // The database first, then its master key, checked against it before anything is written.
     let store = open_store(&config.database_url, Default::default())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let (master, _) = master_key_for(&config, store.as_ref(), &SystemClock)
         .await
         .unwrap_or_else(|e| fail(e));
     let admin = Admin {
@@ -471,6 +504,7 @@ async fn admin(db: DbArgs, command: AdminCommand) {
             KeysCommand::Rotate => admin.keys_rotate().await,
             KeysCommand::Retire { kid } => admin.keys_retire(&kid).await,
             KeysCommand::Destroy { kid } => admin.keys_destroy(&kid).await,
+            KeysCommand::Export { purpose } => admin.keys_export(purpose).await,
         },
         // Handled above, before the master key is needed.
         AdminCommand::Migrate | AdminCommand::Export | AdminCommand::Import => return,
@@ -518,7 +552,11 @@ fn main() {
     rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
-            Command::Admin { db, command } => admin(db, command).await,
+            Command::Admin {
+                db,
+                create,
+                command,
+            } => admin(db, create, command).await,
             Command::Bench(args) => {
                 if let Err(e) = bench::run(args).await {
                     fail(e);

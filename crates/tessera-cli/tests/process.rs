@@ -91,7 +91,11 @@ struct Creds {
 }
 
 fn project(database: &str) -> Creds {
-    let p = admin(database, &["project", "create", "--name", "process"]);
+    // The first command on a new SQLite file: it makes the database.
+    let p = admin(
+        database,
+        &["project", "create", "--name", "process", "--create"],
+    );
     Creds {
         id: p["project_id"].as_str().unwrap().into(),
         token: p["api_token"].as_str().unwrap().into(),
@@ -583,7 +587,7 @@ async fn move_installation(target: &str) {
     let dump = export.stdout;
     let header: Value =
         serde_json::from_slice(dump.split(|b| *b == b'\n').next().unwrap()).unwrap();
-    assert_eq!(header, json!({"tessera_export": 1, "schema_version": 7}));
+    assert_eq!(header, json!({"tessera_export": 1, "schema_version": 8}));
     let stderr = String::from_utf8_lossy(&export.stderr);
     let exported: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
 
@@ -894,4 +898,405 @@ fn the_benchmark_reports_medians_over_rounds() {
         assert_eq!(w["errors"], 0, "{w}");
     }
     assert_compared_with_empty(&passes[3]);
+}
+
+// --- keys and operator mistakes (issue 18) ---
+
+const OTHER_MASTER_KEY: &str = "ERERERERERERERERERERERERERERERERERERERERERE=";
+
+/// `tessera ARGS` with `master_key` (or none), without inheriting any key from the caller's
+/// environment.
+fn tessera(args: &[&str], master_key: Option<&str>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args)
+        .env_remove("TESSERA_MASTER_KEY")
+        .env_remove("TESSERA_MASTER_KEY_FILE")
+        .env_remove("TESSERA_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    if let Some(key) = master_key {
+        cmd.env("TESSERA_MASTER_KEY", key);
+    }
+    cmd.output().expect("tessera runs")
+}
+
+/// The JSON error line a failed command wrote on stderr (its last line).
+fn refused(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "the command succeeded");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {stderr}"));
+    v["error"].as_str().unwrap().to_string()
+}
+
+/// The whole database as `admin export` writes it (the rows, byte for byte), and its counts.
+fn snapshot(database: &str) -> (Vec<u8>, Value) {
+    let out = admin_keyless(database, &["export"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let counts: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    (out.stdout, counts["exported"].clone())
+}
+
+/// A SQLite installation with keys (a server started on it once), a project and an address.
+fn keyed_installation(dir: &std::path::Path) -> (String, Creds, String) {
+    let database = format!("sqlite://{}", dir.join("t.db").display());
+    let p = project(&database);
+    drop(Node::start(&database, &[]));
+    let app = admin(
+        &database,
+        &["application", "create", "--project", &p.id, "--name", "a"],
+    );
+    let address = app["address_id"].as_str().unwrap().to_string();
+    (database, p, address)
+}
+
+#[test]
+fn every_command_refuses_another_master_key_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (database, p, address) = keyed_installation(dir.path());
+    let (before, counts) = snapshot(&database);
+    assert!(counts["keys"].as_u64().unwrap() >= 3);
+    assert_eq!(counts["master_key_check"], 1);
+    let attempts: [&[&str]; 5] = [
+        &["admin", "project", "create", "--name", "x"],
+        &["admin", "api-token", "create", "--project", &p.id],
+        &[
+            "admin",
+            "embed",
+            "create",
+            "--project",
+            &p.id,
+            "--address",
+            &address,
+        ],
+        &[
+            "admin",
+            "user",
+            "create",
+            "--username",
+            "bot",
+            "--role",
+            "ADMIN",
+            "--service",
+        ],
+        &["admin", "keys", "rotate"],
+    ];
+    for args in attempts {
+        let mut args = args.to_vec();
+        args.extend(["--database", &database]);
+        let out = tessera(&args, Some(OTHER_MASTER_KEY));
+        let error = refused(&out);
+        assert!(
+            error.contains("not the master key of this database"),
+            "{args:?}: {error}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed a credential");
+        assert_eq!(
+            snapshot(&database).0,
+            before,
+            "{args:?} wrote to the database"
+        );
+    }
+    // `serve` refuses it with the same check.
+    let out = tessera(
+        &["serve", "--listen", "127.0.0.1:0", "--database", &database],
+        Some(OTHER_MASTER_KEY),
+    );
+    assert!(refused(&out).contains("not the master key of this database"));
+    assert_eq!(snapshot(&database).0, before);
+    // The right key still works.
+    tessera(
+        &["admin", "keys", "list", "--database", &database],
+        Some(MASTER_KEY),
+    )
+    .status
+    .success()
+    .then_some(())
+    .expect("the right key is accepted");
+}
+
+#[test]
+fn the_check_refuses_a_wrong_key_on_a_database_without_keys_yet() {
+    // A project made before any server ran: no key unwraps, only the check tells the keys
+    // apart, and a server started with another key must not create keys under it.
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("t.db").display());
+    project(&database);
+    let (before, counts) = snapshot(&database);
+    assert_eq!(counts["keys"], 0);
+    let out = tessera(
+        &["serve", "--listen", "127.0.0.1:0", "--database", &database],
+        Some(OTHER_MASTER_KEY),
+    );
+    assert!(refused(&out).contains("not the master key of this database"));
+    let out = tessera(
+        &[
+            "admin",
+            "project",
+            "create",
+            "--name",
+            "y",
+            "--database",
+            &database,
+        ],
+        Some(OTHER_MASTER_KEY),
+    );
+    assert!(refused(&out).contains("not the master key of this database"));
+    assert_eq!(snapshot(&database).0, before);
+}
+
+/// Whether `path` exists.
+fn exists(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok()
+}
+
+#[test]
+fn serve_on_a_busy_port_creates_no_key_file_and_no_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let database = format!("sqlite://{}", db.display());
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let out = tessera(
+        &["serve", "--listen", &listen, "--database", &database],
+        None,
+    );
+    assert!(refused(&out).contains("cannot listen"));
+    assert!(
+        !exists(&dir.path().join("t.db.master-key")),
+        "a stray key file"
+    );
+    let (_, counts) = snapshot(&database);
+    assert_eq!(counts["keys"], 0);
+    assert_eq!(counts["master_key_check"], 0);
+    // With the port free, the same command creates the key file and the keys.
+    drop(busy);
+    let node = Node::spawn({
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+            .env_remove("TESSERA_MASTER_KEY")
+            .env_remove("TESSERA_MASTER_KEY_FILE")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped());
+        cmd
+    });
+    drop(node);
+    assert!(exists(&dir.path().join("t.db.master-key")));
+    assert!(snapshot(&database).1["keys"].as_u64().unwrap() >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_a_busy_port_creates_no_keys_on_postgres() {
+    let Some((database, guard)) = postgres().await else {
+        return;
+    };
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let out = tessera(
+        &["serve", "--listen", &listen, "--database", &database],
+        Some(MASTER_KEY),
+    );
+    assert!(refused(&out).contains("cannot listen"));
+    let (_, counts) = snapshot(&database);
+    assert_eq!(counts["keys"], 0, "keys that would block an import");
+    assert_eq!(counts["master_key_check"], 0);
+    guard.drop_now().await;
+}
+
+#[test]
+fn a_damaged_database_gets_no_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+    let database = format!("sqlite://{}", db.display());
+    let out = tessera(
+        &["serve", "--listen", "127.0.0.1:0", "--database", &database],
+        None,
+    );
+    refused(&out);
+    let out = tessera(
+        &[
+            "admin",
+            "project",
+            "create",
+            "--name",
+            "x",
+            "--database",
+            &database,
+        ],
+        None,
+    );
+    refused(&out);
+    assert!(
+        !exists(&dir.path().join("t.db.master-key")),
+        "a stray key file"
+    );
+}
+
+#[test]
+fn a_keyed_database_whose_key_file_is_missing_is_refused_without_a_new_one() {
+    // Keyed through the environment; then started without it, which used to create a fresh
+    // (wrong) key file beside the database.
+    let dir = tempfile::tempdir().unwrap();
+    let (database, _, _) = keyed_installation(dir.path());
+    let key_file = dir.path().join("t.db.master-key");
+    let (before, _) = snapshot(&database);
+    let out = tessera(
+        &["serve", "--listen", "127.0.0.1:0", "--database", &database],
+        None,
+    );
+    let error = refused(&out);
+    assert!(
+        error.contains("holds keys") && error.contains("does not exist"),
+        "{error}"
+    );
+    assert!(error.contains(&key_file.display().to_string()), "{error}");
+    let out = tessera(&["admin", "user", "list", "--database", &database], None);
+    assert!(refused(&out).contains("holds keys"));
+    assert!(
+        !exists(&key_file),
+        "a key file was created for a keyed database"
+    );
+    assert_eq!(snapshot(&database).0, before);
+}
+
+#[test]
+fn admin_commands_refuse_a_database_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let database = format!("sqlite://{}", db.display());
+    for args in [
+        &["admin", "project", "create", "--name", "x"][..],
+        &["admin", "user", "list"][..],
+        &["admin", "keys", "list"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--database", &database]);
+        let out = tessera(&args, Some(MASTER_KEY));
+        let error = refused(&out);
+        assert!(error.contains(&db.display().to_string()), "{error}");
+        assert!(error.contains("--create"), "{error}");
+        assert!(!exists(&db), "{args:?} made a database");
+        assert!(!exists(&dir.path().join("typo.db.master-key")));
+    }
+    // Commands that make databases still do; --create makes one for any command.
+    let made = dir.path().join("made.db");
+    let out = tessera(
+        &[
+            "admin",
+            "migrate",
+            "--database",
+            &format!("sqlite://{}", made.display()),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    assert!(exists(&made));
+    let out = tessera(
+        &[
+            "admin",
+            "project",
+            "create",
+            "--name",
+            "x",
+            "--create",
+            "--database",
+            &database,
+        ],
+        Some(MASTER_KEY),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(exists(&db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_access_keys_verify_a_token_the_server_issued() {
+    use tessera_core::verifier::Verifier;
+    use tessera_core::Clock;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (database, p, address) = keyed_installation(dir.path());
+    let node = Node::start(&database, &[]);
+    let (status, body) = post(
+        &reqwest::Client::new(),
+        node.url("/api/fabric/guests/tokens"),
+        &p,
+        json!({ "allowed_addresses": [address] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+
+    let out = tessera(
+        &[
+            "admin",
+            "keys",
+            "export",
+            "--purpose",
+            "access",
+            "--database",
+            &database,
+        ],
+        Some(MASTER_KEY),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let export = String::from_utf8(out.stdout).unwrap();
+    let verifier = Verifier::from_export(&export, 5).expect("the export loads");
+    let now = tessera_core::SystemClock.now();
+    let claims = verifier
+        .verify(&token, now)
+        .expect("the SAT verifies offline");
+    assert_eq!(claims.pid.to_string(), p.id);
+    // Tampered: one character of the ciphertext changed.
+    let at = token.match_indices('.').nth(2).unwrap().0 + 1;
+    let mut tampered = token.clone().into_bytes();
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    assert!(verifier
+        .verify(std::str::from_utf8(&tampered).unwrap(), now)
+        .is_err());
+    // The refresh token is not an access token, and nothing but access keys is exported.
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert!(verifier.verify(refresh, now).is_err());
+    let out = tessera(
+        &[
+            "admin",
+            "keys",
+            "export",
+            "--purpose",
+            "signing",
+            "--database",
+            &database,
+        ],
+        Some(MASTER_KEY),
+    );
+    assert!(!out.status.success());
+    // Another master key exports nothing.
+    let out = tessera(
+        &[
+            "admin",
+            "keys",
+            "export",
+            "--purpose",
+            "access",
+            "--database",
+            &database,
+        ],
+        Some(OTHER_MASTER_KEY),
+    );
+    assert!(refused(&out).contains("not the master key"));
 }

@@ -247,6 +247,14 @@ impl Store for CachedStore {
         self.inner.insert_key(key).await
     }
 
+    async fn master_key_check(&self) -> StoreResult<Option<MasterKeyCheck>> {
+        self.inner.master_key_check().await
+    }
+
+    async fn record_master_key_check(&self, check: MasterKeyCheck) -> StoreResult<MasterKeyCheck> {
+        self.inner.record_master_key_check(check).await
+    }
+
     async fn create_resource(&self, new: NewResource) -> StoreResult<()> {
         self.inner.create_resource(new).await
     }

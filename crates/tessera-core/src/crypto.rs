@@ -91,6 +91,7 @@ pub fn new_secret(prefix: &str) -> Secret<String> {
 pub struct MasterKey {
     wrap: Aes256Gcm,
     credential_hash_key: [u8; 32],
+    check: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -120,9 +121,16 @@ impl MasterKey {
             mac.finalize().into_bytes().into()
         };
         let wrap_key = derive(b"tessera/v1/key-wrap");
+        // The check value is a MAC of a fixed label under a third sub-key: stored in the
+        // database, it tells a right key from a wrong one without revealing either sub-key.
+        let mut check =
+            <Hmac<Sha256> as Mac>::new_from_slice(&derive(b"tessera/v1/master-key-check"))
+                .expect("any key length");
+        check.update(b"tessera master key check");
         MasterKey {
             wrap: Aes256Gcm::new(&wrap_key.into()),
             credential_hash_key: derive(b"tessera/v1/credential-hash"),
+            check: check.finalize().into_bytes().into(),
         }
     }
 
@@ -137,6 +145,17 @@ impl MasterKey {
     pub fn generate() -> (Self, Secret<String>) {
         let bytes = random_bytes::<32>();
         (Self::from_bytes(bytes), Secret::new(STANDARD.encode(bytes)))
+    }
+
+    /// The value a database records to recognise this key ([`crate::model::MasterKeyCheck`]).
+    /// Equal for equal keys, different (but for a 2^-256 chance) for different ones.
+    pub fn check_value(&self) -> [u8; 32] {
+        self.check
+    }
+
+    /// Whether `recorded` is this key's check value (compared in constant time).
+    pub fn matches_check(&self, recorded: &[u8; 32]) -> bool {
+        ct_eq(&self.check, recorded)
     }
 
     /// Encrypts key material for storage; `label` (the kid) is bound as associated data so a
@@ -277,6 +296,17 @@ mod tests {
         assert!(mk.unwrap("kid-2", &wrapped).is_err());
         let (other, _) = MasterKey::generate();
         assert!(other.unwrap("kid-1", &wrapped).is_err());
+    }
+
+    #[test]
+    fn the_check_value_tells_keys_apart_and_is_none_of_the_sub_keys() {
+        let (mk, text) = MasterKey::generate();
+        let again = MasterKey::from_base64(text.expose()).unwrap();
+        assert_eq!(mk.check_value(), again.check_value());
+        assert!(mk.matches_check(&again.check_value()));
+        let (other, _) = MasterKey::generate();
+        assert!(!mk.matches_check(&other.check_value()));
+        assert_ne!(mk.check_value(), mk.credential_hash_key);
     }
 
     #[test]

@@ -116,6 +116,17 @@ pub const EXPORT_TABLES: &[ExportTable] = &[
             col("sealed", Integer),
         ],
     },
+    // The check travels with the keys it was recorded for: an import is then checked against
+    // the source's master key at once. It does not count as content when an import asks
+    // whether the target is empty (see [`TRANSIENT_TABLES`]).
+    ExportTable {
+        name: "master_key_check",
+        columns: &[
+            col("id", Integer),
+            col("value", Bytes),
+            col("recorded_at", Integer),
+        ],
+    },
     ExportTable {
         name: "resources",
         columns: &[
@@ -398,6 +409,11 @@ pub fn decode_tables(tables: Vec<(String, Vec<ExportRow>)>) -> Result<Vec<Vec<Ve
     }
     Ok(out)
 }
+
+/// Tables an import replaces instead of refusing to merge: the master-key check a command may
+/// have recorded on the empty target (nothing was keyed under it, or the target would not be
+/// empty). Each store deletes their rows in the import's transaction before inserting.
+pub const TRANSIENT_TABLES: &[&str] = &["master_key_check"];
 
 /// The refusal to import into a database that already holds rows (in `table`): an import
 /// never merges two installations.

@@ -7,6 +7,21 @@
 //! Verification pins everything before any crypto runs: the header must be exactly
 //! `{"alg", "kid"}` (plus an optional `"typ": "JWT"`), `alg` must be the configured algorithm,
 //! and `kid` selects only among signing keys.
+//!
+//! # Subkeys
+//!
+//! A signing key's 32 bytes are never used directly: the HS256 secret is
+//! `HMAC-SHA256(material, "tessera/v2/jws/hs256")` and the Ed25519 seed is
+//! `HMAC-SHA256(material, "tessera/v2/jws/ed25519")`, so the secret MAC key and the seed of a
+//! published public key are never the same bytes. Earlier builds used the material as both.
+//! Tokens they signed keep verifying until they expire, through a narrow legacy path: only for
+//! signing keys that existed before the upgrade, only for tokens issued before it
+//! ([`KeyRing::accept_legacy_signatures`]), and only for tokens whose lifetime is at most
+//! [`LEGACY_MAX_LIFETIME`] (what those builds issued), so the path closes by itself an hour
+//! after the upgrade. A forged token gains nothing from it: it needs a signature under the raw
+//! material, which only the old builds made. And a token an attacker kept from before holds
+//! `HMAC(material, signing input)` for a signing input that is base64url with a dot; the
+//! labels contain `/`, so no signature ever made is one of the subkeys.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -52,18 +67,57 @@ impl SigningAlg {
     }
 }
 
-/// A signing key's two uses of its material, prepared once when the key is loaded.
+/// The longest lifetime of an Accounts access token signed before subkeys (the 1 h the
+/// builds before them issued); a legacy-signed token claiming a longer one is refused.
+pub const LEGACY_MAX_LIFETIME: i64 = 3600;
+
+/// The label of the HS256 subkey. Not a possible JWS signing input (it contains `/`).
+const HS256_LABEL: &[u8] = b"tessera/v2/jws/hs256";
+/// The label of the Ed25519 subkey. Not a possible JWS signing input (it contains `/`).
+const ED25519_LABEL: &[u8] = b"tessera/v2/jws/ed25519";
+
+/// The subkey of `material` for `label`.
+fn subkey(material: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(material).expect("HMAC takes any key length");
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
+/// A signing key's two uses of its material, each through its own subkey, prepared once when
+/// the key is loaded; and the raw material's verifiers, for the legacy path.
 pub struct SigningKey {
     hmac: Hmac<Sha256>,
     ed: ed25519_dalek::SigningKey,
+    legacy_hmac: Hmac<Sha256>,
+    legacy_ed: ed25519_dalek::VerifyingKey,
 }
 
 impl SigningKey {
     /// Prepares `material` for both algorithms.
     pub(crate) fn new(material: &[u8; 32]) -> Self {
         SigningKey {
-            hmac: Hmac::<Sha256>::new_from_slice(material).expect("HMAC takes any key length"),
-            ed: ed25519_dalek::SigningKey::from_bytes(material),
+            hmac: Hmac::<Sha256>::new_from_slice(&subkey(material, HS256_LABEL))
+                .expect("HMAC takes any key length"),
+            ed: ed25519_dalek::SigningKey::from_bytes(&subkey(material, ED25519_LABEL)),
+            legacy_hmac: Hmac::<Sha256>::new_from_slice(material)
+                .expect("HMAC takes any key length"),
+            legacy_ed: ed25519_dalek::SigningKey::from_bytes(material).verifying_key(),
+        }
+    }
+
+    /// Whether `sig` is the signature builds before subkeys made over `input` (the raw
+    /// material as HMAC key or Ed25519 seed).
+    fn verify_legacy(&self, alg: SigningAlg, input: &[u8], sig: &[u8]) -> bool {
+        match alg {
+            SigningAlg::Hs256 => {
+                let mut mac = self.legacy_hmac.clone();
+                mac.update(input);
+                mac.verify_slice(sig).is_ok()
+            }
+            SigningAlg::EdDsa => match ed25519_dalek::Signature::from_slice(sig) {
+                Ok(s) => self.legacy_ed.verify(input, &s).is_ok(),
+                Err(_) => false,
+            },
         }
     }
 
@@ -199,12 +253,30 @@ pub fn verify(
     let good = ring
         .with_signing_key(Some(header.kid), |_, key| key.verify(alg, input, &sig))
         .unwrap_or(false);
-    if !good {
+    // The legacy path is tried only for a key named for it, and only after the subkey failed.
+    let legacy_before = if good {
+        None
+    } else {
+        ring.legacy_signatures_before(header.kid).filter(|_| {
+            ring.with_signing_key(Some(header.kid), |_, key| {
+                key.verify_legacy(alg, input, &sig)
+            })
+            .unwrap_or(false)
+        })
+    };
+    if !good && legacy_before.is_none() {
         return Err(JwsError::BadSignature);
     }
     let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| JwsError::Malformed)?;
     let claims: AccountsClaims =
         serde_json::from_slice(&payload).map_err(|_| JwsError::Malformed)?;
+    if let Some(before) = legacy_before {
+        // Signed under the raw material: it must be a token the old builds issued before the
+        // upgrade, with the lifetime they gave, or it is treated as not signed at all.
+        if claims.iat >= before || claims.exp.saturating_sub(claims.iat) > LEGACY_MAX_LIFETIME {
+            return Err(JwsError::BadSignature);
+        }
+    }
     if claims.iss != ISSUER
         || claims.aud != AUDIENCE
         || now.0 >= claims.exp.saturating_add(leeway)
@@ -303,6 +375,155 @@ mod tests {
             );
             assert_eq!(verify(&r, alg, &t, UnixTime(50), 0), Err(JwsError::Expired));
         }
+    }
+
+    /// A token signed as builds before subkeys signed it: the raw material as HMAC key or
+    /// Ed25519 seed.
+    fn sign_legacy(material: &[u8; 32], alg: SigningAlg, kid: &str, c: &AccountsClaims) -> String {
+        let mut out = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&HeaderOut {
+                alg: alg.as_str(),
+                kid,
+            })
+            .unwrap(),
+        );
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(c).unwrap(), &mut out);
+        let sig = match alg {
+            SigningAlg::Hs256 => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(material).unwrap();
+                mac.update(out.as_bytes());
+                mac.finalize().into_bytes().to_vec()
+            }
+            SigningAlg::EdDsa => ed25519_dalek::SigningKey::from_bytes(material)
+                .sign(out.as_bytes())
+                .to_bytes()
+                .to_vec(),
+        };
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_hs256_secret_and_the_ed25519_seed_are_separate_subkeys() {
+        let material = [7u8; 32];
+        let (hs, ed) = (
+            subkey(&material, HS256_LABEL),
+            subkey(&material, ED25519_LABEL),
+        );
+        assert_ne!(hs, ed);
+        assert_ne!(hs, material);
+        assert_ne!(ed, material);
+        // What the ring signs is neither the raw-material MAC nor verifiable as it.
+        let r = ring("s-1", 7);
+        for alg in [SigningAlg::Hs256, SigningAlg::EdDsa] {
+            let t = sign(&r, alg, &claims()).unwrap();
+            assert_ne!(t, sign_legacy(&material, alg, "s-1", &claims()), "{alg:?}");
+            assert_eq!(
+                verify(
+                    &r,
+                    alg,
+                    &sign_legacy(&material, alg, "s-1", &claims()),
+                    UnixTime(200),
+                    0
+                ),
+                Err(JwsError::BadSignature),
+                "{alg:?}: a raw-material signature verified without the legacy path"
+            );
+        }
+        // The published key is the subkey's, not the raw seed's.
+        let x = jwks(&r, SigningAlg::EdDsa)["keys"][0]["x"].clone();
+        let raw_public = ed25519_dalek::SigningKey::from_bytes(&material).verifying_key();
+        assert_ne!(x, URL_SAFE_NO_PAD.encode(raw_public.as_bytes()));
+        // No signature ever made can be a subkey: signing inputs are base64url and one dot.
+        for label in [HS256_LABEL, ED25519_LABEL] {
+            assert!(label.contains(&b'/'));
+        }
+    }
+
+    #[test]
+    fn tokens_signed_before_subkeys_verify_until_they_expire() {
+        for alg in [SigningAlg::Hs256, SigningAlg::EdDsa] {
+            let r = ring("s-1", 7);
+            // The upgrade happened at 1000; the token was issued at 100 for an hour.
+            r.accept_legacy_signatures(["s-1".to_string()], UnixTime(1000));
+            let old = sign_legacy(&[7; 32], alg, "s-1", &claims());
+            assert_eq!(verify(&r, alg, &old, UnixTime(1200), 0).unwrap(), claims());
+            assert_eq!(
+                verify(&r, alg, &old, UnixTime(3700), 0),
+                Err(JwsError::Expired)
+            );
+            // New tokens verify beside it.
+            let new = sign(&r, alg, &claims()).unwrap();
+            assert_eq!(verify(&r, alg, &new, UnixTime(1200), 0).unwrap(), claims());
+        }
+    }
+
+    #[test]
+    fn the_legacy_path_admits_no_forgery() {
+        let alg = SigningAlg::Hs256;
+        let r = KeyRing::new([
+            KeyMaterial {
+                kid: "s-old".into(),
+                purpose: KeyPurpose::Signing,
+                state: KeyState::Active,
+                material: [7; 32],
+            },
+            KeyMaterial {
+                kid: "s-new".into(),
+                purpose: KeyPurpose::Signing,
+                state: KeyState::Pending,
+                material: [8; 32],
+            },
+        ]);
+        r.accept_legacy_signatures(["s-old".to_string()], UnixTime(1000));
+        let refused = |t: &str, now: i64| {
+            assert_eq!(
+                verify(&r, alg, t, UnixTime(now), 0),
+                Err(JwsError::BadSignature),
+                "{t}"
+            )
+        };
+        // Issued (by an old build, or by whoever has the raw material) after the upgrade.
+        let late = AccountsClaims {
+            iat: 1000,
+            nbf: 1000,
+            exp: 4600,
+            ..claims()
+        };
+        refused(&sign_legacy(&[7; 32], alg, "s-old", &late), 1100);
+        // A lifetime the old builds never gave: it would outlive the legacy window.
+        let long = AccountsClaims {
+            exp: 100 + 30 * 86_400,
+            ..claims()
+        };
+        refused(&sign_legacy(&[7; 32], alg, "s-old", &long), 200);
+        // A key created after the upgrade has no legacy path.
+        refused(&sign_legacy(&[8; 32], alg, "s-new", &claims()), 200);
+        // An attacker holding an old token holds HMAC(material, its signing input). Used as
+        // an HMAC key (a guess that it is the subkey) it signs nothing that verifies, on
+        // either path, and the old signature on other claims fails like any other.
+        let old = sign_legacy(&[7; 32], alg, "s-old", &claims());
+        let (input, sig) = old.rsplit_once('.').unwrap();
+        let stolen: [u8; 32] = URL_SAFE_NO_PAD.decode(sig).unwrap().try_into().unwrap();
+        let admin = AccountsClaims {
+            scope: vec!["USER_WRITE".into(), "USER_READ".into()],
+            ..claims()
+        };
+        refused(&sign_legacy(&stolen, alg, "s-old", &admin), 200);
+        let (header, _) = input.split_once('.').unwrap();
+        let swapped = format!(
+            "{header}.{}.{sig}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&admin).unwrap())
+        );
+        refused(&swapped, 200);
+        // The old token itself still verifies, within its hour only.
+        assert!(verify(&r, alg, &old, UnixTime(200), 0).is_ok());
+        assert_eq!(
+            verify(&r, alg, &old, UnixTime(3700), 0),
+            Err(JwsError::Expired)
+        );
     }
 
     #[test]

@@ -413,6 +413,20 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// What a database records to recognise its master key: [`crate::crypto::MasterKey::check_value`]
+/// of the key everything in it is wrapped and hashed under, and when that was recorded.
+///
+/// The value is a keyed hash of a fixed label, so it reveals nothing about the key, and a
+/// command can refuse a wrong key before it writes anything with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterKeyCheck {
+    /// The check value of the database's master key.
+    pub value: [u8; 32],
+    /// When it was first recorded: when this database was first opened by a build that keeps
+    /// the check (and derives separate JWS subkeys, see [`crate::jws`]).
+    pub recorded_at: UnixTime,
+}
+
 /// Which addresses a listing should return.
 #[derive(Debug, Clone, Default)]
 pub struct AddressQuery {

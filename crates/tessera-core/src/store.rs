@@ -88,6 +88,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
     /// Inserts a new key.
     async fn insert_key(&self, key: StoredKey) -> StoreResult<()>;
+    /// The recorded master-key check, if any (databases from before it existed have none until
+    /// a command with the right key records it).
+    async fn master_key_check(&self) -> StoreResult<Option<MasterKeyCheck>>;
+    /// Records `check` unless a check is already recorded, and returns the one the database
+    /// holds afterwards: the first writer wins, so two processes with different keys racing on
+    /// a new database cannot both believe their key is the database's.
+    async fn record_master_key_check(&self, check: MasterKeyCheck) -> StoreResult<MasterKeyCheck>;
 
     // --- resources and addresses ---
 
@@ -283,6 +290,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (new audit events continue after the imported ones). Refuses, with `Invalid` and
     /// without writing anything, a store that already holds a row in any of those tables (so
     /// that two installations are never merged), an unknown table name, a malformed row, and
-    /// any row the schema refuses (a duplicate, a missing parent).
+    /// any row the schema refuses (a duplicate, a missing parent). A master-key check that a
+    /// command recorded on the otherwise empty target does not count as a row: it is replaced
+    /// by the export's (the imported keys are wrapped under the source's master key).
     async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()>;
 }

@@ -8,7 +8,7 @@
 //! run. Access and refresh tokens are sealed under different keys, so even a forged `typ`
 //! cannot make one class decrypt as the other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -473,6 +473,9 @@ impl std::fmt::Debug for KeyMaterial {
 #[derive(Default)]
 pub struct KeyRing {
     rings: RwLock<HashMap<KeyPurpose, PurposeRing>>,
+    /// Signing keys whose pre-subkey signatures are still accepted, and the time before which
+    /// such a token must have been issued ([`KeyRing::accept_legacy_signatures`]).
+    legacy_jws: RwLock<Option<(HashSet<String>, i64)>>,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -545,6 +548,31 @@ impl KeyRing {
             key.sealed.fetch_add(1, Ordering::Relaxed);
         }
         Some(f(kid, signer))
+    }
+
+    /// Lets the Accounts JWS code accept signatures made as builds before separate subkeys made
+    /// them (HS256 keyed with, and EdDSA seeded by, the raw material) by the signing keys
+    /// `kids` on tokens issued before `before`, so that tokens issued before an upgrade keep
+    /// working until they expire. Only keys that existed before the upgrade should be named;
+    /// see [`crate::jws`] for the limits a legacy token must also meet.
+    pub fn accept_legacy_signatures(
+        &self,
+        kids: impl IntoIterator<Item = String>,
+        before: UnixTime,
+    ) {
+        let kids: HashSet<String> = kids.into_iter().collect();
+        *self.legacy_jws.write().unwrap_or_else(|e| e.into_inner()) =
+            (!kids.is_empty()).then_some((kids, before.0));
+    }
+
+    /// The time before which a pre-subkey signature by `kid` may have been made, if `kid`'s
+    /// legacy signatures are accepted at all.
+    pub(crate) fn legacy_signatures_before(&self, kid: &str) -> Option<i64> {
+        let legacy = self.legacy_jws.read().unwrap_or_else(|e| e.into_inner());
+        legacy
+            .as_ref()
+            .filter(|(kids, _)| kids.contains(kid))
+            .map(|(_, before)| *before)
     }
 
     /// Every loaded signing key, for publishing public keys.

@@ -8,12 +8,14 @@ use serde_json::{json, Value};
 use tessera_core::accounts::{new_operator, valid_username};
 use tessera_core::crypto::{hex, new_secret, random_bytes, MasterKey};
 use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, ProjectId};
+use tessera_core::keys::unwrap_all;
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::{
     ApiToken, AuditEvent, Embed, NewResource, OperatorKind, Project, ResourceKind, Role,
 };
 use tessera_core::store::{Store, StoreError};
 use tessera_core::token::{KeyPurpose, KeyState};
+use tessera_core::verifier::key_export;
 use tessera_core::Clock;
 use tessera_core::Secret;
 use tessera_core::UnixTime;
@@ -450,6 +452,38 @@ impl Admin {
             .append_audit(vec![self.audit(None, "key.destroyed", kid.into())])
             .await?;
         Ok(json!({ "kid": kid, "state": "destroyed" }))
+    }
+
+    /// `keys export --purpose access` → the access keys, unwrapped, in the format
+    /// [`tessera_core::verifier::Verifier::from_export`] loads (see
+    /// [`tessera_core::verifier::key_export`]). The output is as secret as the master key:
+    /// Fabric tokens are `dir` JWE, so these keys also *mint* access tokens. Only access keys
+    /// leave the database (refresh and signing keys are not needed to check a SAT), and each
+    /// export is recorded as an audit event.
+    pub async fn keys_export(&self, purpose: KeyPurpose) -> Result<Value, AdminError> {
+        if purpose != KeyPurpose::Access {
+            return Err(AdminError::Invalid(
+                "only access keys can be exported (--purpose access)".into(),
+            ));
+        }
+        let stored: Vec<_> = self
+            .store
+            .list_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.purpose == purpose)
+            .collect();
+        let keys =
+            unwrap_all(&self.master, &stored).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let out = key_export(purpose, &keys);
+        self.store
+            .append_audit(vec![self.audit(
+                None,
+                "keys.exported",
+                format!("purpose:{}", purpose.as_str()),
+            )])
+            .await?;
+        Ok(out)
     }
 
     /// `audit tail [--project ID] [--since T]`: events as JSON objects, oldest first.

@@ -15,12 +15,13 @@ use tessera_core::accounts::{AccountsPolicy, AccountsService, LockoutPolicy};
 use tessera_core::audit::AuditLog;
 use tessera_core::cache::CachedStore;
 use tessera_core::crypto::MasterKey;
-use tessera_core::keys::load_ring;
+use tessera_core::keys::{check_master_key, holds_keys, load_ring, KeyLoadError};
 use tessera_core::maintenance::{KeyPolicy, Maintenance};
 use tessera_core::metrics::{Metrics, Stopwatch};
-use tessera_core::model::PurgeCounts;
+use tessera_core::model::{MasterKeyCheck, PurgeCounts};
 use tessera_core::service::{TokenPolicy, TokenService};
 use tessera_core::store::Store;
+use tessera_core::token::KeyPurpose;
 use tessera_core::Clock;
 use tessera_store_postgres::PgStore;
 use tessera_store_sqlite::SqliteStore;
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The master key is missing or malformed.
     #[error("master key: {0}")]
     MasterKey(String),
+    /// An admin command was pointed at a SQLite file that does not exist.
+    #[error("there is no database at {0} (looked for that file): run `tessera admin migrate` to make one, or add --create to this command")]
+    NoDatabase(PathBuf),
     /// Keys could not be loaded.
     #[error(transparent)]
     Keys(#[from] tessera_core::keys::KeyLoadError),
@@ -85,9 +89,37 @@ fn default_key_file(database_url: &str) -> Option<PathBuf> {
     Some(db.with_file_name(name))
 }
 
-/// Resolves the master key: `TESSERA_MASTER_KEY`, else `--master-key-file`, else the file
-/// beside the SQLite database, created (mode 0600) on first use.
-pub fn resolve_master_key(config: &Config) -> Result<MasterKey, StartError> {
+/// Refuses a SQLite URL whose file does not exist, naming the file looked for. Admin commands
+/// call it before opening a database (opening one creates it), so that a mistyped path is not
+/// silently a new, empty installation with credentials nobody can use.
+pub fn require_database(url: &str) -> Result<(), StartError> {
+    match tessera_store_sqlite::path_from_url(url) {
+        Some(path) if !path.exists() => Err(StartError::NoDatabase(path)),
+        _ => Ok(()),
+    }
+}
+
+/// The master key for the database already opened as `store`, checked against it before
+/// anything is written with it; returns the key and the database's recorded check.
+///
+/// The key comes from `TESSERA_MASTER_KEY`, else `--master-key-file`, else the file beside the
+/// SQLite database. That file is created (mode 0600, with a new random key) only when it is
+/// missing *and* the database holds no key and no check value: a database that holds keys was
+/// made with a key that is now lost or kept elsewhere, and a new one could not open it (before
+/// this rule, such a start left a stray key file that later starts kept using). Callers open
+/// the database first, and `serve` binds its port first, so that a failure there creates
+/// nothing.
+pub async fn master_key_for(
+    config: &Config,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> Result<(MasterKey, MasterKeyCheck), StartError> {
+    let master = read_master_key(config, store).await?;
+    let check = check_master_key(store, &master, clock).await?;
+    Ok((master, check))
+}
+
+async fn read_master_key(config: &Config, store: &dyn Store) -> Result<MasterKey, StartError> {
     if let Some(text) = &config.master_key {
         return MasterKey::from_base64(text.expose())
             .map_err(|e| StartError::MasterKey(e.to_string()));
@@ -107,6 +139,15 @@ pub fn resolve_master_key(config: &Config) -> Result<MasterKey, StartError> {
     if config.master_key_file.is_some() {
         return Err(StartError::MasterKey(format!(
             "{} does not exist",
+            path.display()
+        )));
+    }
+    if holds_keys(store).await.map_err(KeyLoadError::from)? {
+        return Err(StartError::MasterKey(format!(
+            "the database holds keys, but its master key file {} does not exist: the key it was \
+             made with is lost or kept elsewhere. Restore the file, or give the key with \
+             TESSERA_MASTER_KEY or --master-key-file; no new key file was created (a new key \
+             could not open this database)",
             path.display()
         )));
     }
@@ -131,17 +172,57 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Opens everything the server needs and returns the handler state.
-pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
-    let master = resolve_master_key(&config)?;
+/// A database opened for the server, before anything has been written to it: no master key
+/// file, no check value, no keys (see [`prepare_opened`]).
+#[derive(Debug)]
+pub struct Opened {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+/// Opens the configured database (applying migrations), and nothing else: `serve` binds its
+/// port after this and before [`prepare_opened`] creates anything, so that a bad database or
+/// a busy port leaves no key file and no keys behind.
+pub async fn open_database(config: &Config) -> Result<Opened, StartError> {
     let metrics = Arc::new(Metrics::default());
     let store = open_store(&config.database_url, metrics.clone()).await?;
+    Ok(Opened { store, metrics })
+}
+
+/// Opens everything the server needs and returns the handler state: [`open_database`], then
+/// [`prepare_opened`].
+pub async fn prepare(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
+    let opened = open_database(&config).await?;
+    prepare_opened(config, clock, opened).await
+}
+
+/// Finishes start-up on an opened database: the master key (created only for a database that
+/// holds no keys, and checked against the database before anything is written with it), the
+/// first keys, and the services.
+pub async fn prepare_opened(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    opened: Opened,
+) -> Result<AppState, StartError> {
+    let Opened { store, metrics } = opened;
+    let (master, check) = master_key_for(&config, store.as_ref(), clock.as_ref()).await?;
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(
         store,
         clock.clone(),
         config.cache_ttl_seconds,
     ));
     let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
+    // Accounts tokens signed before JWS subkeys (by a build older than the master-key check,
+    // which came in the same release) keep verifying until they expire: only with the signing
+    // keys that existed before the check was recorded, and only if issued before then.
+    let legacy_kids = store
+        .list_keys()
+        .await
+        .map_err(KeyLoadError::from)?
+        .into_iter()
+        .filter(|k| k.purpose == KeyPurpose::Signing && k.created_at < check.recorded_at)
+        .map(|k| k.kid);
+    ring.accept_legacy_signatures(legacy_kids, check.recorded_at);
     let policy = TokenPolicy {
         refresh_grace: config.refresh_grace_seconds.max(0),
         access_lifetime: config.access_token_lifetime_seconds,

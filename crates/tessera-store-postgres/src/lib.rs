@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_purge.sql"),
     include_str!("../migrations/0006_grant_writes.sql"),
     include_str!("../migrations/0007_identity_keys.sql"),
+    include_str!("../migrations/0008_master_key_check.sql"),
 ];
 
 /// The newest schema version this build knows.
@@ -1144,6 +1145,35 @@ impl Store for PgStore {
         )
         .await
         .map(drop)
+    }
+
+    async fn master_key_check(&self) -> StoreResult<Option<MasterKeyCheck>> {
+        self.fetch_maybe(
+            "master_key_check",
+            "SELECT value, recorded_at FROM master_key_check WHERE id = 1",
+            &[],
+            check_row,
+        )
+        .await
+    }
+
+    async fn record_master_key_check(&self, check: MasterKeyCheck) -> StoreResult<MasterKeyCheck> {
+        self.execute(
+            "record_master_key_check",
+            "INSERT INTO master_key_check (id, value, recorded_at) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO NOTHING",
+            &[&check.value.as_slice(), &check.recorded_at.0],
+        )
+        .await?;
+        // A separate statement: it sees the row a concurrent first writer committed, which the
+        // insert's own snapshot may not.
+        self.fetch_one(
+            "master_key_check",
+            "SELECT value, recorded_at FROM master_key_check WHERE id = 1",
+            &[],
+            check_row,
+        )
+        .await
     }
 
     async fn create_resource(&self, new: NewResource) -> StoreResult<()> {

@@ -77,6 +77,14 @@ macro_rules! key_cols {
 }
 pub(crate) use key_cols;
 
+/// A row of `master_key_check` (value, recorded_at).
+pub(crate) fn check_row(r: &Row) -> Result<MasterKeyCheck, Fail> {
+    Ok(MasterKeyCheck {
+        value: hash(r.try_get(0)?)?,
+        recorded_at: UnixTime(r.try_get(1)?),
+    })
+}
+
 pub(crate) fn key_row(r: &Row) -> Result<StoredKey, Fail> {
     let purpose: &str = r.try_get(1)?;
     let state: &str = r.try_get(2)?;

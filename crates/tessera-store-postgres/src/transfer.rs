@@ -3,6 +3,7 @@
 
 use tessera_core::export::{
     decode_tables, encode_row, not_empty, Cell, ColumnType, ExportRow, ExportTable, EXPORT_TABLES,
+    TRANSIENT_TABLES,
 };
 use tessera_core::store::StoreError;
 use tokio_postgres::types::ToSql;
@@ -157,12 +158,18 @@ pub(crate) async fn import_all(
         names.join(", ")
     ))
     .await?;
-    for t in EXPORT_TABLES {
+    for t in EXPORT_TABLES
+        .iter()
+        .filter(|t| !TRANSIENT_TABLES.contains(&t.name))
+    {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", t.name);
         let any: bool = tx.query_one(sql.as_str(), &[]).await?.try_get(0)?;
         if any {
             return Err(Fail::Store(not_empty(t.name)));
         }
+    }
+    for t in TRANSIENT_TABLES {
+        tx.batch_execute(&format!("DELETE FROM {t}")).await?;
     }
     for (t, rows) in EXPORT_TABLES.iter().zip(rows) {
         insert_rows(&tx, t, rows).await?;

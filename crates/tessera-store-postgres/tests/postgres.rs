@@ -252,7 +252,7 @@ async fn unreachable_server_is_a_clear_error_without_the_password() {
 // --- migrations ---
 
 /// The schema version of this build (the number of migrations).
-const LATEST: i64 = 7;
+const LATEST: i64 = 8;
 
 #[tokio::test]
 async fn migrations_apply_once_and_are_idempotent() {
@@ -276,7 +276,7 @@ async fn migrations_apply_once_and_are_idempotent() {
         .await
         .expect("count")
         .get(0);
-    assert_eq!(n, 12, "schema_version plus eleven tables");
+    assert_eq!(n, 13, "schema_version plus twelve tables");
     drop(store);
     guard.drop_now().await;
 }

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_purge.sql"),
     include_str!("../migrations/0006_grant_writes.sql"),
     include_str!("../migrations/0007_identity_keys.sql"),
+    include_str!("../migrations/0008_master_key_check.sql"),
 ];
 
 /// Read connections (and so concurrent reads). Reads are point lookups that take
@@ -604,6 +605,33 @@ impl Store for SqliteStore {
                 ],
             )
             .map(|_| ())
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn master_key_check(&self) -> StoreResult<Option<MasterKeyCheck>> {
+        self.read("master_key_check", |c| {
+            c.prepare_cached("SELECT value, recorded_at FROM master_key_check WHERE id = 1")?
+                .query_row([], check_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn record_master_key_check(&self, check: MasterKeyCheck) -> StoreResult<MasterKeyCheck> {
+        self.write("record_master_key_check", move |c| {
+            c.execute(
+                "INSERT INTO master_key_check (id, value, recorded_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO NOTHING",
+                params![check.value.to_vec(), check.recorded_at.0],
+            )
+            .map_err(map_err)?;
+            c.query_row(
+                "SELECT value, recorded_at FROM master_key_check WHERE id = 1",
+                [],
+                check_row,
+            )
             .map_err(map_err)
         })
         .await

@@ -25,6 +25,14 @@ fn hash_col(r: &Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
     v.try_into().map_err(|_| bad(i, "hash"))
 }
 
+/// A row of `master_key_check` (value, recorded_at).
+pub(crate) fn check_row(r: &Row<'_>) -> rusqlite::Result<MasterKeyCheck> {
+    Ok(MasterKeyCheck {
+        value: hash_col(r, 0)?,
+        recorded_at: UnixTime(r.get(1)?),
+    })
+}
+
 fn opt_time(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<UnixTime>> {
     Ok(r.get::<_, Option<i64>>(i)?.map(UnixTime))
 }

@@ -5,6 +5,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 use tessera_core::export::{
     encode_row, not_empty, Cell, ColumnType, ExportRow, ExportTable, EXPORT_TABLES,
+    TRANSIENT_TABLES,
 };
 use tessera_core::store::{StoreError, StoreResult};
 use uuid::Uuid;
@@ -101,6 +102,10 @@ pub(crate) fn export_all(c: &Connection) -> rusqlite::Result<Vec<(&'static str, 
 /// when it fails.
 pub(crate) fn import_all(c: &Connection, rows: &[Vec<Vec<Cell>>]) -> StoreResult<()> {
     refuse_unless_empty(c)?;
+    for t in TRANSIENT_TABLES {
+        c.execute(&format!("DELETE FROM {t}"), [])
+            .map_err(map_err)?;
+    }
     for (t, rows) in EXPORT_TABLES.iter().zip(rows) {
         if rows.is_empty() {
             continue;
@@ -134,9 +139,12 @@ pub(crate) fn import_all(c: &Connection, rows: &[Vec<Vec<Cell>>]) -> StoreResult
     Ok(())
 }
 
-/// `Invalid` if any exported table already holds a row.
+/// `Invalid` if any exported table (but the transient ones) already holds a row.
 fn refuse_unless_empty(c: &Connection) -> StoreResult<()> {
-    for t in EXPORT_TABLES {
+    for t in EXPORT_TABLES
+        .iter()
+        .filter(|t| !TRANSIENT_TABLES.contains(&t.name))
+    {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", t.name);
         let any: bool = c.query_row(&sql, [], |r| r.get(0)).map_err(map_err)?;
         if any {

@@ -36,7 +36,7 @@ use tessera_core::token::PrincipalKind;
 use tessera_core::{Clock, Secret, SystemClock, UnixTime};
 use tessera_server::admin::Admin;
 use tessera_server::config::Config;
-use tessera_server::startup::{open_store, resolve_master_key};
+use tessera_server::startup::{master_key_for, open_store};
 use tessera_store_postgres::is_postgres_url;
 
 use http::Conn;
@@ -152,8 +152,10 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         master_key_file: args.master_key_file.clone(),
         ..Config::default()
     };
-    let master = resolve_master_key(&config).map_err(|e| e.to_string())?;
     let store = open_store(&database, Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (master, _) = master_key_for(&config, store.as_ref(), &SystemClock)
         .await
         .map_err(|e| e.to_string())?;
     let admin = Admin {

@@ -935,3 +935,91 @@ async fn eddsa_tokens_verify_with_the_published_jwks_and_survive_rotation() {
         .unwrap();
     assert_eq!(j, json!({"keys": []}));
 }
+
+/// A database keyed by a build from before JWS subkeys (its keys older than its master-key
+/// check, which came in the same release): Accounts tokens that build signed with the raw
+/// material keep working until they expire, and nothing signed that way after the upgrade
+/// does.
+#[tokio::test]
+async fn tokens_signed_before_subkeys_keep_working_until_they_expire() {
+    use std::sync::Arc;
+
+    use ed25519_dalek::Signer;
+    use tessera_core::crypto::MasterKey;
+    use tessera_core::jws::{AccountsClaims, SigningAlg, AUDIENCE, ISSUER};
+    use tessera_core::model::StoredKey;
+    use tessera_core::store::Store;
+    use tessera_core::token::{KeyPurpose, KeyState};
+    use tessera_core::ManualClock;
+
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let path = dir.path().join("tessera.db");
+    let (master, key_text) = MasterKey::generate();
+    let material = [9u8; 32];
+    let before = START.plus(-7200);
+    {
+        let old = tessera_store_sqlite::SqliteStore::open(&path).unwrap();
+        for purpose in KeyPurpose::ALL {
+            let kid = format!("{}-old", &purpose.as_str()[..1]);
+            old.insert_key(StoredKey {
+                wrapped: master.wrap(&kid, &material),
+                kid,
+                purpose,
+                state: KeyState::Active,
+                created_at: before,
+                activated_at: Some(before),
+                retired_at: None,
+                sealed: 0,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    let config = tessera_server::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}", path.display()),
+        master_key: Some(key_text),
+        accounts_signing_alg: SigningAlg::EdDsa,
+        ..Default::default()
+    };
+    let app = start(config, ManualClock::new(START), dir).await;
+    operator(&app, "root@local", Role::Admin, false).await;
+    let legacy = |iat: i64| {
+        let claims = AccountsClaims {
+            jti: "j".into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: "root@local".into(),
+            user: "root@local".into(),
+            name: "root@local".into(),
+            scope: vec![],
+            iat,
+            nbf: iat,
+            exp: iat + 3600,
+        };
+        let mut t = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","kid":"s-old"}"#);
+        t.push('.');
+        t.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()));
+        let sig = ed25519_dalek::SigningKey::from_bytes(&material).sign(t.as_bytes());
+        format!("{t}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+    };
+    let issued_before = legacy(START.0 - 600);
+    let r = app.bearer_get(&issued_before, "/v1/users").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Signed that way after the upgrade (the check was recorded at START): refused.
+    let issued_after = legacy(START.0 + 1);
+    let r = app.bearer_get(&issued_after, "/v1/users").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // New tokens are signed with the subkey, and the old one dies at its expiry.
+    let (access, _) = tokens(&app, "root@local").await;
+    // Past its expiry and the verification leeway.
+    app.clock.advance(3100);
+    assert_eq!(
+        app.bearer_get(&issued_before, "/v1/users").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.bearer_get(&access, "/v1/users").await.status(),
+        StatusCode::OK
+    );
+}

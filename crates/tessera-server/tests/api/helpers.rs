@@ -50,7 +50,8 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     start(config, ManualClock::new(START), dir).await
 }
 
-async fn start(config: Config, clock: ManualClock, dir: Arc<tempfile::TempDir>) -> TestApp {
+/// Starts the app on `config` (whose database may already hold an installation) at `clock`.
+pub async fn start(config: Config, clock: ManualClock, dir: Arc<tempfile::TempDir>) -> TestApp {
     let state = tessera_server::prepare(config.clone(), Arc::new(clock.clone()))
         .await
         .expect("app starts");

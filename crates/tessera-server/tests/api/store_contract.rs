@@ -517,6 +517,27 @@ async fn keys(s: &dyn Store) {
     assert!(destroyed.wrapped.is_empty());
 }
 
+/// The master-key check: absent on a new database, recorded once, and the first recorded
+/// value stays (a second process with another key learns the first one's value).
+async fn master_key_checks(s: &dyn Store) {
+    assert_eq!(s.master_key_check().await.unwrap(), None);
+    let first = MasterKeyCheck {
+        value: rand_hash(),
+        recorded_at: START,
+    };
+    assert_eq!(s.record_master_key_check(first).await.unwrap(), first);
+    let second = MasterKeyCheck {
+        value: rand_hash(),
+        recorded_at: START.plus(5),
+    };
+    assert_eq!(
+        s.record_master_key_check(second).await.unwrap(),
+        first,
+        "the first recorded check stays"
+    );
+    assert_eq!(s.master_key_check().await.unwrap(), Some(first));
+}
+
 /// Operators and their sessions.
 async fn operators(s: &dyn Store) {
     let op = Operator {
@@ -757,6 +778,7 @@ async fn bulk_families(s: &dyn Store) {
 
 /// The whole contract against one store.
 pub async fn contract(s: Arc<dyn Store>) {
+    master_key_checks(s.as_ref()).await;
     bulk_families(s.as_ref()).await;
     projects_and_tokens(s.as_ref()).await;
     rotation(s.clone()).await;
@@ -768,6 +790,38 @@ pub async fn contract(s: Arc<dyn Store>) {
     audit(s.as_ref()).await;
     bounded_purge(s.as_ref()).await;
     purge_and_delete(s.as_ref()).await;
+}
+
+/// A database from before the check existed (keys, no check): a key that does not unwrap
+/// them is refused and records nothing; the right key records the check, which then decides
+/// alone.
+#[tokio::test]
+async fn a_database_without_a_check_is_checked_by_unwrapping_its_keys() {
+    use tessera_core::keys::{check_master_key, KeyLoadError};
+    let dir = tempfile::tempdir().unwrap();
+    let s = sqlite_store(&dir, "old.db");
+    let clock = ManualClock::new(START);
+    let (right, _) = MasterKey::generate();
+    let (wrong, _) = MasterKey::generate();
+    s.insert_key(pending_key(&right, KeyPurpose::Access, START))
+        .await
+        .unwrap();
+    let refused = check_master_key(&s, &wrong, &clock).await;
+    assert!(matches!(refused, Err(KeyLoadError::MasterKeyMismatch)));
+    assert_eq!(s.master_key_check().await.unwrap(), None);
+    clock.advance(10);
+    let check = check_master_key(&s, &right, &clock).await.unwrap();
+    assert_eq!(check.value, right.check_value());
+    assert_eq!(check.recorded_at, START.plus(10));
+    assert_eq!(s.master_key_check().await.unwrap(), Some(check));
+    assert!(matches!(
+        check_master_key(&s, &wrong, &clock).await,
+        Err(KeyLoadError::MasterKeyMismatch)
+    ));
+    // A new database takes the first key it is given.
+    let fresh = sqlite_store(&dir, "new.db");
+    check_master_key(&fresh, &wrong, &clock).await.unwrap();
+    assert!(check_master_key(&fresh, &right, &clock).await.is_err());
 }
 
 #[tokio::test]
@@ -1028,6 +1082,12 @@ async fn populate(s: &dyn Store) -> Populated {
     let (master, _) = MasterKey::generate();
     let active = pending_key(&master, KeyPurpose::Access, START);
     let destroyed = pending_key(&master, KeyPurpose::Refresh, START);
+    s.record_master_key_check(MasterKeyCheck {
+        value: master.check_value(),
+        recorded_at: START,
+    })
+    .await
+    .unwrap();
     s.insert_key(active.clone()).await.unwrap();
     s.insert_key(destroyed.clone()).await.unwrap();
     s.activate_key(&active.kid, START).await.unwrap();
@@ -1170,10 +1230,20 @@ pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
     for (t, rows) in &exported {
         assert!(!rows.is_empty(), "populate left {t} empty");
     }
-    // Given in reverse, imported in dependency order all the same.
+    // Given in reverse, imported in dependency order all the same. A check that a command
+    // recorded on the empty target (with whatever key it was given) gives way to the source's.
     let mut input = exported.clone();
     input.reverse();
+    let stray = MasterKeyCheck {
+        value: rand_hash(),
+        recorded_at: START,
+    };
+    to.record_master_key_check(stray).await.unwrap();
     to.import_all(input.clone()).await.unwrap();
+    assert_eq!(
+        to.master_key_check().await.unwrap(),
+        from.master_key_check().await.unwrap()
+    );
     assert_eq!(
         dump(to).await,
         exported,
