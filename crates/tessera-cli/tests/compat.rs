@@ -30,10 +30,9 @@ fn have_module(module: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        let msg = format!("SKIP: {} cannot import `{module}`; run .ci/run (or set TESSERA_PYTHON to a venv with the SDK) to run this compatibility suite", python());
+        let msg = format!("{} cannot import `{module}`; run .ci/run (or set TESSERA_PYTHON to a venv with the SDK) to run this compatibility suite", python());
         assert!(!required(), "{msg}");
-        eprintln!("{msg}");
-        println!("{msg}");
+        tessera_store_postgres::testing::skip(&msg);
     }
     ok
 }

@@ -273,9 +273,10 @@ impl ClaimsReader<'_> {
             .iter()
             .position(|&c| !(c.is_ascii_digit() || c == b'-'))?;
         let text = &self.b[self.at..self.at + len];
-        // JSON has no leading zeros; `str::parse` would take them.
+        // JSON has no leading zeros; `str::parse` would take them. Nor does serde read `-0`
+        // as an integer (it is the float -0.0): the fast path must refuse what serde refuses.
         let digits = text.strip_prefix(b"-").unwrap_or(text);
-        if digits.len() > 1 && digits[0] == b'0' {
+        if digits.len() > 1 && digits[0] == b'0' || (digits.len() < text.len() && digits == b"0") {
             return None;
         }
         let n = std::str::from_utf8(text).ok()?.parse().ok()?;
@@ -1093,3 +1094,8 @@ mod tests {
         );
     }
 }
+
+// The bounded fuzz of the parsers; a child module, since the claims fast path is private here.
+#[cfg(test)]
+#[path = "token_fuzz.rs"]
+mod fuzz;

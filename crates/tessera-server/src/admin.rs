@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tessera_core::accounts::{new_operator, valid_username};
 use tessera_core::crypto::{hex, new_secret, random_bytes, MasterKey};
-use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, ProjectId};
+use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, OperatorId, ProjectId};
 use tessera_core::keys::unwrap_all;
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::{
@@ -118,6 +118,22 @@ impl Admin {
                 Some(id),
                 "project.deleted",
                 format!("project:{id}"),
+            )])
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes an operator (user or service) and its sessions.
+    pub async fn delete_operator(&self, id: OperatorId) -> Result<(), AdminError> {
+        self.store
+            .delete_operator(id)
+            .await
+            .map_err(not_found("operator"))?;
+        self.store
+            .append_audit(vec![self.audit(
+                None,
+                "operator.deleted",
+                format!("operator:{id}"),
             )])
             .await?;
         Ok(())

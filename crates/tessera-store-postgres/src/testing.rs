@@ -13,15 +13,34 @@ use tokio_postgres::NoTls;
 pub const URL_VAR: &str = "TESSERA_TEST_POSTGRES_URL";
 
 /// The test server's URL, or `None` after printing `SKIP: TESSERA_TEST_POSTGRES_URL is not
-/// set` (the caller then returns early and passes).
+/// set` through [`skip`] (the caller then returns early and passes).
 pub fn url_from_env() -> Option<String> {
     match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
-            println!("SKIP: {URL_VAR} is not set");
+            skip(&format!("{URL_VAR} is not set"));
             None
         }
     }
+}
+
+/// Prints `SKIP: {reason}` where `cargo test` shows it: the one way every test of the
+/// workspace reports a suite that did not run for want of a prerequisite (a PostgreSQL URL,
+/// a Python SDK).
+///
+/// libtest captures what `print!`/`eprint!` write (it swaps their output sink per test
+/// thread) and shows it only for failed tests, so a skipped test that passes would say
+/// nothing. A write to the process's stderr handle goes around that capture; the line is
+/// written in one call so that parallel tests do not interleave inside it, and names the test
+/// (libtest runs each on a thread named after it), since the `test … ok` lines of parallel
+/// tests come in any order.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let line = match std::thread::current().name() {
+        Some(test) if test != "main" => format!("SKIP: {test}: {reason}\n"),
+        _ => format!("SKIP: {reason}\n"),
+    };
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Creates a fresh, empty schema `t_<random>` and returns a URL that works in it (its

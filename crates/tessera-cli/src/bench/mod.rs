@@ -13,6 +13,12 @@
 //! from the load generator's. `--database postgres://…` runs that server on PostgreSQL;
 //! `--url` targets a server that is already running (its database must be given too, for the
 //! set-up and the `--families` preload).
+//!
+//! On a database it did not make (`--database`, with or without `--url`) the bench removes
+//! what it added — its project, with everything in it, and its operator — when the run ends,
+//! also when a workload fails or the run is interrupted with Ctrl-C; a temporary database
+//! goes away whole. Only a killed bench leaves them behind, and then it has already printed
+//! their ids.
 
 mod http;
 mod load;
@@ -29,7 +35,7 @@ use base64::Engine;
 use clap::Args;
 use serde_json::{json, Value};
 use tessera_core::crypto::{password, MasterKey};
-use tessera_core::ids::{AddressId, FamilyId, ProjectId};
+use tessera_core::ids::{AddressId, FamilyId, OperatorId, ProjectId};
 use tessera_core::model::{Family, Role};
 use tessera_core::store::Store;
 use tessera_core::token::PrincipalKind;
@@ -44,8 +50,16 @@ use load::{Outcome, Workload};
 
 /// `tessera bench` options.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "The bench adds a project (\"bench <run>\", with rooms, subscribers, \
+an embed widget and grants) and an ADMIN operator (bench-<run>@tessera.local) to the database. \
+On a database given with --database (also with --url) it deletes both when the run ends, also \
+after a failure or Ctrl-C, and says so; the temporary database of a run without --database is \
+removed whole."
+)]
 pub struct BenchArgs {
-    /// A running server to load instead of starting one (needs `--database` for set-up).
+    /// A running server to load instead of starting one (needs `--database` for set-up). The
+    /// bench adds its own project and operator to that database and removes them at the end.
     #[arg(long)]
     url: Option<String>,
     /// The database: with `--url`, the running server's; otherwise the one the bench's own
@@ -90,8 +104,9 @@ struct Target {
     admin: Admin,
     server: Option<Child>,
     backend: &'static str,
-    // Kept so the temporary database lives as long as the run.
-    _dir: Option<tempfile::TempDir>,
+    /// The temporary database's directory, when the bench made one: kept so that it lives as
+    /// long as the run, and removed with everything the bench added when it is dropped.
+    temp_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Target {
@@ -104,6 +119,12 @@ impl Drop for Target {
 }
 
 impl Target {
+    /// Whether the database outlives the run (one given with `--database`), so that what the
+    /// bench adds to it must be removed again.
+    fn keeps_database(&self) -> bool {
+        self.temp_dir.is_none()
+    }
+
     /// The server's peak and current resident set in MiB, when the bench started it.
     fn rss_mib(&self) -> Option<(f64, f64)> {
         let pid = self.server.as_ref()?.id();
@@ -191,7 +212,7 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         } else {
             "sqlite"
         },
-        _dir: dir,
+        temp_dir: dir,
     })
 }
 
@@ -291,23 +312,74 @@ async fn first_address(conn: &mut Conn, basic: &str, resource: &str) -> Result<S
         .ok_or_else(|| "a resource without an address".into())
 }
 
-async fn prepare(target: &Target, connections: usize) -> Result<Fixture, String> {
+/// What the bench added to the database, for [`Made::remove`] to take away again. Each part
+/// is recorded the moment it exists, so that a set-up failing halfway leaves nothing behind.
+#[derive(Debug, Default)]
+struct Made {
+    project: Option<ProjectId>,
+    operator: Option<(OperatorId, String)>,
+}
+
+impl Made {
+    /// Deletes the bench's operator and its project (with everything in it: rooms,
+    /// subscribers, the widget, the families of every grant). Both are attempted even if one
+    /// fails; the error names what is left, with its id, for removal by hand.
+    async fn remove(&mut self, admin: &Admin) -> Result<Vec<String>, String> {
+        let mut removed = Vec::new();
+        let mut left = Vec::new();
+        if let Some((id, username)) = self.operator.take() {
+            match admin.delete_operator(id).await {
+                Ok(()) => removed.push(format!("operator {username}")),
+                Err(e) => left.push(format!("operator {username} ({id}): {e}")),
+            }
+        }
+        if let Some(id) = self.project.take() {
+            match admin.delete_project(id).await {
+                Ok(()) => removed.push(format!("project {id}")),
+                Err(e) => left.push(format!("project {id}: {e}")),
+            }
+        }
+        if left.is_empty() {
+            Ok(removed)
+        } else {
+            Err(format!(
+                "could not remove what the bench added: {}",
+                left.join("; ")
+            ))
+        }
+    }
+}
+
+async fn prepare(target: &Target, connections: usize, made: &mut Made) -> Result<Fixture, String> {
     let admin = &target.admin;
     let run = tessera_core::crypto::hex(&tessera_core::crypto::random_bytes::<4>());
     let (project, _, secret) = admin
         .new_project(&format!("bench {run}"))
         .await
         .map_err(|e| e.to_string())?;
+    made.project = Some(project.id);
     let basic = format!(
         "Basic {}",
         STANDARD.encode(format!("{}:{secret}", project.id))
     );
     let username = format!("bench-{run}@tessera.local");
     let pw = tessera_core::crypto::hex(&tessera_core::crypto::random_bytes::<12>());
-    admin
+    let operator = admin
         .create_operator(&username, Some(Secret::new(pw.clone())), Role::Admin, false)
         .await
         .map_err(|e| e.to_string())?;
+    let operator_id: OperatorId = operator["id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .ok_or("the new operator has no id")?;
+    made.operator = Some((operator_id, username.clone()));
+    if target.keeps_database() {
+        eprintln!(
+            "added project {} and ADMIN operator {username} to the database; \
+             they are removed when the bench ends",
+            project.id
+        );
+    }
     let mut conn = Conn::connect(target.addr)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
@@ -535,7 +607,7 @@ impl Row {
             "p50_ms": round(o.p50_ms, 3),
             "p99_ms": round(o.p99_ms, 3),
             "p999_ms": round(o.p999_ms, 3),
-            "requests": o.requests,
+            "succeeded": o.succeeded,
             "errors": o.errors,
             "ratio_to_healthz": round(self.ratio(healthz), 3),
             "note": self.note,
@@ -563,11 +635,14 @@ fn ratio_cell(name: &str, ratio: f64) -> String {
     }
 }
 
+/// The header of the rate column: successful requests only, as [`load::Outcome::rps`].
+const RATE_HEADER: &str = "ok req/s";
+
 fn print_table(title: &str, rows: &[Row], healthz: f64) {
-    println!("\n{title}");
+    println!("\n{title} (rates and latencies count successful requests; errors apart)");
     println!(
         "{:<34} {:>10} {:>8} {:>8} {:>8} {:>7} {:>8}  note",
-        "workload", "req/s", "p50 ms", "p99 ms", "p99.9", "errors", "÷healthz"
+        "workload", RATE_HEADER, "p50 ms", "p99 ms", "p99.9", "errors", "÷healthz"
     );
     for r in rows {
         let o = &r.outcome;
@@ -796,7 +871,7 @@ fn print_summary(summary: &[Summary], rounds: usize) {
     );
     println!(
         "{:<34} {:>10} {:>8} {:>8} {:>7}  ratios",
-        "workload", "req/s", "÷healthz", "p99 ms", "errors"
+        "workload", RATE_HEADER, "÷healthz", "p99 ms", "errors"
     );
     for w in summary {
         // The login workloads are judged by the argon2 floor alone; the others by their
@@ -847,13 +922,49 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         duration: Duration::from_secs_f64(args.duration),
         warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let target = open_target(&args).await?;
+    let mut made = Made::default();
+    // Ctrl-C ends the measurement, not the process, so that the clean-up below still runs.
+    let result = tokio::select! {
+        r = measure(&args, &wanted, &settings, &target, &mut made) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+    };
+    if !target.keeps_database() {
+        // The temporary database goes away whole with `target`.
+        return result;
+    }
+    match made.remove(&target.admin).await {
+        Ok(removed) if removed.is_empty() => result,
+        Ok(removed) => {
+            eprintln!(
+                "removed what the bench added to the database: {}",
+                removed.join(", ")
+            );
+            result
+        }
+        // A failed run's own error comes first; the clean-up's follows it.
+        Err(e) => Err(match result {
+            Ok(()) => e,
+            Err(first) => format!("{first}\n{e}"),
+        }),
+    }
+}
+
+/// Prepares the fixtures (recording in `made` what it adds), runs the passes and prints the
+/// report.
+async fn measure(
+    args: &BenchArgs,
+    wanted: &[String],
+    settings: &Settings,
+    target: &Target,
+    made: &mut Made,
+) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
         "preparing fixtures on http://{} ({})",
         target.addr, target.backend
     );
-    let fx = Arc::new(prepare(&target, args.connections).await?);
+    let fx = Arc::new(prepare(target, args.connections, made).await?);
 
     let mut passes = Vec::new();
     let mut hashing = Hashing { cores, floor: None };
@@ -862,7 +973,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let mut rounds: Vec<(Vec<Row>, f64)> = Vec::new();
     let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
     for round in 0..args.rounds {
-        let (rows, base) = run_pass(&fx, &settings, &names, round, &mut hashing).await?;
+        let (rows, base) = run_pass(&fx, settings, &names, round, &mut hashing).await?;
         let title = format!(
             "{} connections, {:.0} s each, {} backend, {cores} cores{}",
             args.connections,
@@ -895,7 +1006,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             .copied()
             .filter(|w| DURABLE.contains(w) || *w == "introspect")
             .collect();
-        let (mut rows, base) = run_pass(&fx, &settings, &names, args.rounds, &mut hashing).await?;
+        let (mut rows, base) = run_pass(&fx, settings, &names, args.rounds, &mut hashing).await?;
         // The comparison with the empty database divides ratios, each to its own pass's
         // healthz, so that the machine getting busier between the passes does not read as
         // the database's size; the plain requests/s quotient follows in brackets.
@@ -943,6 +1054,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             "argon2_floor_per_second": round(floor, 1),
             "argon2_parallel_per_second": round(argon2.parallel, 1),
             "server_peak_rss_mib": rss.map(|r| round(r.0, 1)),
+            "rates": "requests_per_second and the latencies count successful requests only; errors are counted apart",
             "passes": passes,
             "rounds": args.rounds,
             "summary": summary.iter().map(Summary::json).collect::<Vec<_>>(),
@@ -1015,7 +1127,7 @@ mod tests {
                 p50_ms: p99_ms / 2.0,
                 p99_ms,
                 p999_ms: p99_ms * 2.0,
-                requests: 100,
+                succeeded: 100,
                 errors: 0,
             },
             note: String::new(),

@@ -1039,7 +1039,9 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_the_storage_contract() {
     let Ok(base) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
-        println!("SKIP: TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL contract did not run");
+        tessera_store_postgres::testing::skip(
+            "TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL contract did not run",
+        );
         return;
     };
     let (url, guard) = tessera_store_postgres::testing::scratch_schema(&base).await;
@@ -1370,7 +1372,9 @@ async fn sqlite_moves_intact_into_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_and_postgres_move_intact_into_each_other() {
     let Ok(base) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
-        println!("SKIP: TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL moves did not run");
+        tessera_store_postgres::testing::skip(
+            "TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL moves did not run",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
