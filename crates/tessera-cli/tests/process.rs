@@ -1055,6 +1055,15 @@ fn tessera(args: &[&str], master_key: Option<&str>) -> std::process::Output {
     cmd.output().expect("tessera runs")
 }
 
+/// Fails the test with the command's stderr unless it succeeded.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The JSON error line a failed command wrote on stderr (its last line).
 fn refused(out: &std::process::Output) -> String {
     assert!(!out.status.success(), "the command succeeded");
@@ -1068,11 +1077,7 @@ fn refused(out: &std::process::Output) -> String {
 /// The whole database as `admin export` writes it (the rows, byte for byte), and its counts.
 fn snapshot(database: &str) -> (Vec<u8>, Value) {
     let out = admin_keyless(database, &["export"], b"");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let counts: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
     (out.stdout, counts["exported"].clone())
@@ -1346,11 +1351,7 @@ fn admin_commands_refuse_a_database_that_does_not_exist() {
         ],
         Some(MASTER_KEY),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(exists(&db));
 }
 
@@ -1385,11 +1386,7 @@ async fn exported_access_keys_verify_a_token_the_server_issued() {
         ],
         Some(MASTER_KEY),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let export = String::from_utf8(out.stdout).unwrap();
     let verifier = Verifier::from_export(&export, 5).expect("the export loads");
     let now = tessera_core::SystemClock.now();

@@ -11,10 +11,15 @@ use tessera_core::model::Role;
 
 use crate::helpers::*;
 
-const PASSWORD: &str = "C0rrect horse battery!";
+pub(crate) const PASSWORD: &str = "C0rrect horse battery!";
 
 /// Creates an operator through the admin CLI's logic; returns its API key for a service.
-async fn operator(app: &TestApp, name: &str, role: Role, service: bool) -> Option<String> {
+pub(crate) async fn operator(
+    app: &TestApp,
+    name: &str,
+    role: Role,
+    service: bool,
+) -> Option<String> {
     let pw = (!service).then(|| secret(PASSWORD));
     let out = app
         .admin
@@ -48,7 +53,7 @@ async fn login(app: &TestApp, user: &str, pw: &str) -> (StatusCode, Value) {
 }
 
 /// Logs in and returns (access token, refresh id).
-async fn tokens(app: &TestApp, user: &str) -> (String, String) {
+pub(crate) async fn tokens(app: &TestApp, user: &str) -> (String, String) {
     let (s, v) = login(app, user, PASSWORD).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     (

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tessera_core::model::Role;
 use tessera_server::config::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::accounts::{operator, tokens, PASSWORD};
 use crate::helpers::*;
 
 fn addr(app: &TestApp) -> String {
@@ -78,6 +80,26 @@ async fn healthz_ok(app: &TestApp) {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// POSTs `body` as it is (duplicate members and all), with `p`'s Basic credentials if given.
+async fn post_text(
+    app: &TestApp,
+    p: Option<&Project>,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url(path))
+        .header("content-type", content_type);
+    if let Some(p) = p {
+        req = req.basic_auth(&p.id, Some(&p.token));
+    }
+    req.body(body).send().await.unwrap()
+}
+
+const JSON: &str = "application/json";
+
 async fn send_raw(app: &TestApp, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr(app)).await.unwrap();
     s.write_all(bytes).await.unwrap();
@@ -90,24 +112,10 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     let p = app.project().await;
     let room = app.room_address(&p, "r").await;
     // The attack of the issue: a WAF that reads the first "username" sees "nobody".
-    app.admin
-        .create_operator(
-            "admin@local",
-            Some(secret("S3cret-enough!")),
-            tessera_core::model::Role::Admin,
-            false,
-        )
-        .await
-        .unwrap();
-    let login = r#"{"username":"nobody","username":"admin@local","password":"S3cret-enough!"}"#;
-    let r = app
-        .client
-        .post(app.url("/v1/tokens"))
-        .header("content-type", "application/json")
-        .body(login)
-        .send()
-        .await
-        .unwrap();
+    operator(&app, "admin@local", Role::Admin, false).await;
+    let login =
+        format!(r#"{{"username":"nobody","username":"admin@local","password":"{PASSWORD}"}}"#);
+    let r = post_text(&app, None, "/v1/tokens", JSON, login).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["errorCode"], "MALFORMED_REQUEST_BODY");
@@ -144,15 +152,7 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
         ("/oauth2/introspect", r#"{"token":"a","token":"b"}"#),
         ("/oauth2/revoke", r#"{"token":"a","token":"b"}"#),
     ] {
-        let r = app
-            .client
-            .post(app.url(path))
-            .basic_auth(&p.id, Some(&p.token))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
+        let r = post_text(&app, Some(&p), path, JSON, body.to_string()).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v, json!({"error": "Bad Request"}), "{path}");
@@ -166,15 +166,15 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
         .unwrap();
     assert_eq!(subs["data"].as_array().unwrap().len(), 0);
     // A form naming `token` twice is refused the same way.
-    let r = app
-        .client
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&p.id, Some(&p.token))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=a&token=b")
-        .send()
-        .await
-        .unwrap();
+    let form = "application/x-www-form-urlencoded";
+    let r = post_text(
+        &app,
+        Some(&p),
+        "/oauth2/introspect",
+        form,
+        "token=a&token=b".into(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -196,15 +196,14 @@ async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
         ("-1e308", "Expire At must be greater than"),
         ("1700000000.5", "Expire At must be an integer"),
     ] {
-        let r = app
-            .client
-            .post(app.url("/api/fabric/guests/tokens"))
-            .basic_auth(&p.id, Some(&p.token))
-            .header("content-type", "application/json")
-            .body(guest(expire))
-            .send()
-            .await
-            .unwrap();
+        let r = post_text(
+            &app,
+            Some(&p),
+            "/api/fabric/guests/tokens",
+            JSON,
+            guest(expire),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{expire}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["errors"][0]["attribute"], "expire_at", "{expire}");
@@ -247,27 +246,9 @@ async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
             json!({"error": "Not Found"})
         );
     }
-    app.admin
-        .create_operator(
-            "admin@local",
-            Some(secret("S3cret-enough!")),
-            tessera_core::model::Role::Admin,
-            false,
-        )
-        .await
-        .unwrap();
-    let login: Value = app
-        .client
-        .post(app.url("/v1/tokens"))
-        .json(&json!({"username": "admin@local", "password": "S3cret-enough!"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let at = login["accessToken"].as_str().unwrap();
-    let r = app.bearer_get(at, "/v1/projects/%FF").await;
+    operator(&app, "admin@local", Role::Admin, false).await;
+    let (at, _) = tokens(&app, "admin@local").await;
+    let r = app.bearer_get(&at, "/v1/projects/%FF").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["errorCode"], "NOT_FOUND");
