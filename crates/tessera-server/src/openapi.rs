@@ -10,6 +10,7 @@
 
 use std::sync::LazyLock;
 
+use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
@@ -2679,10 +2680,21 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/openapi.json",
-            get(|| async {
+            get(|State(state): State<AppState>| async move {
+                // With a configured public URL the document names it as its server, so a
+                // client generated from it calls the public address; without one, OpenAPI's
+                // default (the document's own origin) applies. Never from the Host header.
+                let body = match &state.config.public_url {
+                    Some(url) => {
+                        let mut doc = document();
+                        doc["servers"] = json!([{ "url": url }]);
+                        doc.to_string()
+                    }
+                    None => DOCUMENT_JSON.clone(),
+                };
                 (
                     [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))],
-                    DOCUMENT_JSON.as_str(),
+                    body,
                 )
             }),
         )

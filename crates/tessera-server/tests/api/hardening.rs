@@ -294,6 +294,21 @@ async fn pagination_links_never_come_from_the_host_header() {
         next.starts_with("https://tokens.example.com/base/api/fabric/resources/subscribers?"),
         "{next}"
     );
+    // The document names the public URL as its server, also whatever the Host says.
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["servers"],
+        json!([{"url": "https://tokens.example.com/base"}])
+    );
     // Following it (by its query, as the SDK does) reaches the second page.
     let query = next.split_once('?').unwrap().1;
     let page: Value = app
