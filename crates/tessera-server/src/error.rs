@@ -401,12 +401,16 @@ pub enum Refusal {
     Deadline,
 }
 
-/// The response to a [`Refusal`], in the dialect of the path (`/v1…` is the Accounts API,
-/// everything else speaks Fabric). The connection is closed after it: the body was not read
-/// (or not all of it), so what follows on the connection is not the next request.
-pub fn refusal_response(path: &str, refusal: Refusal) -> Response {
-    let v1 = path == "/v1" || path.starts_with("/v1/");
-    let mut r = match (v1, refusal) {
+/// Whether a path is the Accounts API's (`/v1…`); everything else speaks Fabric.
+pub fn is_accounts_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// The response to a [`Refusal`], in the Accounts dialect if `accounts` (see
+/// [`is_accounts_path`]), else Fabric's. The connection is closed after it: the body was not
+/// read (or not all of it), so what follows on the connection is not the next request.
+pub fn refusal_response(accounts: bool, refusal: Refusal) -> Response {
+    let mut r = match (accounts, refusal) {
         (false, Refusal::TooLarge) => FabricError::PayloadTooLarge.into_response(),
         (false, Refusal::BodyTimeout) => FabricError::RequestTimeout.into_response(),
         (false, Refusal::BodyBroken) => FabricError::BadRequest.into_response(),

@@ -332,38 +332,37 @@ async fn read_body_first(State(state): State<AppState>, req: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
-    let refuse = |req: &Request, why| error::refusal_response(req.uri().path(), why);
+    let accounts = error::is_accounts_path(req.uri().path());
     let req = match announced {
-        Some(n) if n > limit as u64 => return refuse(&req, Refusal::TooLarge),
+        Some(n) if n > limit as u64 => return error::refusal_response(accounts, Refusal::TooLarge),
         Some(0) => req,
         Some(_) => match read_whole(req, limit, limits.body_read).await {
             Ok(req) => req,
-            Err((req, why)) => return refuse(&req, why),
+            Err(why) => return error::refusal_response(accounts, why),
         },
         None if chunked => match read_whole(req, limit, limits.body_read).await {
             Ok(req) => req,
-            Err((req, why)) => return refuse(&req, why),
+            Err(why) => return error::refusal_response(accounts, why),
         },
         None => req,
     };
     let left = limits.request.saturating_sub(started.elapsed());
-    let path = req.uri().path().to_string();
     match tokio::time::timeout(left, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
-            tracing::warn!(path = %path, "request deadline passed; answered 503");
-            error::refusal_response(&path, Refusal::Deadline)
+            // The refusal log names the route and request id (`request_id`).
+            tracing::warn!("request deadline passed; answered 503");
+            error::refusal_response(accounts, Refusal::Deadline)
         }
     }
 }
 
-/// Reads `req`'s body into memory within `limit` bytes and `within` time. On failure gives
-/// back a request (without its body) to answer in the right dialect.
+/// Reads `req`'s body into memory within `limit` bytes and `within` time.
 async fn read_whole(
     req: Request,
     limit: usize,
     within: std::time::Duration,
-) -> Result<Request, (Request, Refusal)> {
+) -> Result<Request, Refusal> {
     let (parts, body) = req.into_parts();
     let outcome = tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await;
     let why = match outcome {
@@ -380,7 +379,7 @@ async fn read_whole(
             }
         }
     };
-    Err((Request::from_parts(parts, axum::body::Body::empty()), why))
+    Err(why)
 }
 
 /// Gives every request an id (the caller's, if it is short and plain, else a new one), puts it
