@@ -545,3 +545,84 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
+
+/// A log sink for one test: what the server's tracing writes, as text.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_logged_at_the_default_level_without_their_secrets() {
+    // The test runtime runs the server's tasks on this thread, so a thread-local subscriber
+    // sees everything the server logs.
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = spawn_with(|c| c.embed_rate_per_minute = 1).await;
+    let p = app.project().await;
+    let wrong = Project {
+        id: p.id.clone(),
+        token: "tsr_the-wrong-secret-token".into(),
+    };
+    let r = app.get(&wrong, "/api/fabric/resources").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    operator(&app, "admin@local", Role::Admin, false).await;
+    let r = app
+        .client
+        .post(app.url("/v1/tokens"))
+        .json(&json!({"username": "admin@local", "password": "not-the-Passw0rd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A rate-limited embed exchange (one per minute per address).
+    for _ in 0..2 {
+        app.client
+            .post(app.url("/api/fabric/embeds/tokens"))
+            .json(&json!({"token": "c2c_nothing"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains("request refused") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no refusal logged with {needle}:\n{text}"))
+            .to_string()
+    };
+    let basic = line(&format!("principal=\"project:{}\"", p.id));
+    assert!(basic.contains("status=401") && basic.contains("client=\"127.0.0.1\""));
+    assert!(basic.contains("route=\"/api/fabric/resources\"") && basic.contains("request_id="));
+    assert!(line("principal=\"user:admin@local\"").contains("route=\"/v1/tokens\""));
+    assert!(line("status=429").contains("route=\"/api/fabric/embeds/tokens\""));
+    for secret in [
+        "the-wrong-secret-token",
+        "not-the-Passw0rd",
+        "c2c_nothing",
+        &p.token,
+    ] {
+        assert!(!text.contains(secret), "{secret} reached the log");
+    }
+}
