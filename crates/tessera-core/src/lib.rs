@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cache;
 pub mod clock;
 pub mod crypto;
+pub mod directory;
 pub mod export;
 pub mod ids;
 pub mod json;

@@ -304,28 +304,9 @@ impl Fields {
     }
 }
 
-/// Who is calling a Fabric endpoint.
-#[derive(Debug, Clone, Copy)]
-pub enum Caller {
-    /// A project backend with Basic credentials: project scope.
-    Project(ProjectId),
-    /// A subscriber holding a SAT (Bearer): subscriber scope.
-    Subscriber {
-        /// The subscriber's project.
-        project: ProjectId,
-        /// The subscriber.
-        subscriber: ResourceId,
-    },
-}
-
-impl Caller {
-    /// The caller's project.
-    pub fn project(&self) -> ProjectId {
-        match *self {
-            Caller::Project(p) | Caller::Subscriber { project: p, .. } => p,
-        }
-    }
-}
+/// Who is calling a Fabric endpoint: a project backend (Basic) or one of its subscribers
+/// (Bearer SAT). The same as the directory's reader, whose rules decide what each may see.
+pub use tessera_core::directory::Reader as Caller;
 
 async fn authenticate(
     parts: &Parts,

@@ -15,6 +15,7 @@ use tessera_core::accounts::{AccountsPolicy, AccountsService, LockoutPolicy};
 use tessera_core::audit::AuditLog;
 use tessera_core::cache::CachedStore;
 use tessera_core::crypto::MasterKey;
+use tessera_core::directory::Directory;
 use tessera_core::keys::{check_master_key, holds_keys, load_ring, KeyLoadError};
 use tessera_core::maintenance::{KeyPolicy, Maintenance};
 use tessera_core::metrics::{Metrics, Stopwatch};
@@ -261,6 +262,12 @@ pub async fn prepare_opened(
         .with_audit(audit.clone())
         .with_metrics(metrics.clone()),
     );
+    let directory = Arc::new(Directory::new(
+        store.clone(),
+        clock.clone(),
+        service.passwords().clone(),
+        audit.clone(),
+    ));
     let accounts = Arc::new(AccountsService::new(
         store,
         ring,
@@ -282,6 +289,7 @@ pub async fn prepare_opened(
     ));
     Ok(AppState::new(Shared {
         service,
+        directory,
         accounts,
         maintenance,
         embed_limiter: Arc::new(RateLimiter::new(config.embed_rate_per_minute, clock)),

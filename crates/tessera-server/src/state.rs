@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tessera_core::accounts::AccountsService;
+use tessera_core::directory::Directory;
 use tessera_core::maintenance::Maintenance;
 use tessera_core::service::TokenService;
 
@@ -35,6 +36,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The token service (and through it the store, clock and keys).
     pub service: Arc<TokenService>,
+    /// The directory of projects' subscribers, rooms, resources and addresses.
+    pub directory: Arc<Directory>,
     /// The configuration.
     pub config: Arc<Config>,
     /// Background upkeep: key sync and cleanup.

@@ -9,29 +9,20 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{Map, Value};
-use tessera_core::ids::{AddressId, ProjectId, ResourceId};
+use tessera_core::directory::NewSubscriber;
+use tessera_core::ids::{ProjectId, ResourceId};
 use tessera_core::model::*;
 use tessera_core::Secret;
 
 use super::{address_json, envelope, link_path, path_id, resource_json, subscriber_patch, Paging};
 use crate::error::{FabricError, FieldError};
-use crate::extract::{AnyAuth, Caller, Fields, JsonBody, PathParam, ProjectAuth};
+use crate::extract::{AnyAuth, Fields, JsonBody, PathParam, ProjectAuth};
 use crate::state::AppState;
 
 type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 fn query(q: QueryMap) -> Result<HashMap<String, String>, FabricError> {
     q.map(|Query(m)| m).map_err(|_| FabricError::BadRequest)
-}
-
-async fn hash_password(
-    state: &AppState,
-    pw: Option<String>,
-) -> Result<Option<String>, FabricError> {
-    match pw {
-        Some(pw) => Ok(Some(state.service.passwords().hash(Secret::new(pw)).await?)),
-        None => Ok(None),
-    }
 }
 
 /// S2 `POST /api/fabric/resources/subscribers` → 201.
@@ -43,28 +34,18 @@ pub(crate) async fn create_subscriber(
     let mut f = Fields::new(body);
     let email = f.required_string("email");
     let password = f.password("password");
-    let patch = subscriber_patch(&mut f, &["timezone", "time_zone"]);
+    let profile = subscriber_patch(&mut f, &["timezone", "time_zone"]);
     f.finish()?;
-    let email = email.unwrap_or_default();
-    let mut profile = SubscriberProfile {
-        email: email.clone(),
-        ..Default::default()
+    let (Some(email), password) = (email, password) else {
+        // `finish` reported the missing email.
+        return Err(FabricError::Internal("validated email missing".into()));
     };
-    patch.apply(&mut profile);
-    let mut new = NewResource::build(
-        state.service.clock().as_ref(),
-        project,
-        ResourceKind::Subscriber,
-        &email,
-        profile.display_name.clone(),
-        Some(profile),
-        Map::new(),
-    );
-    // Without a password the subscriber simply has none to log in with, which is as safe as
-    // the random one the original would set, and costs no hashing.
-    new.password_hash = hash_password(&state, password).await?;
-    let r = new.resource.clone();
-    state.service.store().create_resource(new).await?;
+    let new = NewSubscriber {
+        email,
+        password: password.map(Secret::new),
+        profile,
+    };
+    let r = state.directory.create_subscriber(project, new).await?;
     Ok((StatusCode::CREATED, Json(resource_json(&r))))
 }
 
@@ -107,11 +88,7 @@ async fn list_kind(
 ) -> Result<Json<Value>, FabricError> {
     let q = query(q)?;
     let paging = Paging::parse(&q)?;
-    let page = state
-        .service
-        .store()
-        .list_resources(project, kind, paging.page)
-        .await?;
+    let page = state.directory.list(project, kind, paging.page).await?;
     Ok(Json(envelope(
         state.config.public_url.as_deref(),
         &link_path(&matched, None),
@@ -123,18 +100,14 @@ async fn list_kind(
     )))
 }
 
+/// One resource of the project by its path id; with `kind`, only of that kind.
 async fn get_kind(
     state: &AppState,
     project: ProjectId,
     id: &str,
     kind: Option<ResourceKind>,
 ) -> Result<Resource, FabricError> {
-    let id: ResourceId = path_id(id)?;
-    let r = state.service.store().get_resource(project, id).await?;
-    if kind.is_some_and(|k| k != r.kind) {
-        return Err(FabricError::NotFound);
-    }
-    Ok(r)
+    Ok(state.directory.get(project, path_id(id)?, kind).await?)
 }
 
 /// S3 `GET /api/fabric/resources/subscribers/{id}`.
@@ -164,30 +137,10 @@ pub(crate) async fn update_subscriber(
     let mut patch = subscriber_patch(&mut f, &["timezone", "time_zone"]);
     patch.email = email;
     f.finish()?;
-    // Check existence first so an unknown id costs no password hashing.
-    get_kind(
-        &state,
-        project,
-        &id.to_string(),
-        Some(ResourceKind::Subscriber),
-    )
-    .await?;
-    let hash = hash_password(&state, password).await?;
-    let changed = hash.is_some();
-    let now = state.service.clock().now();
     let r = state
-        .service
-        .store()
-        .update_subscriber(project, id, patch, hash, now)
+        .directory
+        .update_subscriber(project, id, patch, password.map(Secret::new))
         .await?;
-    if changed {
-        state.service.audit_credential(
-            project,
-            format!("project:{project}"),
-            "subscriber.password_changed",
-            format!("subscriber:{id}"),
-        );
-    }
     Ok(Json(resource_json(&r)))
 }
 
@@ -224,13 +177,7 @@ async fn delete_kind(
     id: &str,
     kind: Option<ResourceKind>,
 ) -> Result<StatusCode, FabricError> {
-    let r = get_kind(&state, project, id, kind).await?;
-    let now = state.service.clock().now();
-    state
-        .service
-        .store()
-        .delete_resource(project, r.id, r.kind, now)
-        .await?;
+    state.directory.delete(project, path_id(id)?, kind).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -264,19 +211,14 @@ pub(crate) async fn create_room(
     let name = f.required_string("name");
     let display_name = f.string("display_name");
     f.finish()?;
-    let name = name.unwrap_or_default();
-    let display = display_name.unwrap_or_else(|| name.clone());
-    let new = NewResource::build(
-        state.service.clock().as_ref(),
-        project,
-        ResourceKind::Room,
-        &name,
-        display,
-        None,
-        room_data(f.into_map()),
-    );
-    let r = new.resource.clone();
-    state.service.store().create_resource(new).await?;
+    let Some(name) = name else {
+        // `finish` reported the missing name.
+        return Err(FabricError::Internal("validated name missing".into()));
+    };
+    let r = state
+        .directory
+        .create_room(project, &name, display_name, room_data(f.into_map()))
+        .await?;
     Ok((StatusCode::CREATED, Json(resource_json(&r))))
 }
 
@@ -311,12 +253,7 @@ pub(crate) async fn update_room(
         display_name,
         data: room_data(f.into_map()),
     };
-    let now = state.service.clock().now();
-    let r = state
-        .service
-        .store()
-        .update_room(project, id, ResourceKind::Room, patch, now)
-        .await?;
+    let r = state.directory.update_room(project, id, patch).await?;
     Ok(Json(resource_json(&r)))
 }
 
@@ -330,15 +267,9 @@ pub(crate) async fn resource_addresses(
 ) -> Result<impl IntoResponse, FabricError> {
     let q = query(q)?;
     let paging = Paging::parse(&q)?;
-    let r = get_kind(&state, project, &id, None).await?;
-    let query = AddressQuery {
-        resource_id: Some(r.id),
-        ..Default::default()
-    };
-    let page = state
-        .service
-        .store()
-        .list_addresses(project, query, paging.page)
+    let (r, page) = state
+        .directory
+        .resource_addresses(project, path_id(&id)?, None, paging.page)
         .await?;
     Ok(Json(envelope(
         state.config.public_url.as_deref(),
@@ -381,16 +312,11 @@ pub(crate) async fn list_addresses(
     let query = AddressQuery {
         kind,
         display_name: display_name.clone(),
-        resource_id: None,
-        visible_to: match caller {
-            Caller::Project(_) => None,
-            Caller::Subscriber { subscriber, .. } => Some(subscriber),
-        },
+        ..Default::default()
     };
     let page = state
-        .service
-        .store()
-        .list_addresses(caller.project(), query, paging.page)
+        .directory
+        .addresses(caller, query, paging.page)
         .await?;
     let filters = [
         ("type", q.get("type").cloned()),
@@ -434,16 +360,6 @@ pub(crate) async fn get_address(
     AnyAuth(caller): AnyAuth,
     PathParam(id): PathParam<String>,
 ) -> Result<impl IntoResponse, FabricError> {
-    let id: AddressId = path_id(&id)?;
-    let a = state
-        .service
-        .store()
-        .get_address(caller.project(), id)
-        .await?;
-    if let Caller::Subscriber { subscriber, .. } = caller {
-        if a.kind == ResourceKind::Subscriber && a.resource_id != subscriber {
-            return Err(FabricError::NotFound);
-        }
-    }
+    let a = state.directory.address(caller, path_id(&id)?).await?;
     Ok(Json(address_json(&a)))
 }
