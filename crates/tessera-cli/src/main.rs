@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
+mod render;
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small
 /// buffers on whichever worker thread runs it, and glibc's allocator spent about a sixth of
@@ -17,12 +18,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use tessera_core::admin::{Actor, Admin};
 use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
 use tessera_core::jws::SigningAlg;
 use tessera_core::model::Role;
 use tessera_core::token::KeyPurpose;
-use tessera_core::{Secret, SystemClock};
-use tessera_server::admin::Admin;
+use tessera_core::{Secret, SystemClock, UnixTime};
 use tessera_server::config::{
     Config, ConnectionLimits, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN,
 };
@@ -480,31 +481,56 @@ async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
         store,
         master,
         clock: Arc::new(SystemClock),
-        actor: "admin".into(),
+        actor: Actor::Cli,
     };
     let out = match command {
         AdminCommand::Project {
             command: ProjectCommand::Create { name },
-        } => admin.create_project(&name).await,
+        } => admin
+            .new_project(&name)
+            .await
+            .map(|(project, _, secret)| render::new_project(&project, secret)),
         AdminCommand::ApiToken { command } => match command {
-            ApiTokenCommand::Create { project, name } => {
-                admin.create_api_token(project, &name).await
-            }
-            ApiTokenCommand::List { project } => admin.list_api_tokens(project).await,
-            ApiTokenCommand::Revoke { id } => admin.revoke_api_token(None, id).await,
+            ApiTokenCommand::Create { project, name } => admin
+                .new_api_token(project, &name)
+                .await
+                .map(|(token, secret)| render::new_api_token(&token, secret)),
+            ApiTokenCommand::List { project } => admin
+                .list_api_tokens(project)
+                .await
+                .map(|tokens| render::api_tokens(project, &tokens)),
+            ApiTokenCommand::Revoke { id } => admin
+                .revoke_api_token(None, id)
+                .await
+                .map(|()| render::revoked(id)),
         },
         AdminCommand::Application {
             command: ApplicationCommand::Create { project, name },
-        } => admin.create_application(project, &name).await,
+        } => admin
+            .create_application(project, &name)
+            .await
+            .map(|(id, address)| render::application(id, address)),
         AdminCommand::Embed {
             command: EmbedCommand::Create { project, addresses },
-        } => admin.create_embed(project, &addresses).await,
+        } => admin
+            .create_embed(project, &addresses)
+            .await
+            .map(render::embed),
         AdminCommand::Keys { command } => match command {
-            KeysCommand::List => admin.keys_list().await,
-            KeysCommand::Rotate => admin.keys_rotate().await,
-            KeysCommand::Retire { kid } => admin.keys_retire(&kid).await,
-            KeysCommand::Destroy { kid } => admin.keys_destroy(&kid).await,
-            KeysCommand::Export { purpose } => admin.keys_export(purpose).await,
+            KeysCommand::List => admin.keys_list().await.map(|k| render::keys(&k)),
+            KeysCommand::Rotate => admin.keys_rotate().await.map(|k| render::rotated(&k)),
+            KeysCommand::Retire { kid } => admin
+                .keys_retire(&kid)
+                .await
+                .map(|()| render::key_state(&kid, "retired")),
+            KeysCommand::Destroy { kid } => admin
+                .keys_destroy(&kid)
+                .await
+                .map(|()| render::key_state(&kid, "destroyed")),
+            KeysCommand::Export { purpose } => admin
+                .keys_export(purpose)
+                .await
+                .map(|k| render::key_export(purpose, &k)),
         },
         // Handled above, before the master key is needed.
         AdminCommand::Migrate | AdminCommand::Export | AdminCommand::Import => return,
@@ -514,21 +540,23 @@ async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
                 password,
                 role,
                 service,
-            } => {
-                admin
-                    .create_operator(&username, password.map(Secret::new), role, service)
-                    .await
-            }
-            UserCommand::List => admin.list_operators().await,
+            } => admin
+                .create_operator(&username, password.map(Secret::new), role, service)
+                .await
+                .map(|(id, key)| render::new_operator(id, key)),
+            UserCommand::List => admin
+                .list_operators()
+                .await
+                .map(|ops| render::operators(&ops)),
         },
         AdminCommand::Audit {
             command: AuditCommand::Tail { project, since },
         } => {
-            let since = since.as_deref().map(parse_since).unwrap_or(0);
+            let since = UnixTime(since.as_deref().map(parse_since).unwrap_or(0));
             match admin.audit_tail(project, since).await {
-                Ok(lines) => {
-                    for l in lines {
-                        println!("{l}");
+                Ok(events) => {
+                    for e in events {
+                        println!("{}", render::audit_event(e));
                     }
                     return;
                 }

@@ -2,6 +2,7 @@
 //! and the [`store::Store`] trait. This crate does no HTTP and no SQL.
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod cache;
 pub mod clock;

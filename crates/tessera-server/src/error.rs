@@ -286,9 +286,9 @@ impl From<tessera_core::accounts::AccountsError> for V1Error {
     }
 }
 
-impl From<crate::admin::AdminError> for V1Error {
-    fn from(e: crate::admin::AdminError) -> Self {
-        use crate::admin::AdminError as E;
+impl From<tessera_core::admin::AdminError> for V1Error {
+    fn from(e: tessera_core::admin::AdminError) -> Self {
+        use tessera_core::admin::AdminError as E;
         match e {
             E::NotFound(what) => {
                 V1Error::NotFound("NOT_FOUND", format!("The {what} was not found."))

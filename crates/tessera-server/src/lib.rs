@@ -4,7 +4,6 @@
 //! request types, call the [`tessera_core::service::TokenService`], render the result.
 
 pub mod accounts;
-pub mod admin;
 pub mod config;
 pub mod connections;
 pub mod docs;

@@ -34,13 +34,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::Args;
 use serde_json::{json, Value};
+use tessera_core::admin::{Actor, Admin};
 use tessera_core::crypto::{password, MasterKey};
 use tessera_core::ids::{AddressId, FamilyId, OperatorId, ProjectId};
 use tessera_core::model::{Family, Role};
 use tessera_core::store::Store;
 use tessera_core::token::PrincipalKind;
 use tessera_core::{Clock, Secret, SystemClock, UnixTime};
-use tessera_server::admin::Admin;
 use tessera_server::config::Config;
 use tessera_server::startup::{master_key_for, open_store};
 use tessera_store_postgres::is_postgres_url;
@@ -183,7 +183,7 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         store,
         master,
         clock: Arc::new(SystemClock),
-        actor: "bench".into(),
+        actor: Actor::Tool("bench"),
     };
     let (addr, server) = match &args.url {
         Some(url) => {
@@ -360,18 +360,14 @@ async fn prepare(target: &Target, connections: usize, made: &mut Made) -> Result
     made.project = Some(project.id);
     let basic = format!(
         "Basic {}",
-        STANDARD.encode(format!("{}:{secret}", project.id))
+        STANDARD.encode(format!("{}:{}", project.id, secret.expose()))
     );
     let username = format!("bench-{run}@tessera.local");
     let pw = tessera_core::crypto::hex(&tessera_core::crypto::random_bytes::<12>());
-    let operator = admin
+    let (operator_id, _) = admin
         .create_operator(&username, Some(Secret::new(pw.clone())), Role::Admin, false)
         .await
         .map_err(|e| e.to_string())?;
-    let operator_id: OperatorId = operator["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .ok_or("the new operator has no id")?;
     made.operator = Some((operator_id, username.clone()));
     if target.keeps_database() {
         eprintln!(
@@ -417,10 +413,9 @@ async fn prepare(target: &Target, connections: usize, made: &mut Made) -> Result
     let embed = admin
         .create_embed(project.id, &addr_ids)
         .await
-        .map_err(|e| e.to_string())?["token"]
-        .as_str()
-        .ok_or("no embed token")?
-        .to_string();
+        .map_err(|e| e.to_string())?
+        .token
+        .into_inner();
     let guest_body = json!({ "allowed_addresses": addresses }).to_string();
     let mut access_tokens = Vec::new();
     for _ in 0..256 {

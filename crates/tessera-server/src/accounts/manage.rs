@@ -19,9 +19,9 @@ use tessera_core::store::StoreError;
 use tessera_core::{Secret, UnixTime};
 
 use super::{malformed, Caller, V1Json, V1Path};
-use crate::admin::Admin;
 use crate::error::V1Error;
 use crate::state::AppState;
+use tessera_core::admin::{Actor, Admin};
 
 /// The management routes (under `/v1`).
 pub(super) fn routes() -> Router<AppState> {
@@ -129,12 +129,13 @@ fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, V1Error> {
         .map_err(|_| V1Error::NotFound("NOT_FOUND", format!("The {what} was not found.")))
 }
 
+/// Administration as `caller`: every management rule lives in [`Admin`].
 fn admin_for(state: &AppState, caller: &Operator) -> Admin {
     Admin {
         store: state.service.store().clone(),
         master: state.service.master().clone(),
         clock: state.service.clock().clone(),
-        actor: format!("operator:{}", caller.id),
+        actor: Actor::Operator(caller.id),
     }
 }
 
@@ -183,9 +184,9 @@ async fn list_users(
     caller: Caller,
     q: QueryMap,
 ) -> Result<impl IntoResponse, V1Error> {
-    caller.require(Role::Viewer)?;
+    let me = caller.require(Role::Viewer)?;
     let paging = Paging::from(&query(q)?)?;
-    let ops = state.service.store().list_operators().await?;
+    let ops = admin_for(&state, me).list_operators().await?;
     Ok(Json(paging.slice(&ops, user_json)))
 }
 
@@ -326,17 +327,9 @@ async fn update_user(
         ),
         Some(_) => return Err(malformed("role must be an object.")),
     };
-    if id == me.id && (disabled == Some(true) || role.is_some_and(|r| r < Role::Admin)) {
-        return Err(invalid("An administrator cannot disable or demote itself."));
-    }
-    let op = state
-        .service
-        .store()
+    let op = admin_for(&state, me)
         .update_operator(id, OperatorPatch { disabled, role })
         .await?;
-    state
-        .accounts
-        .audit_management(me, "operator.updated", format!("operator:{id}"));
     Ok(Json(user_json(&op)))
 }
 
@@ -348,13 +341,7 @@ async fn delete_user(
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Admin)?;
     let id: OperatorId = parse_id(&id, "user")?;
-    if id == me.id {
-        return Err(invalid("An administrator cannot delete itself."));
-    }
-    state.service.store().delete_operator(id).await?;
-    state
-        .accounts
-        .audit_management(me, "operator.deleted", format!("operator:{id}"));
+    admin_for(&state, me).delete_operator(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -383,9 +370,9 @@ async fn list_projects(
     caller: Caller,
     q: QueryMap,
 ) -> Result<impl IntoResponse, V1Error> {
-    caller.require(Role::Viewer)?;
+    let me = caller.require(Role::Viewer)?;
     let paging = Paging::from(&query(q)?)?;
-    let projects = state.service.store().list_projects().await?;
+    let projects = admin_for(&state, me).list_projects().await?;
     Ok(Json(paging.slice(&projects, project_json)))
 }
 
@@ -405,24 +392,14 @@ async fn create_project(
     let (project, token, secret) = admin_for(&state, me).new_project(&name).await?;
     let mut v = project_json(&project);
     let mut t = api_token_json(&token);
-    t["token"] = Value::String(secret);
+    t["token"] = Value::String(secret.into_inner());
     v["apiToken"] = t;
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn project_of(state: &AppState, raw: &str) -> Result<Project, V1Error> {
+async fn project_of(state: &AppState, me: &Operator, raw: &str) -> Result<Project, V1Error> {
     let id: ProjectId = parse_id(raw, "project")?;
-    state
-        .service
-        .store()
-        .get_project(id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => {
-                V1Error::NotFound("NOT_FOUND", "The project was not found.".into())
-            }
-            other => other.into(),
-        })
+    Ok(admin_for(state, me).project(id).await?)
 }
 
 /// `GET /v1/projects/{id}` (VIEWER).
@@ -431,8 +408,8 @@ async fn get_project(
     caller: Caller,
     V1Path(id): V1Path<String>,
 ) -> Result<impl IntoResponse, V1Error> {
-    caller.require(Role::Viewer)?;
-    Ok(Json(project_json(&project_of(&state, &id).await?)))
+    let me = caller.require(Role::Viewer)?;
+    Ok(Json(project_json(&project_of(&state, me, &id).await?)))
 }
 
 /// `DELETE /v1/projects/{id}` (OPERATOR) → 204: its resources, credentials and sessions go.
@@ -454,10 +431,10 @@ async fn list_api_tokens(
     V1Path(id): V1Path<String>,
     q: QueryMap,
 ) -> Result<impl IntoResponse, V1Error> {
-    caller.require(Role::Viewer)?;
+    let me = caller.require(Role::Viewer)?;
     let paging = Paging::from(&query(q)?)?;
-    let project = project_of(&state, &id).await?;
-    let tokens = state.service.store().list_api_tokens(project.id).await?;
+    let project = project_of(&state, me, &id).await?;
+    let tokens = admin_for(&state, me).list_api_tokens(project.id).await?;
     Ok(Json(paging.slice(&tokens, api_token_json)))
 }
 
@@ -475,12 +452,12 @@ async fn create_api_token(
         None | Some(Value::Null) => String::new(),
         Some(_) => return Err(malformed("name must be a string.")),
     };
-    let project = project_of(&state, &id).await?;
+    let project = project_of(&state, me, &id).await?;
     let (token, secret) = admin_for(&state, me)
         .new_api_token(project.id, &name)
         .await?;
     let mut v = api_token_json(&token);
-    v["token"] = Value::String(secret);
+    v["token"] = Value::String(secret.into_inner());
     Ok((StatusCode::CREATED, Json(v)))
 }
 
@@ -491,7 +468,7 @@ async fn revoke_api_token(
     V1Path((id, token_id)): V1Path<(String, String)>,
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Operator)?;
-    let project = project_of(&state, &id).await?;
+    let project = project_of(&state, me, &id).await?;
     let token_id: ApiTokenId = parse_id(&token_id, "api token")?;
     admin_for(&state, me)
         .revoke_api_token(Some(project.id), token_id)
@@ -507,9 +484,9 @@ async fn list_keys(
     caller: Caller,
     q: QueryMap,
 ) -> Result<impl IntoResponse, V1Error> {
-    caller.require(Role::Viewer)?;
+    let me = caller.require(Role::Viewer)?;
     let paging = Paging::from(&query(q)?)?;
-    let keys = state.service.store().list_keys().await?;
+    let keys = admin_for(&state, me).keys_list().await?;
     Ok(Json(paging.slice(&keys, |k| {
         json!({
             "kid": k.kid,
@@ -530,8 +507,12 @@ async fn rotate_keys(
     caller: Caller,
 ) -> Result<impl IntoResponse, V1Error> {
     let me = caller.require(Role::Admin)?;
-    let out = admin_for(&state, me).keys_rotate().await?;
-    let keys = out["keys"].as_array().cloned().unwrap_or_default();
+    let keys: Vec<Value> = admin_for(&state, me)
+        .keys_rotate()
+        .await?
+        .iter()
+        .map(|k| json!({"kid": k.kid, "purpose": k.purpose.as_str(), "state": k.state.as_str()}))
+        .collect();
     let total = keys.len() as u64;
     let paging = Paging {
         number: 0,
@@ -547,7 +528,7 @@ async fn list_audit_events(
     caller: Caller,
     q: QueryMap,
 ) -> Result<impl IntoResponse, V1Error> {
-    caller.require(Role::Viewer)?;
+    let me = caller.require(Role::Viewer)?;
     let q = query(q)?;
     let paging = Paging::from(&q)?;
     let project = match q.get("projectId") {
@@ -566,10 +547,8 @@ async fn list_audit_events(
             .or_else(|| UnixTime::parse_rfc3339(s))
             .ok_or_else(|| invalid("since must be RFC 3339 or Unix seconds."))?,
     };
-    let store = state.service.store();
-    let total = store.count_audit_events(project, since).await?;
-    let events = store
-        .audit_events(project, since, paging.offset(), paging.size as u32)
+    let (total, events) = admin_for(&state, me)
+        .audit_page(project, since, paging.offset(), paging.size as u32)
         .await?;
     let items = events
         .into_iter()

@@ -8,6 +8,7 @@ use base64::Engine;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use tessera_core::model::Role;
+use tessera_core::Secret;
 
 use crate::helpers::*;
 
@@ -26,7 +27,7 @@ pub(crate) async fn operator(
         .create_operator(name, pw, role, service)
         .await
         .unwrap();
-    out["api_key"].as_str().map(str::to_string)
+    out.1.map(Secret::into_inner)
 }
 
 fn client_from(addr: &str) -> Client {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use base64::Engine;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
+use tessera_core::admin::{Actor, Admin};
 use tessera_core::crypto::MasterKey;
 use tessera_core::{ManualClock, Secret, UnixTime};
-use tessera_server::admin::Admin;
 use tessera_server::Config;
 use tokio::sync::oneshot;
 
@@ -59,7 +59,7 @@ pub async fn start(config: Config, clock: ManualClock, dir: Arc<tempfile::TempDi
         store: state.service.store().clone(),
         master: state.service.master().clone(),
         clock: Arc::new(clock.clone()),
-        actor: "admin".into(),
+        actor: Actor::Cli,
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -108,10 +108,10 @@ impl TestApp {
     }
 
     pub async fn project(&self) -> Project {
-        let v = self.admin.create_project("test").await.unwrap();
+        let (project, _, secret) = self.admin.new_project("test").await.unwrap();
         Project {
-            id: v["project_id"].as_str().unwrap().into(),
-            token: v["api_token"].as_str().unwrap().into(),
+            id: project.id.to_string(),
+            token: secret.into_inner(),
         }
     }
 

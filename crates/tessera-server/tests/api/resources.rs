@@ -132,19 +132,16 @@ async fn wrong_or_revoked_credentials_are_unauthorized() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let pid = p.id.parse().unwrap();
-    let second = app.admin.create_api_token(pid, "ci").await.unwrap();
+    let (second, secret) = app.admin.new_api_token(pid, "ci").await.unwrap();
     let p2 = Project {
         id: p.id.clone(),
-        token: second["api_token"].as_str().unwrap().into(),
+        token: secret.into_inner(),
     };
     assert_eq!(
         app.get(&p2, "/api/fabric/addresses").await.status(),
         StatusCode::OK
     );
-    app.admin
-        .revoke_api_token(None, second["id"].as_str().unwrap().parse().unwrap())
-        .await
-        .unwrap();
+    app.admin.revoke_api_token(None, second.id).await.unwrap();
     assert_eq!(
         app.get(&p2, "/api/fabric/addresses").await.status(),
         StatusCode::UNAUTHORIZED

@@ -397,7 +397,7 @@ async fn guest_invite_and_embed_tokens() {
         .create_embed(pid, &[room.parse().unwrap()])
         .await
         .unwrap();
-    let c2c = e["token"].as_str().unwrap();
+    let c2c = e.token.expose().as_str();
     // No authentication at all.
     let r = app
         .client

@@ -1,24 +1,28 @@
-//! Local administration that works directly on the database (also while a server runs on it).
-//! Each function returns the JSON object the CLI prints; secrets appear only in the output of
-//! the call that created them.
+//! Administration of an installation: projects and their API tokens, applications, embed
+//! widgets, operators, keys and the audit trail. The admin CLI (which works on the database
+//! directly, also while a server runs on it) and the management API (`/v1/…`, as a logged-in
+//! operator) both act through [`Admin`], so each rule exists once, here: name limits, that a
+//! token is revoked only under its own project, that an operator cannot delete, disable or
+//! demote itself, that the active key can be neither retired nor destroyed.
+//!
+//! Results are domain values; the front-ends render them (the CLI as JSON lines, the API in
+//! the Accounts dialect). New secrets are returned once, as [`Secret`]s.
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-use tessera_core::accounts::{new_operator, valid_username};
-use tessera_core::crypto::{hex, new_secret, random_bytes, MasterKey};
-use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, OperatorId, ProjectId};
-use tessera_core::keys::unwrap_all;
-use tessera_core::maintenance::pending_key;
-use tessera_core::model::{
-    ApiToken, AuditEvent, Embed, NewResource, OperatorKind, Project, ResourceKind, Role,
+use crate::accounts::{new_operator, valid_username};
+use crate::clock::{Clock, UnixTime};
+use crate::crypto::{hex, new_secret, random_bytes, MasterKey};
+use crate::ids::{AddressId, ApiTokenId, EmbedId, OperatorId, ProjectId, ResourceId};
+use crate::keys::unwrap_all;
+use crate::maintenance::pending_key;
+use crate::model::{
+    ApiToken, AuditEvent, Embed, NewResource, Operator, OperatorKind, OperatorPatch, Project,
+    ResourceKind, Role, StoredKey,
 };
-use tessera_core::store::{Store, StoreError};
-use tessera_core::token::{KeyPurpose, KeyState};
-use tessera_core::verifier::key_export;
-use tessera_core::Clock;
-use tessera_core::Secret;
-use tessera_core::UnixTime;
+use crate::store::{Store, StoreError};
+use crate::token::{KeyMaterial, KeyPurpose, KeyState};
+use crate::Secret;
 
 /// The prefix of project API tokens.
 pub const API_TOKEN_PREFIX: &str = "tsr_";
@@ -37,6 +41,28 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
+/// Who administers: the local CLI, or an operator through the management API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// `tessera admin …` on the database.
+    Cli,
+    /// A logged-in operator.
+    Operator(OperatorId),
+    /// A tool of Tessera's own acting on the database, by name (`bench`).
+    Tool(&'static str),
+}
+
+impl Actor {
+    /// How audit events name the actor: `admin` for the CLI, `operator:<id>` for the API.
+    pub fn audit_name(&self) -> String {
+        match self {
+            Actor::Cli => "admin".into(),
+            Actor::Operator(id) => format!("operator:{id}"),
+            Actor::Tool(name) => (*name).into(),
+        }
+    }
+}
+
 /// What admin commands work with.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -46,8 +72,17 @@ pub struct Admin {
     pub master: MasterKey,
     /// The clock.
     pub clock: Arc<dyn Clock>,
-    /// Who acts, as audit events name it: `admin` for the CLI, `operator:<id>` for the API.
-    pub actor: String,
+    /// Who acts.
+    pub actor: Actor,
+}
+
+/// A new embed widget: its id and its public `c2c_` token (shown once).
+#[derive(Debug)]
+pub struct NewEmbed {
+    /// The widget's id.
+    pub id: EmbedId,
+    /// The token a page embeds.
+    pub token: Secret<String>,
 }
 
 fn not_found(what: &'static str) -> impl Fn(StoreError) -> AdminError {
@@ -58,7 +93,7 @@ fn not_found(what: &'static str) -> impl Fn(StoreError) -> AdminError {
 }
 
 impl Admin {
-    fn new_token(&self, project: ProjectId, name: &str) -> (ApiToken, String) {
+    fn new_token(&self, project: ProjectId, name: &str) -> (ApiToken, Secret<String>) {
         let secret = new_secret(API_TOKEN_PREFIX);
         let token = ApiToken {
             id: ApiTokenId::random(),
@@ -68,11 +103,14 @@ impl Admin {
             created_at: self.clock.now(),
             revoked_at: None,
         };
-        (token, secret.into_inner())
+        (token, secret)
     }
 
     /// Creates a project and its first API token; returns both and the token's secret.
-    pub async fn new_project(&self, name: &str) -> Result<(Project, ApiToken, String), AdminError> {
+    pub async fn new_project(
+        &self,
+        name: &str,
+    ) -> Result<(Project, ApiToken, Secret<String>), AdminError> {
         if name.trim().is_empty() || name.len() > 256 || name.contains('\0') {
             return Err(AdminError::Invalid(
                 "the project name must be 1 to 256 characters, without NUL".into(),
@@ -101,12 +139,6 @@ impl Admin {
         Ok((project, token, secret))
     }
 
-    /// `project create --name NAME` → `{"project_id", "api_token"}`.
-    pub async fn create_project(&self, name: &str) -> Result<Value, AdminError> {
-        let (project, _, secret) = self.new_project(name).await?;
-        Ok(json!({ "project_id": project.id.to_string(), "api_token": secret }))
-    }
-
     /// Deletes a project and everything in it.
     pub async fn delete_project(&self, id: ProjectId) -> Result<(), AdminError> {
         self.store
@@ -123,8 +155,14 @@ impl Admin {
         Ok(())
     }
 
-    /// Deletes an operator (user or service) and its sessions.
+    /// Deletes an operator (user or service) and its sessions. An operator cannot delete
+    /// itself: an installation must not lose its last administrator by accident.
     pub async fn delete_operator(&self, id: OperatorId) -> Result<(), AdminError> {
+        if self.actor == Actor::Operator(id) {
+            return Err(AdminError::Invalid(
+                "An administrator cannot delete itself.".into(),
+            ));
+        }
         self.store
             .delete_operator(id)
             .await
@@ -144,7 +182,7 @@ impl Admin {
         &self,
         project: ProjectId,
         name: &str,
-    ) -> Result<(ApiToken, String), AdminError> {
+    ) -> Result<(ApiToken, Secret<String>), AdminError> {
         if name.len() > 256 || name.contains('\0') {
             return Err(AdminError::Invalid(
                 "the token name must be at most 256 characters, without NUL".into(),
@@ -166,25 +204,15 @@ impl Admin {
         Ok((token, secret))
     }
 
-    /// `api-token create --project ID [--name N]` → `{"id", "api_token"}`.
-    pub async fn create_api_token(
-        &self,
-        project: ProjectId,
-        name: &str,
-    ) -> Result<Value, AdminError> {
-        let (token, secret) = self.new_api_token(project, name).await?;
-        Ok(json!({ "id": token.id.to_string(), "api_token": secret }))
-    }
-
-    /// `user create --username U [--password P] --role R [--service]` → `{"id"}`, plus
-    /// `"api_key"` (shown once) for a service.
+    /// Creates an operator: a user with a password, or (`service`) a service account whose
+    /// API key is returned (shown once).
     pub async fn create_operator(
         &self,
         username: &str,
         password: Option<Secret<String>>,
         role: Role,
         service: bool,
-    ) -> Result<Value, AdminError> {
+    ) -> Result<(OperatorId, Option<Secret<String>>), AdminError> {
         if !valid_username(username) {
             return Err(AdminError::Invalid(
                 "the username must be 1 to 256 characters without spaces".into(),
@@ -197,7 +225,7 @@ impl Admin {
         };
         let hash = match (kind, password) {
             (OperatorKind::User, Some(pw)) if !pw.expose().is_empty() => {
-                Some(tessera_core::crypto::password::hash(pw.expose()))
+                Some(crate::crypto::password::hash(pw.expose()))
             }
             (OperatorKind::User, _) => {
                 return Err(AdminError::Invalid("a user needs --password".into()))
@@ -230,60 +258,68 @@ impl Admin {
                 format!("operator:{id}"),
             )])
             .await?;
-        let mut out = json!({ "id": id.to_string() });
-        if let Some(k) = key {
-            out["api_key"] = Value::String(k.into_inner());
+        Ok((id, key))
+    }
+
+    /// Every operator.
+    pub async fn list_operators(&self) -> Result<Vec<Operator>, AdminError> {
+        Ok(self.store.list_operators().await?)
+    }
+
+    /// Disables or enables an operator, or changes its role. An operator cannot disable or
+    /// demote itself (it would lock itself out, possibly the last administrator with it).
+    pub async fn update_operator(
+        &self,
+        id: OperatorId,
+        patch: OperatorPatch,
+    ) -> Result<Operator, AdminError> {
+        let demotes = patch.role.is_some_and(|r| r < Role::Admin);
+        if self.actor == Actor::Operator(id) && (patch.disabled == Some(true) || demotes) {
+            return Err(AdminError::Invalid(
+                "An administrator cannot disable or demote itself.".into(),
+            ));
         }
-        Ok(out)
-    }
-
-    /// `user list` → `{"users": [{"id", "username", "type", "role", "disabled", "created_at"}]}`.
-    pub async fn list_operators(&self) -> Result<Value, AdminError> {
-        let ops = self.store.list_operators().await?;
-        let items: Vec<Value> = ops
-            .iter()
-            .map(|o| {
-                json!({
-                    "id": o.id.to_string(),
-                    "username": o.username,
-                    "type": o.kind.as_str(),
-                    "role": o.role.as_str(),
-                    "disabled": o.disabled,
-                    "created_at": o.created_at.to_rfc3339(),
-                })
-            })
-            .collect();
-        Ok(json!({ "users": items }))
-    }
-
-    /// `api-token list --project ID` → `{"api_tokens": [...]}` (never the secrets).
-    pub async fn list_api_tokens(&self, project: ProjectId) -> Result<Value, AdminError> {
-        self.store
-            .get_project(project)
+        let op = self
+            .store
+            .update_operator(id, patch)
             .await
-            .map_err(not_found("project"))?;
-        let tokens = self.store.list_api_tokens(project).await?;
-        let items: Vec<Value> = tokens
-            .iter()
-            .map(|t| {
-                json!({
-                    "id": t.id.to_string(),
-                    "name": t.name,
-                    "created_at": t.created_at.to_rfc3339(),
-                    "revoked_at": t.revoked_at.map(|r| r.to_rfc3339()),
-                })
-            })
-            .collect();
-        Ok(json!({ "project_id": project.to_string(), "api_tokens": items }))
+            .map_err(not_found("user"))?;
+        self.store
+            .append_audit(vec![self.audit(
+                None,
+                "operator.updated",
+                format!("operator:{id}"),
+            )])
+            .await?;
+        Ok(op)
     }
 
-    /// `api-token revoke --id ID` → `{"id", "revoked": true}`. With `project`, the token must
-    /// belong to it (the management API addresses tokens under their project).
+    /// Every project.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, AdminError> {
+        Ok(self.store.list_projects().await?)
+    }
+
+    /// One project.
+    pub async fn project(&self, id: ProjectId) -> Result<Project, AdminError> {
+        self.store
+            .get_project(id)
+            .await
+            .map_err(not_found("project"))
+    }
+
+    /// A project's API tokens (never their secrets, which are not stored).
+    pub async fn list_api_tokens(&self, project: ProjectId) -> Result<Vec<ApiToken>, AdminError> {
+        self.project(project).await?;
+        Ok(self.store.list_api_tokens(project).await?)
+    }
+
+    /// Revokes an API token. With `project`, the token must belong to it (the management API
+    /// addresses tokens under their project).
     pub async fn revoke_api_token(
         &self,
         project: Option<ProjectId>,
         id: ApiTokenId,
-    ) -> Result<Value, AdminError> {
+    ) -> Result<(), AdminError> {
         if let Some(project) = project {
             let tokens = self.store.list_api_tokens(project).await?;
             if !tokens.iter().any(|t| t.id == id) {
@@ -301,15 +337,15 @@ impl Admin {
                 format!("api_token:{id}"),
             )])
             .await?;
-        Ok(json!({ "id": id.to_string(), "revoked": true }))
+        Ok(())
     }
 
-    /// `application create --project ID --name N` → `{"id", "address_id"}`.
+    /// Creates an application (an id a subscriber token can be bound to) with its address.
     pub async fn create_application(
         &self,
         project: ProjectId,
         name: &str,
-    ) -> Result<Value, AdminError> {
+    ) -> Result<(ResourceId, AddressId), AdminError> {
         if name.trim().is_empty() {
             return Err(AdminError::Invalid(
                 "the application name must not be empty".into(),
@@ -330,15 +366,15 @@ impl Admin {
         );
         let (id, address) = (new.resource.id, new.address.id);
         self.store.create_resource(new).await?;
-        Ok(json!({ "id": id.to_string(), "address_id": address.to_string() }))
+        Ok((id, address))
     }
 
-    /// `embed create --project ID --address A [...]` → `{"id", "token"}`.
+    /// Creates a click-to-call widget for 1 to 10 of the project's addresses.
     pub async fn create_embed(
         &self,
         project: ProjectId,
         addresses: &[AddressId],
-    ) -> Result<Value, AdminError> {
+    ) -> Result<NewEmbed, AdminError> {
         self.store
             .get_project(project)
             .await
@@ -346,10 +382,10 @@ impl Admin {
         let mut addrs = addresses.to_vec();
         addrs.sort();
         addrs.dedup();
-        if addrs.is_empty() || addrs.len() > tessera_core::service::MAX_ALLOWED_ADDRESSES {
+        if addrs.is_empty() || addrs.len() > crate::service::MAX_ALLOWED_ADDRESSES {
             return Err(AdminError::Invalid(format!(
                 "an embed needs 1 to {} addresses",
-                tessera_core::service::MAX_ALLOWED_ADDRESSES
+                crate::service::MAX_ALLOWED_ADDRESSES
             )));
         }
         let found = self.store.existing_addresses(project, &addrs).await?;
@@ -374,7 +410,10 @@ impl Admin {
                 format!("embed:{id}"),
             )])
             .await?;
-        Ok(json!({ "id": id.to_string(), "token": token }))
+        Ok(NewEmbed {
+            id,
+            token: Secret::new(token),
+        })
     }
 
     fn audit(&self, project: Option<ProjectId>, action: &str, subject: String) -> AuditEvent {
@@ -382,51 +421,35 @@ impl Admin {
             at: self.clock.now(),
             project_id: project,
             action: action.into(),
-            actor: self.actor.clone(),
+            actor: self.actor.audit_name(),
             subject,
             detail: Default::default(),
         }
     }
 
-    /// `keys list` → `{"keys": [{kid, purpose, state, created_at, activated_at, retired_at,
-    /// sealed}]}` (never key material).
-    pub async fn keys_list(&self) -> Result<Value, AdminError> {
-        let keys = self.store.list_keys().await?;
-        let items: Vec<Value> = keys
-            .iter()
-            .map(|k| {
-                json!({
-                    "kid": k.kid,
-                    "purpose": k.purpose.as_str(),
-                    "state": k.state.as_str(),
-                    "created_at": k.created_at.to_rfc3339(),
-                    "activated_at": k.activated_at.map(|t| t.to_rfc3339()),
-                    "retired_at": k.retired_at.map(|t| t.to_rfc3339()),
-                    "sealed": k.sealed,
-                })
-            })
-            .collect();
-        Ok(json!({ "keys": items }))
+    /// Every key (wrapped: material never leaves the database this way).
+    pub async fn keys_list(&self) -> Result<Vec<StoredKey>, AdminError> {
+        Ok(self.store.list_keys().await?)
     }
 
-    /// `keys rotate` → a pending key per purpose. Running nodes load it and make it active
-    /// after the propagation delay, so no node ever meets a token sealed with a key it has not
-    /// loaded.
-    pub async fn keys_rotate(&self) -> Result<Value, AdminError> {
+    /// Adds a pending key per purpose and returns them. Running nodes load it and make it
+    /// active after the propagation delay, so no node ever meets a token sealed with a key it
+    /// has not loaded.
+    pub async fn keys_rotate(&self) -> Result<Vec<StoredKey>, AdminError> {
         let mut kids = Vec::new();
         for purpose in KeyPurpose::ALL {
             let key = pending_key(&self.master, purpose, self.clock.now());
-            kids.push(json!({"kid": key.kid, "purpose": purpose.as_str(), "state": "pending"}));
+            kids.push(key.clone());
             let event = self.audit(None, "key.rotated", key.kid.clone());
             self.store.insert_key(key).await?;
             self.store.append_audit(vec![event]).await?;
         }
-        Ok(json!({ "keys": kids }))
+        Ok(kids)
     }
 
     /// `keys retire --kid K`: the key stops sealing but still opens its tokens. The active key
     /// cannot be retired before a successor is active (rotate first).
-    pub async fn keys_retire(&self, kid: &str) -> Result<Value, AdminError> {
+    pub async fn keys_retire(&self, kid: &str) -> Result<(), AdminError> {
         let keys = self.store.list_keys().await?;
         let key = keys
             .iter()
@@ -444,12 +467,12 @@ impl Admin {
         self.store
             .append_audit(vec![self.audit(None, "key.retired", kid.into())])
             .await?;
-        Ok(json!({ "kid": kid, "state": "retired" }))
+        Ok(())
     }
 
     /// `keys destroy --kid K`: erases the material; every token it made stops working. Only
     /// retired or pending keys can be destroyed.
-    pub async fn keys_destroy(&self, kid: &str) -> Result<Value, AdminError> {
+    pub async fn keys_destroy(&self, kid: &str) -> Result<(), AdminError> {
         let keys = self.store.list_keys().await?;
         let key = keys
             .iter()
@@ -467,16 +490,15 @@ impl Admin {
         self.store
             .append_audit(vec![self.audit(None, "key.destroyed", kid.into())])
             .await?;
-        Ok(json!({ "kid": kid, "state": "destroyed" }))
+        Ok(())
     }
 
-    /// `keys export --purpose access` → the access keys, unwrapped, in the format
-    /// [`tessera_core::verifier::Verifier::from_export`] loads (see
-    /// [`tessera_core::verifier::key_export`]). The output is as secret as the master key:
+    /// The access keys, unwrapped, for [`crate::verifier::key_export`] (the format
+    /// [`crate::verifier::Verifier::from_export`] loads). They are as secret as the master key:
     /// Fabric tokens are `dir` JWE, so these keys also *mint* access tokens. Only access keys
     /// leave the database (refresh and signing keys are not needed to check a SAT), and each
     /// export is recorded as an audit event.
-    pub async fn keys_export(&self, purpose: KeyPurpose) -> Result<Value, AdminError> {
+    pub async fn keys_export(&self, purpose: KeyPurpose) -> Result<Vec<KeyMaterial>, AdminError> {
         if purpose != KeyPurpose::Access {
             return Err(AdminError::Invalid(
                 "only access keys can be exported (--purpose access)".into(),
@@ -491,7 +513,6 @@ impl Admin {
             .collect();
         let keys =
             unwrap_all(&self.master, &stored).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        let out = key_export(purpose, &keys);
         self.store
             .append_audit(vec![self.audit(
                 None,
@@ -499,31 +520,33 @@ impl Admin {
                 format!("purpose:{}", purpose.as_str()),
             )])
             .await?;
-        Ok(out)
+        Ok(keys)
     }
 
-    /// `audit tail [--project ID] [--since T]`: events as JSON objects, oldest first.
+    /// One page of audit events at or after `since` (of one project, or all), oldest first,
+    /// with the number of all such events.
+    pub async fn audit_page(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+        offset: u64,
+        limit: u32,
+    ) -> Result<(u64, Vec<AuditEvent>), AdminError> {
+        let total = self.store.count_audit_events(project, since).await?;
+        let events = self
+            .store
+            .audit_events(project, since, offset, limit)
+            .await?;
+        Ok((total, events))
+    }
+
+    /// Audit events at or after `since` (of one project, or all), oldest first, at most
+    /// 10,000.
     pub async fn audit_tail(
         &self,
         project: Option<ProjectId>,
-        since: i64,
-    ) -> Result<Vec<Value>, AdminError> {
-        let events = self
-            .store
-            .audit_events(project, UnixTime(since), 0, 10_000)
-            .await?;
-        Ok(events
-            .into_iter()
-            .map(|e| {
-                json!({
-                    "at": e.at.to_rfc3339(),
-                    "project_id": e.project_id.map(|p| p.to_string()),
-                    "action": e.action,
-                    "actor": e.actor,
-                    "subject": e.subject,
-                    "detail": Value::Object(e.detail),
-                })
-            })
-            .collect())
+        since: UnixTime,
+    ) -> Result<Vec<AuditEvent>, AdminError> {
+        Ok(self.store.audit_events(project, since, 0, 10_000).await?)
     }
 }
