@@ -5,11 +5,14 @@
 //! scripts, fonts or external references), so it works offline and on networks that block
 //! CDNs, and the strict Content-Security-Policy `/docs` is served with can hold. It is rendered
 //! from the same JSON that `/openapi.json` serves, rather than from the operations table, so the
-//! two cannot disagree. Everything taken from the document is HTML-escaped: descriptions are
-//! free text and some contain `<`, `&` and quotes.
+//! two cannot disagree.
+//!
+//! The markup is a `maud` template (`html!`, checked at compile time), which escapes every
+//! value it is given unless it is wrapped in `PreEscaped`; only the stylesheet constant is.
+//! Document text therefore cannot inject markup: descriptions are free text and some contain
+//! `<`, `&` and quotes.
 
-use std::fmt::Write;
-
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
 /// Path item keys that are operations, in the order the page lists them.
@@ -58,41 +61,23 @@ th, td { text-align: left; vertical-align: top; border-bottom: 1px solid var(--l
 td code { word-break: break-all; }
 ";
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// Free text from the document, with its `code spans` set in `<code>`, the only markup the
+/// descriptions use. The text is escaped by the template; an unpaired backtick stays as it is.
+fn prose(s: &str) -> Markup {
+    let parts: Vec<&str> = s.split('`').collect();
+    let last = parts.len() - 1;
+    html! {
+        @for (i, part) in parts.iter().enumerate() {
+            @if i % 2 == 0 {
+                (part)
+            } @else if i == last {
+                // The opening backtick of this part was never closed.
+                "`" (part)
+            } @else {
+                code { (part) }
+            }
         }
     }
-    out
-}
-
-/// Escapes free text from the document and sets its `code spans` in `<code>`, the only
-/// markup the descriptions use. An unpaired backtick stays as it is.
-fn prose(s: &str) -> String {
-    let escaped = escape(s);
-    let parts: Vec<&str> = escaped.split('`').collect();
-    let mut out = String::with_capacity(escaped.len() + 16);
-    for (i, part) in parts.iter().enumerate() {
-        let is_code = i % 2 == 1;
-        if is_code && i + 1 == parts.len() {
-            // The opening backtick of this part was never closed.
-            out.push('`');
-            out.push_str(part);
-        } else if is_code {
-            let _ = write!(out, "<code>{part}</code>");
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
 }
 
 /// A fragment identifier made only of characters that need no escaping anywhere.
@@ -114,40 +99,52 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Pretty JSON, escaped, with every schema reference turned into a link to its section.
-fn json_pre(v: &Value) -> String {
+/// Pretty JSON with every schema reference turned into a link to its section.
+fn json_pre(v: &Value) -> Markup {
     let pretty = serde_json::to_string_pretty(v).unwrap_or_default();
-    format!("<pre>{}</pre>", linkify_refs(&escape(&pretty)))
+    html! { pre { (linked_refs(&pretty)) } }
 }
 
-/// Rewrites `"#/components/schemas/Name"` (already escaped) into a link to that schema.
-fn linkify_refs(escaped: &str) -> String {
-    const PREFIX: &str = "&quot;#/components/schemas/";
-    let mut out = String::with_capacity(escaped.len());
-    let mut rest = escaped;
-    while let Some(i) = rest.find(PREFIX) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + PREFIX.len()..];
-        let end = after.find("&quot;").unwrap_or(after.len());
+/// JSON text split at its schema references: each piece is text, then optionally the name of
+/// the schema that a `"#/components/schemas/Name"` right after it points at (that string's
+/// closing quote starts the next piece). A name with any character that is not plain is left
+/// as text rather than made into a link.
+fn ref_pieces(json: &str) -> Vec<(&str, Option<&str>)> {
+    const PREFIX: &str = "\"#/components/schemas/";
+    let mut pieces = Vec::new();
+    let mut rest = json;
+    let mut text_start = 0;
+    while let Some(i) = rest[text_start..].find(PREFIX) {
+        let at = text_start + i;
+        let after = &rest[at + PREFIX.len()..];
+        let end = after.find('"').unwrap_or(after.len());
         let name = &after[..end];
         let plain = !name.is_empty()
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
         if plain {
-            let _ = write!(
-                out,
-                "&quot;<a href=\"#{}\">#/components/schemas/{name}</a>",
-                anchor("schema", name)
-            );
+            pieces.push((&rest[..at], Some(name)));
             rest = &after[end..];
+            text_start = 0;
         } else {
-            out.push_str(PREFIX);
-            rest = after;
+            text_start = at + PREFIX.len();
         }
     }
-    out.push_str(rest);
-    out
+    pieces.push((rest, None));
+    pieces
+}
+
+/// [`ref_pieces`] as markup: `"#/components/schemas/Name"` becomes `"` and a link.
+fn linked_refs(json: &str) -> Markup {
+    html! {
+        @for (text, name) in ref_pieces(json) {
+            (text)
+            @if let Some(name) = name {
+                "\"" a href={ "#" (anchor("schema", name)) } { "#/components/schemas/" (name) }
+            }
+        }
+    }
 }
 
 /// The component a local `$ref` points at, with its name.
@@ -163,21 +160,20 @@ fn resolve<'a>(doc: &'a Value, schema: &Value) -> Option<(&'a str, &'a Value)> {
 /// A schema: a bare reference is shown as a link to the named schema and, when `expand`,
 /// also resolved in place. Error bodies are not expanded: they are the same few schemas
 /// everywhere, and repeating them on every operation buries what differs.
-fn schema_block(out: &mut String, doc: &Value, schema: &Value, expand: bool) {
+fn schema_block(doc: &Value, schema: &Value, expand: bool) -> Markup {
     let is_bare_ref = schema.as_object().is_some_and(|m| m.len() == 1);
-    match resolve(doc, schema).filter(|_| is_bare_ref) {
-        Some((name, target)) => {
-            let _ = write!(
-                out,
-                "<p class=\"muted\">Schema <a href=\"#{}\"><code>{}</code></a></p>",
-                anchor("schema", name),
-                escape(name),
-            );
-            if expand {
-                out.push_str(&json_pre(target));
+    html! {
+        @match resolve(doc, schema).filter(|_| is_bare_ref) {
+            Some((name, target)) => {
+                p class="muted" {
+                    "Schema " a href={ "#" (anchor("schema", name)) } { code { (name) } }
+                }
+                @if expand {
+                    (json_pre(target))
+                }
             }
+            None => (json_pre(schema)),
         }
-        None => out.push_str(&json_pre(schema)),
     }
 }
 
@@ -236,178 +232,178 @@ fn tags<'a>(doc: &'a Value, ops: &[Op<'a>]) -> Vec<(String, &'a str)> {
     tags
 }
 
-fn method_badge(method: &str) -> String {
-    format!(
-        "<span class=\"method {m}\">{}</span>",
-        escape(&method.to_ascii_uppercase()),
-        m = escape(method)
-    )
+fn method_badge(method: &str) -> Markup {
+    html! {
+        span class={ "method " (method) } { (method.to_ascii_uppercase()) }
+    }
 }
 
 /// "HTTP Basic (…) or Bearer (…)", from the operation's security requirements.
-fn authentication(doc: &Value, op: &Value) -> String {
+fn authentication(doc: &Value, op: &Value) -> Markup {
     let Some(reqs) = op.get("security").and_then(Value::as_array) else {
-        return "Not specified.".into();
+        return html! { "Not specified." };
     };
     if reqs.is_empty() {
-        return "None: this endpoint is public.".into();
+        return html! { "None: this endpoint is public." };
     }
     let schemes = &doc["components"]["securitySchemes"];
-    let alternatives: Vec<String> = reqs
-        .iter()
-        .map(|req| {
-            let names: Vec<String> = req
-                .as_object()
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default();
-            if names.is_empty() {
-                return "none".into();
+    html! {
+        @for (i, req) in reqs.iter().enumerate() {
+            @if i > 0 {
+                " " em { "or" } " "
             }
-            names
-                .iter()
-                .map(|n| {
-                    let s = &schemes[n];
-                    let label = match (text(s, "type"), text(s, "scheme")) {
-                        ("http", "basic") => "HTTP Basic".to_string(),
-                        ("http", "bearer") => "Bearer".to_string(),
-                        _ => n.clone(),
-                    };
-                    let desc = text(s, "description");
-                    if desc.is_empty() {
-                        format!("<strong>{}</strong>", escape(&label))
-                    } else {
-                        format!("<strong>{}</strong> ({})", escape(&label), prose(desc))
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" and ")
-        })
-        .collect();
-    alternatives.join(" <em>or</em> ")
-}
-
-fn parameters(out: &mut String, params: &[Value]) {
-    out.push_str(
-        "<h4>Parameters</h4><table><thead><tr><th>Name</th><th>In</th><th>Required</th>\
-         <th>Schema</th><th>Description</th></tr></thead><tbody>",
-    );
-    for p in params {
-        let schema = serde_json::to_string(&p["schema"]).unwrap_or_default();
-        let required = if p["required"].as_bool() == Some(true) {
-            "yes"
-        } else {
-            "no"
-        };
-        let _ = write!(
-            out,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{required}</td><td><code>{}</code></td>\
-             <td>{}</td></tr>",
-            escape(text(p, "name")),
-            escape(text(p, "in")),
-            escape(&schema),
-            prose(text(p, "description")),
-        );
-    }
-    out.push_str("</tbody></table>");
-}
-
-fn request_body(out: &mut String, doc: &Value, body: &Value) {
-    out.push_str("<h4>Request body</h4>");
-    let Some(content) = body["content"].as_object() else {
-        return;
-    };
-    let media: Vec<String> = content
-        .keys()
-        .map(|m| format!("<code>{}</code>", escape(m)))
-        .collect();
-    let _ = write!(out, "<p>Content type: {}</p>", media.join(", "));
-    // The media types usually share one schema; show it once then.
-    let first = content.values().next().map(|c| &c["schema"]);
-    if content.values().all(|c| Some(&c["schema"]) == first) {
-        if let Some(schema) = first {
-            schema_block(out, doc, schema, true);
-        }
-    } else {
-        for (m, c) in content {
-            let _ = write!(out, "<h5><code>{}</code></h5>", escape(m));
-            schema_block(out, doc, &c["schema"], true);
+            @let names: Vec<&String> =
+                req.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            @if names.is_empty() {
+                "none"
+            }
+            @for (j, name) in names.into_iter().enumerate() {
+                @if j > 0 {
+                    " and "
+                }
+                (security_scheme(&schemes[name], name))
+            }
         }
     }
 }
 
-fn responses(out: &mut String, doc: &Value, responses: &Value) {
-    out.push_str("<h4>Responses</h4>");
-    let Some(map) = responses.as_object() else {
-        return;
+/// One security scheme by its label, with the document's description of it.
+fn security_scheme(scheme: &Value, name: &str) -> Markup {
+    let label = match (text(scheme, "type"), text(scheme, "scheme")) {
+        ("http", "basic") => "HTTP Basic",
+        ("http", "bearer") => "Bearer",
+        _ => name,
     };
-    for (status, r) in map {
-        let success = status.starts_with('2');
-        let class = format!("s{}", status.chars().next().unwrap_or('0'));
-        let _ = write!(
-            out,
-            "<div class=\"response\"><h5><span class=\"status {}\">{}</span> {}</h5>",
-            escape(&class),
-            escape(status),
-            prose(text(r, "description"))
-        );
-        // Headers every response carries (by reference to a component) are described once, at
-        // the top of the page; only an operation's own headers are listed here.
-        if let Some(headers) = r["headers"].as_object() {
-            let own: Vec<String> = headers
-                .iter()
-                .filter(|(_, h)| h.get("$ref").is_none())
-                .map(|(name, h)| {
-                    format!(
-                        "<li><code>{}</code>: {}</li>",
-                        escape(name),
-                        prose(text(h, "description"))
-                    )
-                })
-                .collect();
-            if !own.is_empty() {
-                let _ = write!(out, "<p>Headers:</p><ul>{}</ul>", own.concat());
-            }
+    let description = text(scheme, "description");
+    html! {
+        strong { (label) }
+        @if !description.is_empty() {
+            " (" (prose(description)) ")"
         }
-        match r["content"].as_object() {
-            Some(content) => {
-                for (media, c) in content {
-                    let _ = write!(out, "<p><code>{}</code></p>", escape(media));
-                    schema_block(out, doc, &c["schema"], success);
+    }
+}
+
+fn parameters(params: &[Value]) -> Markup {
+    html! {
+        h4 { "Parameters" }
+        table {
+            thead {
+                tr {
+                    th { "Name" } th { "In" } th { "Required" } th { "Schema" }
+                    th { "Description" }
                 }
             }
-            None => out.push_str("<p class=\"muted\">No body.</p>"),
+            tbody {
+                @for p in params {
+                    tr {
+                        td { code { (text(p, "name")) } }
+                        td { (text(p, "in")) }
+                        td { @if p["required"].as_bool() == Some(true) { "yes" } @else { "no" } }
+                        td { code { (serde_json::to_string(&p["schema"]).unwrap_or_default()) } }
+                        td { (prose(text(p, "description"))) }
+                    }
+                }
+            }
         }
-        out.push_str("</div>");
     }
 }
 
-fn operation(out: &mut String, doc: &Value, op: &Op<'_>) {
+fn request_body(doc: &Value, body: &Value) -> Markup {
+    let content = body["content"].as_object();
+    // The media types usually share one schema; show it once then.
+    let shared = content.and_then(|content| {
+        let first = content.values().next().map(|c| &c["schema"]);
+        first.filter(|&f| content.values().all(|c| &c["schema"] == f))
+    });
+    html! {
+        h4 { "Request body" }
+        @if let Some(content) = content {
+            p {
+                "Content type: "
+                @for (i, media) in content.keys().enumerate() {
+                    @if i > 0 { ", " }
+                    code { (media) }
+                }
+            }
+            @if let Some(schema) = shared {
+                (schema_block(doc, schema, true))
+            } @else {
+                @for (media, c) in content {
+                    h5 { code { (media) } }
+                    (schema_block(doc, &c["schema"], true))
+                }
+            }
+        }
+    }
+}
+
+fn responses(doc: &Value, responses: &Value) -> Markup {
+    html! {
+        h4 { "Responses" }
+        @if let Some(map) = responses.as_object() {
+            @for (status, r) in map {
+                (response(doc, status, r))
+            }
+        }
+    }
+}
+
+fn response(doc: &Value, status: &str, r: &Value) -> Markup {
+    let success = status.starts_with('2');
+    let class = format!("s{}", status.chars().next().unwrap_or('0'));
+    // Headers every response carries (by reference to a component) are described once, at
+    // the top of the page; only an operation's own headers are listed here.
+    let own_headers: Vec<(&String, &Value)> = r["headers"]
+        .as_object()
+        .map(|h| h.iter().filter(|(_, h)| h.get("$ref").is_none()).collect())
+        .unwrap_or_default();
+    html! {
+        div class="response" {
+            h5 {
+                span class={ "status " (class) } { (status) }
+                " " (prose(text(r, "description")))
+            }
+            @if !own_headers.is_empty() {
+                p { "Headers:" }
+                ul {
+                    @for (name, h) in own_headers {
+                        li { code { (name) } ": " (prose(text(h, "description"))) }
+                    }
+                }
+            }
+            @match r["content"].as_object() {
+                Some(content) => {
+                    @for (media, c) in content {
+                        p { code { (media) } }
+                        (schema_block(doc, &c["schema"], success))
+                    }
+                }
+                None => p class="muted" { "No body." },
+            }
+        }
+    }
+}
+
+fn operation(doc: &Value, op: &Op<'_>) -> Markup {
     let b = op.body;
-    let _ = write!(
-        out,
-        "<article class=\"op\" id=\"{}\"><h3>{}<code>{}</code></h3><p><strong>{}</strong></p>",
-        op.anchor(),
-        method_badge(op.method),
-        escape(op.path),
-        prose(text(b, "summary")),
-    );
     let description = text(b, "description");
-    if !description.is_empty() {
-        let _ = write!(out, "<p>{}</p>", prose(description));
+    html! {
+        article class="op" id=(op.anchor()) {
+            h3 { (method_badge(op.method)) code { (op.path) } }
+            p { strong { (prose(text(b, "summary"))) } }
+            @if !description.is_empty() {
+                p { (prose(description)) }
+            }
+            p { strong { "Authentication:" } " " (authentication(doc, b)) }
+            @if let Some(params) = b["parameters"].as_array().filter(|p| !p.is_empty()) {
+                (parameters(params))
+            }
+            @if let Some(body) = b.get("requestBody") {
+                (request_body(doc, body))
+            }
+            (responses(doc, &b["responses"]))
+        }
     }
-    let _ = write!(
-        out,
-        "<p><strong>Authentication:</strong> {}</p>",
-        authentication(doc, b)
-    );
-    if let Some(params) = b["parameters"].as_array().filter(|p| !p.is_empty()) {
-        parameters(out, params);
-    }
-    if let Some(body) = b.get("requestBody") {
-        request_body(out, doc, body);
-    }
-    responses(out, doc, &b["responses"]);
-    out.push_str("</article>");
 }
 
 /// Renders the whole page from an OpenAPI document.
@@ -416,79 +412,90 @@ pub fn render(doc: &Value) -> String {
     let tags = tags(doc, &ops);
     let info = &doc["info"];
     let title = format!("{} API {}", text(info, "title"), text(info, "version"));
-    let mut out = String::with_capacity(128 * 1024);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title><style>{STYLE}</style></head><body><div class=\"wrap\">\
-         <header><h1>{t}</h1><p>{}</p><p class=\"muted\">OpenAPI {}; the machine-readable \
-         document is <a href=\"/openapi.json\"><code>/openapi.json</code></a>.</p>",
-        prose(text(info, "description")),
-        escape(text(doc, "openapi")),
-        t = escape(&title),
-    );
-    if let Some(headers) = doc["components"]["headers"].as_object() {
-        out.push_str("<p>Every response carries:</p><ul>");
-        for (name, h) in headers {
-            let _ = write!(
-                out,
-                "<li><code>{}</code>: {}</li>",
-                escape(name),
-                prose(text(h, "description"))
-            );
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                // A constant of this file, not document text: nothing to escape.
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                div class="wrap" {
+                    header {
+                        h1 { (title) }
+                        p { (prose(text(info, "description"))) }
+                        p class="muted" {
+                            "OpenAPI " (text(doc, "openapi"))
+                            "; the machine-readable document is "
+                            a href="/openapi.json" { code { "/openapi.json" } }
+                            "."
+                        }
+                        @if let Some(headers) = doc["components"]["headers"].as_object() {
+                            p { "Every response carries:" }
+                            ul {
+                                @for (name, h) in headers {
+                                    li { code { (name) } ": " (prose(text(h, "description"))) }
+                                }
+                            }
+                        }
+                    }
+                    nav {
+                        h2 { "Contents" }
+                        ul {
+                            @for (tag, _) in &tags {
+                                li {
+                                    a href={ "#" (anchor("tag", tag)) } { (tag) }
+                                    ul {
+                                        @for op in ops.iter().filter(|o| o.tag() == tag) {
+                                            li {
+                                                a href={ "#" (op.anchor()) } {
+                                                    (method_badge(op.method)) code { (op.path) }
+                                                }
+                                                " "
+                                                span class="muted" {
+                                                    (prose(text(op.body, "summary")))
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            li { a href="#schemas" { "Schemas" } }
+                        }
+                    }
+                    main {
+                        @for (tag, description) in &tags {
+                            section id=(anchor("tag", tag)) {
+                                h2 { (tag) }
+                                @if !description.is_empty() {
+                                    p class="tagdesc" { (prose(description)) }
+                                }
+                                @for op in ops.iter().filter(|o| o.tag() == tag) {
+                                    (operation(doc, op))
+                                }
+                            }
+                        }
+                        section id="schemas" {
+                            h2 { "Schemas" }
+                            @if let Some(schemas) = doc["components"]["schemas"].as_object() {
+                                @for (name, schema) in schemas {
+                                    article class="schema" id=(anchor("schema", name)) {
+                                        h3 { code { (name) } }
+                                        (json_pre(schema))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</ul>");
-    }
-    out.push_str("</header><nav><h2>Contents</h2><ul>");
-    for (tag, _) in &tags {
-        let _ = write!(
-            out,
-            "<li><a href=\"#{}\">{}</a><ul>",
-            anchor("tag", tag),
-            escape(tag)
-        );
-        for op in ops.iter().filter(|o| o.tag() == tag) {
-            let _ = write!(
-                out,
-                "<li><a href=\"#{}\">{}<code>{}</code></a> <span class=\"muted\">{}</span></li>",
-                op.anchor(),
-                method_badge(op.method),
-                escape(op.path),
-                prose(text(op.body, "summary"))
-            );
-        }
-        out.push_str("</ul></li>");
-    }
-    out.push_str("<li><a href=\"#schemas\">Schemas</a></li></ul></nav><main>");
-    for (tag, description) in &tags {
-        let _ = write!(
-            out,
-            "<section id=\"{}\"><h2>{}</h2>",
-            anchor("tag", tag),
-            escape(tag)
-        );
-        if !description.is_empty() {
-            let _ = write!(out, "<p class=\"tagdesc\">{}</p>", prose(description));
-        }
-        for op in ops.iter().filter(|o| o.tag() == tag) {
-            operation(&mut out, doc, op);
-        }
-        out.push_str("</section>");
-    }
-    out.push_str("<section id=\"schemas\"><h2>Schemas</h2>");
-    if let Some(schemas) = doc["components"]["schemas"].as_object() {
-        for (name, schema) in schemas {
-            let _ = write!(
-                out,
-                "<article class=\"schema\" id=\"{}\"><h3><code>{}</code></h3>{}</article>",
-                anchor("schema", name),
-                escape(name),
-                json_pre(schema)
-            );
-        }
-    }
-    out.push_str("</section></main></div></body></html>\n");
+    };
+    let mut out = page.into_string();
+    out.push('\n');
     out
 }
 
@@ -498,12 +505,68 @@ mod tests {
 
     use super::*;
 
+    /// The template's escaping of a value, as the page shows it.
+    fn escape(s: &str) -> String {
+        html! { (s) }.into_string()
+    }
+
+    /// Markup characters are escaped in text and in (double-quoted) attribute values alike.
+    /// A single quote needs no escaping in either, and the template leaves it as it is.
     #[test]
     fn escape_covers_markup_characters() {
         assert_eq!(
             escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            "&lt;a href=&quot;x&quot;&gt;'&amp;'&lt;/a&gt;"
         );
+        let name = r#"x"><script>"#;
+        assert_eq!(
+            method_badge(name).into_string(),
+            "<span class=\"method x&quot;&gt;&lt;script&gt;\">X&quot;&gt;&lt;SCRIPT&gt;</span>"
+        );
+    }
+
+    /// Every place the page shows a description: none of them lets `<script>` through.
+    #[test]
+    fn descriptions_with_script_are_escaped() {
+        const EVIL: &str = "<script>alert(1)</script>";
+        let doc = json!({
+            "openapi": "3.1.0",
+            "info": { "title": "T", "version": "1", "description": EVIL },
+            "tags": [{ "name": "t", "description": EVIL }],
+            "paths": { "/p": { "post": {
+                "operationId": "op",
+                "tags": ["t"],
+                "summary": EVIL,
+                "description": format!("{EVIL} and `{EVIL}`"),
+                "security": [{ "basic": [] }],
+                "parameters": [{ "name": "q", "in": "query", "description": EVIL,
+                                 "schema": { "type": "string", "description": EVIL } }],
+                "requestBody": { "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/S" } } } },
+                "responses": { "200": { "description": EVIL,
+                    "headers": { "X-Own": { "description": EVIL } },
+                    "content": { "application/json": {
+                        "schema": { "type": "string", "description": EVIL } } } } },
+            } } },
+            "components": {
+                "schemas": { "S": { "type": "object", "description": EVIL } },
+                "headers": { "X-Request-Id": { "description": EVIL } },
+                "securitySchemes": { "basic": {
+                    "type": "http", "scheme": "basic", "description": EVIL } },
+            },
+        });
+        let html = render(&doc);
+        assert!(!html.contains("<script"), "{html}");
+        // Info, tag, summary (contents and operation), description (twice), security scheme,
+        // parameter, common header, response, own header: 11 in prose; the parameter's
+        // schema, the response schema, and `S` expanded in the request body and in its own
+        // section: 4 in JSON.
+        assert_eq!(
+            html.matches("&lt;script&gt;alert(1)&lt;/script&gt;")
+                .count(),
+            15
+        );
+        assert!(html.contains("<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>"));
     }
 
     #[test]
@@ -532,16 +595,19 @@ mod tests {
 
     #[test]
     fn code_spans_are_set_after_escaping() {
-        assert_eq!(prose("a `<b>` c"), "a <code>&lt;b&gt;</code> c");
-        assert_eq!(prose("`x` and `y"), "<code>x</code> and `y");
+        assert_eq!(
+            prose("a `<b>` c").into_string(),
+            "a <code>&lt;b&gt;</code> c"
+        );
+        assert_eq!(prose("`x` and `y").into_string(), "<code>x</code> and `y");
     }
 
     #[test]
     fn schema_references_become_links() {
-        let html = json_pre(&json!({ "$ref": "#/components/schemas/TokenPair" }));
+        let html = json_pre(&json!({ "$ref": "#/components/schemas/TokenPair" })).into_string();
         assert!(html.contains("<a href=\"#schema-TokenPair\">#/components/schemas/TokenPair</a>"));
         // A name that could break out of the attribute is left as text.
-        let odd = linkify_refs(&escape("\"#/components/schemas/a b\""));
+        let odd = linked_refs("\"#/components/schemas/a b\"").into_string();
         assert!(!odd.contains("<a "));
     }
 
