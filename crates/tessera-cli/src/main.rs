@@ -2,6 +2,7 @@
 //! Every admin command prints one JSON object on stdout; errors go to stderr with exit code 1.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,8 @@ use tessera_core::model::Role;
 use tessera_core::token::KeyPurpose;
 use tessera_core::{Secret, SystemClock, UnixTime};
 use tessera_server::config::{
-    Config, ConnectionLimits, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN,
+    Config, ConnectionLimits, Database, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN,
+    MAX_SECONDS,
 };
 use tessera_server::startup::{
     master_key_for, migrate, open_database, open_store, prepare_opened, require_database,
@@ -62,9 +64,9 @@ enum Command {
 /// Where the database and master key are; shared by every command.
 #[derive(Args, Clone)]
 struct DbArgs {
-    /// Database URL.
-    #[arg(long = "database", env = "TESSERA_DATABASE_URL", default_value = DEFAULT_DATABASE, global = true)]
-    database: String,
+    /// Database URL: sqlite://PATH, sqlite:///ABSOLUTE/PATH or postgres://USER@HOST:PORT/DBNAME.
+    #[arg(long = "database", env = "TESSERA_DATABASE_URL", default_value = DEFAULT_DATABASE, global = true, hide_env_values = true, value_parser = DatabaseParser)]
+    database: Database,
     /// File holding the master key (base64 of 32 bytes). Default: beside the SQLite file.
     #[arg(long, env = "TESSERA_MASTER_KEY_FILE", global = true)]
     master_key_file: Option<PathBuf>,
@@ -80,46 +82,38 @@ struct ServeArgs {
     #[arg(long, env = "TESSERA_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
     /// Seconds from a request's first byte until its headers must be complete.
-    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    header_read_timeout_seconds: u64,
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds::<1>)]
+    header_read_timeout_seconds: Duration,
     /// Seconds a request's whole body may take to arrive.
-    #[arg(long, env = "TESSERA_BODY_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    body_read_timeout_seconds: u64,
+    #[arg(long, env = "TESSERA_BODY_READ_TIMEOUT_SECONDS", default_value = "10", value_parser = seconds::<1>)]
+    body_read_timeout_seconds: Duration,
     /// Seconds a connection may wait for the first byte of its next request.
-    #[arg(long, env = "TESSERA_KEEP_ALIVE_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    keep_alive_timeout_seconds: u64,
+    #[arg(long, env = "TESSERA_KEEP_ALIVE_TIMEOUT_SECONDS", default_value = "30", value_parser = seconds::<1>)]
+    keep_alive_timeout_seconds: Duration,
     /// Seconds from a request's headers to its response (body read included); a request
     /// still running then is answered 503.
-    #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    request_timeout_seconds: u64,
+    #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_SECONDS", default_value = "30", value_parser = seconds::<1>)]
+    request_timeout_seconds: Duration,
     /// Connections served at once; more wait in the listen backlog.
-    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections: u64,
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value = "4096", value_parser = at_least_one)]
+    max_connections: NonZeroUsize,
     #[command(flatten)]
     db: DbArgs,
     /// Seconds a just-spent refresh token is still honoured (0 disables).
-    #[arg(long, env = "TESSERA_REFRESH_GRACE_SECONDS", default_value_t = 5)]
-    refresh_grace_seconds: i64,
+    #[arg(long, env = "TESSERA_REFRESH_GRACE_SECONDS", default_value = "5", value_parser = seconds::<0>)]
+    refresh_grace_seconds: Duration,
     /// Default access-token lifetime in seconds.
-    #[arg(
-        long,
-        env = "TESSERA_ACCESS_TOKEN_LIFETIME_SECONDS",
-        default_value_t = 7200
-    )]
-    access_token_lifetime_seconds: i64,
+    #[arg(long, env = "TESSERA_ACCESS_TOKEN_LIFETIME_SECONDS", default_value = "7200", value_parser = seconds::<1>)]
+    access_token_lifetime_seconds: Duration,
     /// The furthest token expiry a caller may request, seconds from now.
-    #[arg(
-        long,
-        env = "TESSERA_MAX_TOKEN_LIFETIME_SECONDS",
-        default_value_t = 86400
-    )]
-    max_token_lifetime_seconds: i64,
+    #[arg(long, env = "TESSERA_MAX_TOKEN_LIFETIME_SECONDS", default_value = "86400", value_parser = seconds::<1>)]
+    max_token_lifetime_seconds: Duration,
     /// Largest request body in bytes.
     #[arg(long, env = "TESSERA_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     body_limit: usize,
-    /// Embed exchanges allowed per client address per minute.
-    #[arg(long, env = "TESSERA_EMBED_RATE_PER_MINUTE", default_value_t = 60)]
-    embed_rate_per_minute: u32,
+    /// Embed exchanges allowed per client address per minute (at least 1).
+    #[arg(long, env = "TESSERA_EMBED_RATE_PER_MINUTE", default_value = "60", value_parser = at_least_one_u32)]
+    embed_rate_per_minute: NonZeroU32,
     /// Relay host announced in token headers (`ch`).
     #[arg(long, env = "TESSERA_RELAY_HOST")]
     relay_host: Option<String>,
@@ -127,23 +121,23 @@ struct ServeArgs {
     /// keys at `GET /v1/tokens/jwks`).
     #[arg(long, env = "TESSERA_ACCOUNTS_SIGNING_ALG", default_value = "HS256", value_parser = parse_alg)]
     accounts_signing_alg: SigningAlg,
-    /// Failed logins of one account from one address that lock the pair.
-    #[arg(long, env = "TESSERA_LOCKOUT_FAILURES", default_value_t = 5)]
-    lockout_failures: usize,
-    /// Seconds over which failed logins count.
-    #[arg(long, env = "TESSERA_LOCKOUT_WINDOW_SECONDS", default_value_t = 180)]
-    lockout_window_seconds: i64,
+    /// Failed logins of one account from one address that lock the pair (at least 1).
+    #[arg(long, env = "TESSERA_LOCKOUT_FAILURES", default_value = "5", value_parser = at_least_one)]
+    lockout_failures: NonZeroUsize,
+    /// Seconds over which failed logins count (at least 1).
+    #[arg(long, env = "TESSERA_LOCKOUT_WINDOW_SECONDS", default_value = "180", value_parser = seconds::<1>)]
+    lockout_window_seconds: Duration,
     /// Seconds a locked (account, address) pair stays locked.
-    #[arg(long, env = "TESSERA_LOCKOUT_SECONDS", default_value_t = 900)]
-    lockout_seconds: i64,
-    /// Failed logins from one address, over all accounts, that block the address.
-    #[arg(long, env = "TESSERA_LOGIN_ADDRESS_FAILURES", default_value_t = 30)]
-    login_address_failures: usize,
+    #[arg(long, env = "TESSERA_LOCKOUT_SECONDS", default_value = "900", value_parser = seconds::<0>)]
+    lockout_seconds: Duration,
+    /// Failed logins from one address, over all accounts, that block the address (at least 1).
+    #[arg(long, env = "TESSERA_LOGIN_ADDRESS_FAILURES", default_value = "30", value_parser = at_least_one)]
+    login_address_failures: NonZeroUsize,
     /// Seconds cached credentials, address ownership and session families are trusted (0
     /// turns caching off). Changes made through another node or `tessera admin` show within
     /// this plus one second; changes made through this node show at once.
-    #[arg(long, env = "TESSERA_CACHE_TTL_SECONDS", default_value_t = tessera_core::cache::DEFAULT_TTL)]
-    cache_ttl_seconds: i64,
+    #[arg(long, env = "TESSERA_CACHE_TTL_SECONDS", default_value_t = tessera_core::cache::DEFAULT_TTL.unsigned_abs(), value_parser = seconds_u64::<0>)]
+    cache_ttl_seconds: u64,
     /// Days audit events are kept before the background purge removes them (0 keeps them
     /// forever).
     #[arg(long, env = "TESSERA_AUDIT_RETENTION_DAYS", default_value_t = 90)]
@@ -158,6 +152,67 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     };
     full.parse()
         .map_err(|_| format!("{s:?}: give HOST:PORT (e.g. 0.0.0.0:8080) or :PORT"))
+}
+
+/// Whole seconds, at least `MIN` and at most [`MAX_SECONDS`]: a flag out of range stops the
+/// start with a message naming it, instead of being raised or lowered silently.
+fn seconds<const MIN: u64>(s: &str) -> Result<Duration, String> {
+    seconds_u64::<MIN>(s).map(Duration::from_secs)
+}
+
+/// [`seconds`] as a plain number of seconds.
+fn seconds_u64<const MIN: u64>(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (MIN..=MAX_SECONDS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "give whole seconds from {MIN} to {MAX_SECONDS} (100 years)"
+        )),
+    }
+}
+
+/// A count that must be at least 1.
+fn at_least_one(s: &str) -> Result<NonZeroUsize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "give a whole number of at least 1".to_string())
+}
+
+/// A rate that must be at least 1.
+fn at_least_one_u32(s: &str) -> Result<NonZeroU32, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("give a whole number from 1 to {}", u32::MAX))
+}
+
+/// Parses `--database` (and `TESSERA_DATABASE_URL`) into a [`Database`]. A plain `FromStr`
+/// parser would do, but clap repeats a refused value in its message, and a mistyped
+/// PostgreSQL URL carries its password: this parser's message shows the URL redacted only.
+/// It also keeps clap from listing the variable's value in `--help` (`hide_env_values`).
+#[derive(Clone)]
+struct DatabaseParser;
+
+impl clap::builder::TypedValueParser for DatabaseParser {
+    type Value = Database;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Database, clap::Error> {
+        let name = arg.map_or_else(|| "--database".to_string(), ToString::to_string);
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value for '{name}': {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("the URL is not UTF-8".into()))?;
+        Database::parse(text).map_err(|e| refuse(e.to_string()))
+    }
 }
 
 fn parse_public_url(s: &str) -> Result<String, String> {
@@ -358,7 +413,7 @@ fn master_key_env() -> Option<Secret<String>> {
 
 fn config_for(db: &DbArgs) -> Config {
     Config {
-        database_url: db.database.clone(),
+        database: db.database.clone(),
         master_key: master_key_env(),
         master_key_file: db.master_key_file.clone(),
         ..Config::default()
@@ -370,32 +425,40 @@ fn fail(message: impl std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
+impl ServeArgs {
+    /// The server's configuration: the flags are already checked by their parsers, so this
+    /// only moves them into place.
+    fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            refresh_grace: self.refresh_grace_seconds,
+            access_token_lifetime: self.access_token_lifetime_seconds,
+            max_token_lifetime: self.max_token_lifetime_seconds,
+            body_limit: self.body_limit,
+            embed_rate_per_minute: self.embed_rate_per_minute,
+            relay_host: self.relay_host,
+            accounts_signing_alg: self.accounts_signing_alg,
+            lockout_failures: self.lockout_failures,
+            lockout_window: self.lockout_window_seconds,
+            lockout: self.lockout_seconds,
+            login_address_failures: self.login_address_failures,
+            cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
+            audit_retention_days: self.audit_retention_days,
+            public_url: self.public_url,
+            limits: ConnectionLimits {
+                header_read: self.header_read_timeout_seconds,
+                body_read: self.body_read_timeout_seconds,
+                keep_alive: self.keep_alive_timeout_seconds,
+                request: self.request_timeout_seconds,
+                max_connections: self.max_connections,
+            },
+            ..config_for(&self.db)
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) {
-    let config = Config {
-        listen: args.listen,
-        refresh_grace_seconds: args.refresh_grace_seconds,
-        access_token_lifetime_seconds: args.access_token_lifetime_seconds,
-        max_token_lifetime_seconds: args.max_token_lifetime_seconds,
-        body_limit: args.body_limit,
-        embed_rate_per_minute: args.embed_rate_per_minute,
-        relay_host: args.relay_host,
-        accounts_signing_alg: args.accounts_signing_alg,
-        lockout_failures: args.lockout_failures.max(1),
-        lockout_window_seconds: args.lockout_window_seconds.max(1),
-        lockout_seconds: args.lockout_seconds.max(0),
-        login_address_failures: args.login_address_failures.max(1),
-        cache_ttl_seconds: args.cache_ttl_seconds.max(0),
-        audit_retention_days: args.audit_retention_days,
-        public_url: args.public_url,
-        limits: ConnectionLimits {
-            header_read: Duration::from_secs(args.header_read_timeout_seconds),
-            body_read: Duration::from_secs(args.body_read_timeout_seconds),
-            keep_alive: Duration::from_secs(args.keep_alive_timeout_seconds),
-            request: Duration::from_secs(args.request_timeout_seconds),
-            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-        },
-        ..config_for(&args.db)
-    };
+    let config = args.into_config();
     let listen = config.listen;
     // Nothing is created until what it depends on has succeeded: the database opens, then the
     // port binds, and only then may a master key file and the first keys be created.
@@ -442,7 +505,7 @@ async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
     let config = config_for(&db);
     if let AdminCommand::Migrate = command {
         // Only the schema: no master key is needed to migrate.
-        match migrate(&config.database_url).await {
+        match migrate(&config.database).await {
             Ok((from, to)) => println!("{}", json!({ "from_version": from, "to_version": to })),
             Err(e) => fail(e),
         }
@@ -452,7 +515,7 @@ async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
     if let AdminCommand::Export = command {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
-        match transfer::export_database(&config.database_url, &mut out).await {
+        match transfer::export_database(&config.database, &mut out).await {
             // The export itself is on stdout; the summary goes to stderr.
             Ok(summary) => eprintln!("{summary}"),
             Err(e) => fail(e),
@@ -461,17 +524,17 @@ async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
     }
     if let AdminCommand::Import = command {
         let mut input = std::io::stdin().lock();
-        match transfer::import_database(&config.database_url, &mut input).await {
+        match transfer::import_database(&config.database, &mut input).await {
             Ok(summary) => println!("{summary}"),
             Err(e) => fail(e),
         }
         return;
     }
     if !create {
-        require_database(&config.database_url).unwrap_or_else(|e| fail(e));
+        require_database(&config.database).unwrap_or_else(|e| fail(e));
     }
     // The database first, then its master key, checked against it before anything is written.
-    let store = open_store(&config.database_url, Default::default())
+    let store = open_store(&config.database, Default::default())
         .await
         .unwrap_or_else(|e| fail(e));
     let (master, _) = master_key_for(&config, store.as_ref(), &SystemClock)
@@ -637,5 +700,147 @@ mod tests {
         ] {
             assert!(parse_public_url(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `tessera ARGS…` parsed as the binary would, or clap's error.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tessera").chain(args.iter().copied()))
+    }
+
+    /// The server configuration `tessera serve ARGS…` would run with.
+    fn serve_config(args: &[&str]) -> Config {
+        let args: Vec<&str> = std::iter::once("serve")
+            .chain(args.iter().copied())
+            .collect();
+        match parse(&args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+        {
+            Command::Serve(serve) => serve.into_config(),
+            _ => unreachable!("a serve command"),
+        }
+    }
+
+    /// Whether this process has `TESSERA_*` settings of its own (clap would read them).
+    fn environment_sets_flags() -> bool {
+        std::env::vars().any(|(k, _)| k.starts_with("TESSERA_") && !k.starts_with("TESSERA_TEST_"))
+    }
+
+    #[test]
+    fn serve_defaults_are_the_config_defaults() {
+        if environment_sets_flags() {
+            eprintln!("SKIP: serve_defaults_are_the_config_defaults: TESSERA_* is set");
+            return;
+        }
+        let parsed = serve_config(&[]);
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn serve_flags_become_typed_config_values() {
+        let c = serve_config(&[
+            "--database",
+            "postgres://u:pw@h/db",
+            "--lockout-failures",
+            "1",
+            "--lockout-window-seconds",
+            "1",
+            "--lockout-seconds",
+            "0",
+            "--refresh-grace-seconds",
+            "0",
+            "--cache-ttl-seconds",
+            "0",
+            "--max-connections",
+            "2",
+            "--embed-rate-per-minute",
+            "1",
+            "--access-token-lifetime-seconds",
+            "3153600000",
+        ]);
+        assert_eq!(c.database.expose_url(), "postgres://u:pw@h/db");
+        assert_eq!(c.lockout_failures.get(), 1);
+        assert_eq!(c.lockout_window, Duration::from_secs(1));
+        assert_eq!(c.lockout, Duration::ZERO);
+        assert_eq!(c.refresh_grace, Duration::ZERO);
+        assert_eq!(c.cache_ttl, Duration::ZERO);
+        assert_eq!(c.limits.max_connections.get(), 2);
+        assert_eq!(c.embed_rate_per_minute.get(), 1);
+        assert_eq!(c.access_token_lifetime, Duration::from_secs(MAX_SECONDS));
+    }
+
+    /// Before, `--lockout-failures 0` ran with 1, a negative `--lockout-seconds` with 0, and
+    /// the unchecked ones (`--access-token-lifetime-seconds 0`, `--embed-rate-per-minute 0`,
+    /// a lifetime that overflows a Unix time) ran as given: each is now refused at start,
+    /// by clap, naming the flag.
+    #[test]
+    fn out_of_range_flags_are_refused_with_a_message() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["serve"], "--lockout-failures=0"),
+            (&["serve"], "--login-address-failures=0"),
+            (&["serve"], "--lockout-window-seconds=0"),
+            (&["serve"], "--lockout-seconds=-1"),
+            (&["serve"], "--refresh-grace-seconds=-5"),
+            (&["serve"], "--cache-ttl-seconds=-1"),
+            (&["serve"], "--access-token-lifetime-seconds=0"),
+            (
+                &["serve"],
+                "--access-token-lifetime-seconds=9223372036854775807",
+            ),
+            (&["serve"], "--max-token-lifetime-seconds=0"),
+            (&["serve"], "--max-token-lifetime-seconds=3153600001"),
+            (&["serve"], "--embed-rate-per-minute=0"),
+            (&["serve"], "--max-connections=0"),
+            (&["serve"], "--header-read-timeout-seconds=0"),
+            (&["serve"], "--request-timeout-seconds=ten"),
+            (&["bench"], "--connections=0"),
+            (&["bench"], "--rounds=0"),
+            (&["bench"], "--duration=0"),
+            (&["bench"], "--duration=NaN"),
+            (&["bench"], "--warmup=-1"),
+        ];
+        for (command, flag) in cases {
+            let args: Vec<&str> = command.iter().copied().chain([*flag]).collect();
+            let Err(err) = parse(&args) else {
+                panic!("{args:?} was accepted");
+            };
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}: {err}"
+            );
+            let name = flag.split('=').next().unwrap();
+            let message = err.to_string();
+            assert!(message.contains(name), "{args:?}: {message}");
+            assert!(message.contains("give "), "says what to give: {message}");
+        }
+    }
+
+    #[test]
+    fn a_refused_database_url_is_shown_without_its_password() {
+        let cases: [&[&str]; 3] = [
+            &["admin", "--database", "mysql://root:s3cret@h/db", "migrate"],
+            &["serve", "--database", "postgre://root:s3cret@h/db"],
+            &[
+                "bench",
+                "--database",
+                "pg://root:s3cret@h/db",
+                "--rounds",
+                "1",
+            ],
+        ];
+        for args in cases {
+            let Err(err) = parse(args) else {
+                panic!("{args:?} was accepted");
+            };
+            let message = err.to_string();
+            assert!(message.contains("--database"), "{message}");
+            assert!(message.contains("root:***@h/db"), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+        let Err(err) = parse(&["admin", "--database", "sqlite://", "migrate"]) else {
+            panic!("an empty SQLite path was accepted");
+        };
+        assert!(err.to_string().contains("names no file"), "{err}");
     }
 }

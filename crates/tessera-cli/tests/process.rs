@@ -779,7 +779,8 @@ fn bench_output(dir: &std::path::Path, args: &[&str], key: MasterKeyFrom) -> std
 
 /// The names of the projects and the usernames of the operators `database` holds.
 async fn projects_and_operators(database: &str) -> (Vec<String>, Vec<String>) {
-    let store = tessera_server::startup::open_store(database, Default::default())
+    let database = database.parse().unwrap();
+    let store = tessera_server::startup::open_store(&database, Default::default())
         .await
         .unwrap();
     let projects = store.list_projects().await.unwrap();
@@ -1353,6 +1354,77 @@ fn admin_commands_refuse_a_database_that_does_not_exist() {
     );
     assert_succeeded(&out);
     assert!(exists(&db));
+}
+
+/// Before, `--lockout-failures 0` started a server that locked accounts after one failure,
+/// as if 1 had been given; an out-of-range flag now stops the start with a message naming it,
+/// before the database is opened or anything is created.
+#[test]
+fn serve_refuses_an_out_of_range_flag_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let database = format!("sqlite://{}", db.display());
+    for flag in [
+        "--lockout-failures=0",
+        "--lockout-window-seconds=0",
+        "--lockout-seconds=-1",
+        "--embed-rate-per-minute=0",
+        "--access-token-lifetime-seconds=0",
+    ] {
+        let out = tessera(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                &database,
+                flag,
+            ],
+            Some(MASTER_KEY),
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = flag.split('=').next().unwrap();
+        assert!(stderr.contains(name), "{flag}: {stderr}");
+        assert!(stderr.contains("give "), "{flag}: {stderr}");
+        assert!(out.stdout.is_empty(), "{flag}: it listened");
+        assert!(!exists(&db), "{flag}: a database was made");
+    }
+}
+
+/// A PostgreSQL URL's password never reaches the terminal: before, `--help` listed
+/// `TESSERA_DATABASE_URL`'s value whole, and a URL of an unknown scheme was repeated whole in
+/// the error.
+#[test]
+fn the_database_password_is_never_printed() {
+    let help = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--help"])
+        .env(
+            "TESSERA_DATABASE_URL",
+            "postgres://tessera:s3cret@db/tessera",
+        )
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("TESSERA_DATABASE_URL"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+
+    for url in [
+        "mysql://tessera:s3cret@db/tessera",
+        "postgre://tessera:s3cret@db/tessera",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["admin", "migrate"])
+            .env("TESSERA_DATABASE_URL", url)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("unsupported database URL"), "{stderr}");
+        assert!(stderr.contains("tessera:***@db/tessera"), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -207,9 +207,9 @@ impl Drop for Done {
 
 /// The connection cap that this process can honour: `wanted`, raising the soft limit on open
 /// files to the hard one if needed, and lowered (with a warning) if even that is too few.
-fn connection_cap(wanted: usize) -> usize {
+fn connection_cap(wanted: std::num::NonZeroUsize) -> usize {
     use rustix::process::{getrlimit, setrlimit, Resource};
-    let wanted = wanted.max(1);
+    let wanted = wanted.get();
     let need = wanted as u64 + RESERVED_FDS;
     let mut limit = getrlimit(Resource::Nofile);
     if let Some(current) = limit.current.filter(|&c| c < need) {

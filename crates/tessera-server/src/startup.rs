@@ -28,7 +28,7 @@ use tessera_store_postgres::PgStore;
 use tessera_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{whole_seconds, Config, Database};
 use crate::error::{self, FabricError, Refusal};
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Shared};
@@ -36,9 +36,6 @@ use crate::state::{AppState, Shared};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The database URL names no backend this build has.
-    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
-    UnsupportedDatabase(String),
     /// The SQLite database could not be opened.
     #[error(transparent)]
     Sqlite(#[from] tessera_store_sqlite::OpenError),
@@ -59,43 +56,42 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Opens the store named by `url` (applying pending migrations), recording operation
-/// latencies in `metrics`. The backend is chosen once, here, from the URL scheme.
-pub async fn open_store(url: &str, metrics: Arc<Metrics>) -> Result<Arc<dyn Store>, StartError> {
-    if let Some(path) = tessera_store_sqlite::path_from_url(url) {
-        return Ok(Arc::new(SqliteStore::open(path)?.with_metrics(metrics)));
-    }
-    if tessera_store_postgres::is_postgres_url(url) {
-        return Ok(Arc::new(PgStore::connect(url).await?.with_metrics(metrics)));
-    }
-    Err(StartError::UnsupportedDatabase(url.to_string()))
+/// Opens `database` (applying pending migrations), recording operation latencies in
+/// `metrics`.
+pub async fn open_store(
+    database: &Database,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path.clone())?.with_metrics(metrics)),
+        Database::Postgres(url) => {
+            Arc::new(PgStore::connect(url.expose()).await?.with_metrics(metrics))
+        }
+    })
 }
 
 /// `admin migrate`: applies pending migrations; returns the schema version before and after.
-pub async fn migrate(url: &str) -> Result<(i64, i64), StartError> {
-    if let Some(path) = tessera_store_sqlite::path_from_url(url) {
-        return Ok(SqliteStore::open(path)?.schema_versions());
-    }
-    if tessera_store_postgres::is_postgres_url(url) {
-        return Ok(tessera_store_postgres::migrate(url).await?);
-    }
-    Err(StartError::UnsupportedDatabase(url.to_string()))
+pub async fn migrate(database: &Database) -> Result<(i64, i64), StartError> {
+    Ok(match database {
+        Database::Sqlite(path) => SqliteStore::open(path.clone())?.schema_versions(),
+        Database::Postgres(url) => tessera_store_postgres::migrate(url.expose()).await?,
+    })
 }
 
 /// Where the master key file lives by default: beside the SQLite file.
-fn default_key_file(database_url: &str) -> Option<PathBuf> {
-    let db = tessera_store_sqlite::path_from_url(database_url)?;
+fn default_key_file(database: &Database) -> Option<PathBuf> {
+    let db = database.sqlite_path()?;
     let mut name = db.file_name()?.to_os_string();
     name.push(".master-key");
     Some(db.with_file_name(name))
 }
 
-/// Refuses a SQLite URL whose file does not exist, naming the file looked for. Admin commands
-/// call it before opening a database (opening one creates it), so that a mistyped path is not
-/// silently a new, empty installation with credentials nobody can use.
-pub fn require_database(url: &str) -> Result<(), StartError> {
-    match tessera_store_sqlite::path_from_url(url) {
-        Some(path) if !path.exists() => Err(StartError::NoDatabase(path)),
+/// Refuses a SQLite database whose file does not exist, naming the file looked for. Admin
+/// commands call it before opening a database (opening one creates it), so that a mistyped
+/// path is not silently a new, empty installation with credentials nobody can use.
+pub fn require_database(database: &Database) -> Result<(), StartError> {
+    match database.sqlite_path() {
+        Some(path) if !path.exists() => Err(StartError::NoDatabase(path.to_path_buf())),
         _ => Ok(()),
     }
 }
@@ -127,7 +123,7 @@ async fn read_master_key(config: &Config, store: &dyn Store) -> Result<MasterKey
     }
     let path = match &config.master_key_file {
         Some(p) => p.clone(),
-        None => default_key_file(&config.database_url).ok_or_else(|| {
+        None => default_key_file(&config.database).ok_or_else(|| {
             StartError::MasterKey("set TESSERA_MASTER_KEY or --master-key-file".into())
         })?,
     };
@@ -186,7 +182,7 @@ pub struct Opened {
 /// a busy port leaves no key file and no keys behind.
 pub async fn open_database(config: &Config) -> Result<Opened, StartError> {
     let metrics = Arc::new(Metrics::default());
-    let store = open_store(&config.database_url, metrics.clone()).await?;
+    let store = open_store(&config.database, metrics.clone()).await?;
     Ok(Opened { store, metrics })
 }
 
@@ -210,7 +206,7 @@ pub async fn prepare_opened(
     let store: Arc<dyn Store> = Arc::new(CachedStore::new(
         store,
         clock.clone(),
-        config.cache_ttl_seconds,
+        whole_seconds(config.cache_ttl),
     ));
     let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
     // Accounts tokens signed before JWS subkeys (by a build older than the master-key check,
@@ -225,9 +221,9 @@ pub async fn prepare_opened(
         .map(|k| k.kid);
     ring.accept_legacy_signatures(legacy_kids, check.recorded_at);
     let policy = TokenPolicy {
-        refresh_grace: config.refresh_grace_seconds.max(0),
-        access_lifetime: config.access_token_lifetime_seconds,
-        max_lifetime: config.max_token_lifetime_seconds,
+        refresh_grace: whole_seconds(config.refresh_grace),
+        access_lifetime: whole_seconds(config.access_token_lifetime),
+        max_lifetime: whole_seconds(config.max_token_lifetime),
         relay_host: config.relay_host.clone(),
         ..TokenPolicy::default()
     };
@@ -240,9 +236,7 @@ pub async fn prepare_opened(
         KeyPolicy {
             // A retired key must open everything it could have sealed: the longest access
             // token plus its refresh token's extra time, and a minute of slack.
-            retired_lifetime: config
-                .max_token_lifetime_seconds
-                .max(config.access_token_lifetime_seconds)
+            retired_lifetime: policy.max_lifetime.max(policy.access_lifetime)
                 + policy.refresh_extra
                 + 60,
             audit_retention: (config.audit_retention_days > 0)
@@ -276,10 +270,10 @@ pub async fn prepare_opened(
         AccountsPolicy {
             alg: config.accounts_signing_alg,
             lockout: LockoutPolicy {
-                failures: config.lockout_failures,
-                window: config.lockout_window_seconds,
-                lock: config.lockout_seconds,
-                address_failures: config.login_address_failures,
+                failures: config.lockout_failures.get(),
+                window: whole_seconds(config.lockout_window),
+                lock: whole_seconds(config.lockout),
+                address_failures: config.login_address_failures.get(),
             },
             ..AccountsPolicy::default()
         },
@@ -292,7 +286,7 @@ pub async fn prepare_opened(
         directory,
         accounts,
         maintenance,
-        embed_limiter: Arc::new(RateLimiter::new(config.embed_rate_per_minute, clock)),
+        embed_limiter: Arc::new(RateLimiter::new(config.embed_rate_per_minute.get(), clock)),
         config: Arc::new(config),
     }))
 }

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use tessera_core::export::{decode_row, export_table, ExportRow, EXPORT_TABLES};
 use tessera_core::store::StoreError;
 
+use crate::config::Database;
 use crate::startup::{migrate, open_store, StartError};
 
 /// The version of the export format (the header's `tessera_export`).
@@ -161,12 +162,15 @@ fn check_header(v: &Value, schema_version: i64) -> Result<(), String> {
     }
 }
 
-/// `tessera admin export`: migrates the database at `url` (as every command does), reads it
-/// in one snapshot and writes the export to `out`. Returns `{"exported": {table: rows}}`.
-pub async fn export_database(url: &str, out: &mut dyn Write) -> Result<Value, TransferError> {
-    // Opening a SQLite URL creates the file; an export of a mistyped path would then
+/// `tessera admin export`: migrates `database` (as every command does), reads it in one
+/// snapshot and writes the export to `out`. Returns `{"exported": {table: rows}}`.
+pub async fn export_database(
+    database: &Database,
+    out: &mut dyn Write,
+) -> Result<Value, TransferError> {
+    // Opening a SQLite database creates the file; an export of a mistyped path would then
     // silently be an empty installation.
-    if let Some(path) = tessera_store_sqlite::path_from_url(url) {
+    if let Some(path) = database.sqlite_path() {
         if !path.exists() {
             return Err(TransferError::Refused(format!(
                 "there is no database at {}",
@@ -174,20 +178,23 @@ pub async fn export_database(url: &str, out: &mut dyn Write) -> Result<Value, Tr
             )));
         }
     }
-    let (_, version) = migrate(url).await?;
-    let store = open_store(url, Default::default()).await?;
+    let (_, version) = migrate(database).await?;
+    let store = open_store(database, Default::default()).await?;
     let tables = store.export_all().await?;
     Ok(write_export(version, tables, out)?)
 }
 
-/// `tessera admin import`: migrates the database at `url`, reads an export of the same schema
-/// version from `input` and imports it in one transaction (into an empty installation only).
+/// `tessera admin import`: migrates `database`, reads an export of the same schema version
+/// from `input` and imports it in one transaction (into an empty installation only).
 /// Returns `{"imported": {table: rows}, "note": …}`.
-pub async fn import_database(url: &str, input: &mut dyn BufRead) -> Result<Value, TransferError> {
-    let (_, version) = migrate(url).await?;
+pub async fn import_database(
+    database: &Database,
+    input: &mut dyn BufRead,
+) -> Result<Value, TransferError> {
+    let (_, version) = migrate(database).await?;
     let tables = read_export(input, version)?;
     let summary = counts(tables.iter().map(|(t, rows)| (t.as_str(), rows.len())));
-    let store = open_store(url, Default::default()).await?;
+    let store = open_store(database, Default::default()).await?;
     store.import_all(tables).await?;
     Ok(json!({ "imported": summary, "note": MASTER_KEY_NOTE }))
 }

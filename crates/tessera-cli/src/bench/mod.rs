@@ -25,6 +25,7 @@ mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -41,9 +42,8 @@ use tessera_core::model::{Family, Role};
 use tessera_core::store::Store;
 use tessera_core::token::PrincipalKind;
 use tessera_core::{Clock, Secret, SystemClock, UnixTime};
-use tessera_server::config::Config;
+use tessera_server::config::{Config, Database};
 use tessera_server::startup::{master_key_for, open_store};
-use tessera_store_postgres::is_postgres_url;
 
 use http::Conn;
 use load::{Outcome, Workload};
@@ -65,22 +65,22 @@ pub struct BenchArgs {
     /// The database: with `--url`, the running server's; otherwise the one the bench's own
     /// server uses (default: a temporary SQLite file). A PostgreSQL database should be empty
     /// or hold keys wrapped with TESSERA_MASTER_KEY.
-    #[arg(long)]
-    database: Option<String>,
+    #[arg(long, value_parser = crate::DatabaseParser)]
+    database: Option<Database>,
     /// Master key file of the database given with `--database`.
     #[arg(long)]
     master_key_file: Option<PathBuf>,
     /// Where the temporary SQLite database goes (it must be on a real disk).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// Concurrent keep-alive connections per workload.
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
-    /// Measured seconds per workload.
-    #[arg(long, default_value_t = 10.0)]
+    /// Concurrent keep-alive connections per workload (at least 1).
+    #[arg(long, default_value = "64", value_parser = crate::at_least_one)]
+    connections: NonZeroUsize,
+    /// Measured seconds per workload (more than 0).
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
     duration: f64,
-    /// Unmeasured seconds before each workload.
-    #[arg(long, default_value_t = 1.0)]
+    /// Unmeasured seconds before each workload (0 or more).
+    #[arg(long, default_value_t = 1.0, value_parser = seconds_or_zero)]
     warmup: f64,
     /// Live refresh families to preload (bulk insert, not HTTP); the durable workloads then
     /// run a second time and are compared with their empty-database figures.
@@ -88,14 +88,32 @@ pub struct BenchArgs {
     families: u64,
     /// Runs the first pass this many times and reports each workload's median ratio to
     /// healthz with its spread: on a shared machine one pass's ratios move by ±15 %.
-    #[arg(long, default_value_t = 1)]
-    rounds: usize,
+    #[arg(long, default_value = "1", value_parser = crate::at_least_one)]
+    rounds: NonZeroUsize,
     /// Only these workloads (comma separated); `healthz` always runs.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// Seconds as a decimal, more than 0 (a measurement of no time has no rate).
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 86_400.0 => Ok(x),
+        _ => Err(format!(
+            "{s:?}: give seconds, more than 0 and at most 86400"
+        )),
+    }
+}
+
+/// Seconds as a decimal, 0 or more.
+fn seconds_or_zero(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=86_400.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?}: give seconds from 0 to 86400")),
+    }
 }
 
 /// What the bench runs against.
@@ -150,9 +168,9 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
                 .prefix("tessera-bench-")
                 .tempdir_in(&args.dir)
                 .map_err(|e| format!("cannot make a directory in {}: {e}", args.dir.display()))?;
-            let url = format!("sqlite://{}", d.path().join("bench.db").display());
+            let database = Database::Sqlite(d.path().join("bench.db"));
             dir = Some(d);
-            url
+            database
         }
     };
     // Our own server on a database without a key gets a fresh master key; otherwise the
@@ -162,13 +180,13 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         .filter(|s| !s.is_empty());
     let key_text = match (&env_key, &args.master_key_file, args.url.is_some()) {
         (Some(k), _, _) => Some(k.clone()),
-        (None, None, false) if dir.is_some() || is_postgres_url(&database) => {
+        (None, None, false) if dir.is_some() || matches!(database, Database::Postgres(_)) => {
             Some(MasterKey::generate().1.into_inner())
         }
         _ => None,
     };
     let config = Config {
-        database_url: database.clone(),
+        database: database.clone(),
         master_key: key_text.clone().map(Secret::new),
         master_key_file: args.master_key_file.clone(),
         ..Config::default()
@@ -207,18 +225,14 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         addr,
         admin,
         server,
-        backend: if is_postgres_url(&database) {
-            "postgres"
-        } else {
-            "sqlite"
-        },
+        backend: database.backend(),
         temp_dir: dir,
     })
 }
 
 /// Starts `tessera serve` on port 0 and reads the port from its first line.
 fn spawn_server(
-    database: &str,
+    database: &Database,
     master_key: Option<&str>,
     args: &BenchArgs,
 ) -> Result<(SocketAddr, Child), String> {
@@ -227,7 +241,10 @@ fn spawn_server(
     let log =
         std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        // Through the environment rather than the command line, where any user of the
+        // machine could read a PostgreSQL password in the process list.
+        .env("TESSERA_DATABASE_URL", database.expose_url())
         // The embed limit is abuse damping per client address; every bench connection comes
         // from 127.0.0.1, so it is lifted for the bench's own server.
         .args(["--embed-rate-per-minute", "4000000000"])
@@ -350,7 +367,11 @@ impl Made {
     }
 }
 
-async fn prepare(target: &Target, connections: usize, made: &mut Made) -> Result<Fixture, String> {
+async fn prepare(
+    target: &Target,
+    connections: NonZeroUsize,
+    made: &mut Made,
+) -> Result<Fixture, String> {
     let admin = &target.admin;
     let run = tessera_core::crypto::hex(&tessera_core::crypto::random_bytes::<4>());
     let (project, _, secret) = admin
@@ -395,7 +416,7 @@ async fn prepare(target: &Target, connections: usize, made: &mut Made) -> Result
     }
     let mut references = Vec::new();
     let mut invite_address = String::new();
-    for i in 0..connections.max(1) {
+    for i in 0..connections.get() {
         let reference = format!("bench-{run}-existing-{i}@example.com");
         let req = http::post_json(
             "/api/fabric/subscribers/tokens",
@@ -899,9 +920,6 @@ fn print_summary(summary: &[Summary], rounds: usize) {
 
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
-    if args.connections == 0 || args.duration <= 0.0 || args.rounds == 0 {
-        return Err("--connections, --duration and --rounds must be positive".into());
-    }
     let wanted: Vec<String> = if args.workloads.is_empty() {
         ALL.iter().map(|s| s.to_string()).collect()
     } else {
@@ -913,9 +931,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         }
     }
     let settings = Settings {
-        connections: args.connections,
+        connections: args.connections.get(),
         duration: Duration::from_secs_f64(args.duration),
-        warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+        warmup: Duration::from_secs_f64(args.warmup),
     };
     let target = open_target(&args).await?;
     let mut made = Made::default();
@@ -967,14 +985,14 @@ async fn measure(
     // so that new references never repeat across passes.
     let mut rounds: Vec<(Vec<Row>, f64)> = Vec::new();
     let names: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    for round in 0..args.rounds {
+    for round in 0..args.rounds.get() {
         let (rows, base) = run_pass(&fx, settings, &names, round, &mut hashing).await?;
         let title = format!(
             "{} connections, {:.0} s each, {} backend, {cores} cores{}",
             args.connections,
             args.duration,
             target.backend,
-            if args.rounds > 1 {
+            if args.rounds.get() > 1 {
                 format!(" — round {} of {}", round + 1, args.rounds)
             } else {
                 String::new()
@@ -990,8 +1008,8 @@ async fn measure(
     }
     // Each workload of the first pass (the median over its rounds): requests/s and ratio.
     let summary = summarize(&rounds);
-    if args.rounds > 1 {
-        print_summary(&summary, args.rounds);
+    if args.rounds.get() > 1 {
+        print_summary(&summary, args.rounds.get());
     }
     if args.families > 0 {
         eprintln!("preloading {} families …", args.families);
@@ -1001,7 +1019,8 @@ async fn measure(
             .copied()
             .filter(|w| DURABLE.contains(w) || *w == "introspect")
             .collect();
-        let (mut rows, base) = run_pass(&fx, settings, &names, args.rounds, &mut hashing).await?;
+        let (mut rows, base) =
+            run_pass(&fx, settings, &names, args.rounds.get(), &mut hashing).await?;
         // The comparison with the empty database divides ratios, each to its own pass's
         // healthz, so that the machine getting busier between the passes does not read as
         // the database's size; the plain requests/s quotient follows in brackets.

@@ -983,7 +983,7 @@ async fn tokens_signed_before_subkeys_keep_working_until_they_expire() {
     }
     let config = tessera_server::config::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}", path.display()),
+        database: tessera_server::config::Database::Sqlite(path.clone()),
         master_key: Some(key_text),
         accounts_signing_alg: SigningAlg::EdDsa,
         ..Default::default()

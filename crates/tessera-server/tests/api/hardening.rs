@@ -363,7 +363,7 @@ fn short_limits(c: &mut tessera_server::Config) {
         body_read: Duration::from_millis(1000),
         keep_alive: Duration::from_millis(1000),
         request: Duration::from_secs(5),
-        max_connections: 64,
+        max_connections: 64.try_into().unwrap(),
     };
 }
 
@@ -458,7 +458,7 @@ async fn a_slow_body_in_the_accounts_dialect_gets_its_408() {
 async fn connections_over_the_cap_wait_until_one_closes() {
     let app = spawn_with(|c| {
         c.limits = ConnectionLimits {
-            max_connections: 3,
+            max_connections: 3.try_into().unwrap(),
             keep_alive: Duration::from_secs(30),
             ..ConnectionLimits::default()
         }
@@ -501,7 +501,7 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
     let (at, _) = tokens(&app, "admin@local").await;
     // Another process holds the database's write lock (an admin command in a long
     // transaction, say): writes wait for it, up to SQLite's busy timeout of 10 s.
-    let path = app.config.database_url.trim_start_matches("sqlite://");
+    let path = app.config.database.sqlite_path().unwrap();
     let blocker = rusqlite::Connection::open(path).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
 
@@ -579,7 +579,7 @@ async fn refusals_are_logged_at_the_default_level_without_their_secrets() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let app = spawn_with(|c| c.embed_rate_per_minute = 1).await;
+    let app = spawn_with(|c| c.embed_rate_per_minute = 1.try_into().unwrap()).await;
     let p = app.project().await;
     let wrong = Project {
         id: p.id.clone(),

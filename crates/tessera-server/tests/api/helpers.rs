@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tessera_core::admin::{Actor, Admin};
 use tessera_core::crypto::MasterKey;
 use tessera_core::{ManualClock, Secret, UnixTime};
+use tessera_server::config::Database;
 use tessera_server::Config;
 use tokio::sync::oneshot;
 
@@ -42,7 +43,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let (_, key) = MasterKey::generate();
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}", dir.path().join("tessera.db").display()),
+        database: Database::Sqlite(dir.path().join("tessera.db")),
         master_key: Some(key),
         ..Config::default()
     };

@@ -416,7 +416,7 @@ async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() 
 
 #[tokio::test]
 async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
-    let app = spawn_with(|c| c.refresh_grace_seconds = 0).await;
+    let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
     let t: Value = app
         .post(
@@ -510,7 +510,7 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
 
 #[tokio::test]
 async fn metrics_count_requests_tokens_refreshes_introspections_and_keys() {
-    let app = spawn_with(|c| c.refresh_grace_seconds = 0).await;
+    let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
     let t: Value = app
         .post(

@@ -161,7 +161,7 @@ async fn reuse_after_the_grace_window_revokes_the_whole_family() {
 
 #[tokio::test]
 async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
-    let app = spawn_with(|c| c.refresh_grace_seconds = 0).await;
+    let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
     let t: Value = app
         .post(
@@ -440,7 +440,7 @@ async fn guest_invite_and_embed_tokens() {
 
 #[tokio::test]
 async fn the_embed_exchange_is_rate_limited_per_client_address() {
-    let app = spawn_with(|c| c.embed_rate_per_minute = 3).await;
+    let app = spawn_with(|c| c.embed_rate_per_minute = 3.try_into().unwrap()).await;
     let body = json!({"token": "c2c_00000000000000000000000000000000"});
     for _ in 0..3 {
         let r = app
