@@ -17,8 +17,8 @@ use crate::model::{
     Address, AddressQuery, AuditEvent, NewResource, Page, PageOf, Resource, ResourceKind,
     RoomPatch, SubscriberPatch, SubscriberProfile,
 };
-use crate::service::{PasswordPool, ServiceError, ServiceResult};
-use crate::store::Store;
+use crate::service::{PasswordPool, Rule, ServiceError, ServiceResult};
+use crate::store::{Store, StoreError};
 use crate::Secret;
 
 /// Who reads the directory: a project's backend (everything of the project) or one of its
@@ -112,8 +112,16 @@ impl Directory {
         );
         row.password_hash = self.hash(new.password).await?;
         let r = row.resource.clone();
-        self.store.create_resource(row).await?;
-        Ok(r)
+        match self.store.create_resource(row).await {
+            Ok(()) => Ok(r),
+            // A subscriber made here is found by its email as its reference; another one
+            // already answers to that reference (its email changed since), so the new one
+            // could never be found by it: the email is taken, as for an email conflict.
+            Err(StoreError::Conflict(what)) if what == "reference" => {
+                Err(ServiceError::Rule(Rule::EmailTaken))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Creates a room named `name` (its address name is derived from it), showing as

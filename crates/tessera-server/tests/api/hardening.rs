@@ -626,3 +626,46 @@ async fn refusals_are_logged_at_the_default_level_without_their_secrets() {
         assert!(!text.contains(secret), "{secret} reached the log");
     }
 }
+
+/// Found by Schemathesis with all its checks (stateful): a subscriber whose email changed
+/// still answers to its old email as its reference, and a new subscriber with that email
+/// was a unique-index conflict answered 500.
+#[tokio::test]
+async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    let (sid, _) = app.subscriber(&p, "a@example.com").await;
+    let r = app
+        .client
+        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
+        .basic_auth(&p.id, Some(&p.token))
+        .json(&json!({"email": "b@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .post(
+            &p,
+            "/api/fabric/resources/subscribers",
+            json!({"email": "A@example.com"}),
+        )
+        .await;
+    let (code, attr) = first_error(r).await;
+    assert_eq!(
+        (code.as_str(), attr),
+        ("not_unique_within_project", json!("email"))
+    );
+    // The old reference still finds the first subscriber.
+    let t: Value = app
+        .post(
+            &p,
+            "/api/fabric/subscribers/tokens",
+            json!({"reference": "a@example.com"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["subscriber_id"], sid);
+}
