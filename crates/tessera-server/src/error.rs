@@ -458,7 +458,8 @@ mod tests {
         assert_eq!(fabric.status(), StatusCode::SERVICE_UNAVAILABLE);
         let v1 = V1Error::from(down()).into_response();
         assert_eq!(v1.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let v1 = V1Error::from(tessera_core::accounts::AccountsError::Store(down())).into_response();
+        let v1 =
+            V1Error::from(tessera_core::accounts::AccountsError::Store(down())).into_response();
         assert_eq!(v1.status(), StatusCode::SERVICE_UNAVAILABLE);
         // Other store failures stay what they were.
         let conflict = FabricError::from(StoreError::Conflict("unique".into())).into_response();

@@ -499,11 +499,7 @@ fn json(map: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
     serde_json::Value::Object(map.clone())
 }
 
-async fn insert_api_token(
-    tx: &Transaction<'_>,
-    st: &Statements,
-    t: &ApiToken,
-) -> Result<(), Fail> {
+async fn insert_api_token(tx: &Transaction<'_>, st: &Statements, t: &ApiToken) -> Result<(), Fail> {
     st.execute(
         tx,
         "INSERT INTO api_tokens (id, project_id, name, hash, created_at, revoked_at)

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, PoolError, QueueMode, RecyclingMethod, Runtime,
-    StatementCache, TimeoutType,
+    Manager, ManagerConfig, Object, PoolError, QueueMode, RecyclingMethod, Runtime, StatementCache,
+    TimeoutType,
 };
 use tessera_core::store::{StoreError, StoreResult};
 use tokio_postgres::types::ToSql;
@@ -109,9 +109,7 @@ impl Settings {
 }
 
 /// Splits the pool's parameters off a URL's query: the URL without them, and their values.
-fn take_pool_params(
-    url: &str,
-) -> Result<(String, Option<usize>, Option<Duration>), OpenError> {
+fn take_pool_params(url: &str) -> Result<(String, Option<usize>, Option<Duration>), OpenError> {
     let invalid = |reason: String| OpenError::Pool(reason);
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), None, None));
@@ -392,7 +390,10 @@ mod tests {
         assert_eq!(s.wait, Duration::from_millis(250));
         // The others reached tokio-postgres.
         assert_eq!(s.config.get_application_name(), Some("a"));
-        assert_eq!(s.config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(
+            s.config.get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
         assert_eq!(s.target(), "u@h:5433/db");
 
         let s = Settings::parse("postgres://u@h/db?pool_max_size=2").expect("valid");
@@ -413,7 +414,10 @@ mod tests {
             ("postgres://u@h/db?pool_wait_timeout=0", POOL_WAIT_TIMEOUT),
             ("postgres://u@h/db?pool_wait_timeout=NaN", POOL_WAIT_TIMEOUT),
             ("postgres://u@h/db?pool_wait_timeout=inf", POOL_WAIT_TIMEOUT),
-            ("postgres://u@h/db?pool_wait_timeout=3601", POOL_WAIT_TIMEOUT),
+            (
+                "postgres://u@h/db?pool_wait_timeout=3601",
+                POOL_WAIT_TIMEOUT,
+            ),
             ("postgres://u@h/db?pool_wait_timeout=5s", POOL_WAIT_TIMEOUT),
         ] {
             let err = Settings::parse(url).err().expect(url);

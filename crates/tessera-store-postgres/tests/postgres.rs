@@ -318,7 +318,10 @@ async fn connections_the_server_closed_are_not_handed_out_again() {
         .create_project(p.clone(), token(2, p.id, 2, 100))
         .await
         .expect("a write after the restart");
-    assert!(sessions(&admin, &app).await >= 1, "new connections were opened");
+    assert!(
+        sessions(&admin, &app).await >= 1,
+        "new connections were opened"
+    );
     drop(store);
     guard.drop_now().await;
 }
@@ -358,18 +361,28 @@ async fn an_exhausted_pool_answers_unavailable_after_its_wait_timeout() {
     assert!(waiting, "the first call never reached the lock");
     // The next call cannot get a connection: it fails after the wait (0.3 s), long before the
     // lock goes.
-    let next = tokio::time::timeout(std::time::Duration::from_secs(5), store.get_project(ProjectId(id(99))))
-        .await
-        .expect("answered after the pool's wait timeout, not after the lock");
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.get_project(ProjectId(id(99))),
+    )
+    .await
+    .expect("answered after the pool's wait timeout, not after the lock");
     match next {
         Err(StoreError::Unavailable(why)) => {
-            assert!(why.contains("no PostgreSQL connection became free"), "{why}")
+            assert!(
+                why.contains("no PostgreSQL connection became free"),
+                "{why}"
+            )
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
     // Once the lock goes, the held call finishes and the pool serves again.
     locker.batch_execute("ROLLBACK").await.expect("unlock");
-    assert!(blocked.await.expect("join").expect("the held call").is_empty());
+    assert!(blocked
+        .await
+        .expect("join")
+        .expect("the held call")
+        .is_empty());
     assert!(matches!(
         store.get_project(ProjectId(id(99))).await,
         Err(StoreError::NotFound)
