@@ -376,6 +376,27 @@ async fn an_exhausted_pool_answers_unavailable_after_its_wait_timeout() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
+    // Grants queued meanwhile are answered together, after one wait, not one wait each (40 ×
+    // 0.3 s): the group commit does not retry a batch one by one when there is no connection.
+    let grants: Vec<_> = (0..40u128)
+        .map(|i| {
+            let store = store.clone();
+            let f = family(100 + i, ProjectId(id(1)), PrincipalKind::Guest, id(200 + i));
+            tokio::spawn(async move { store.create_family(f).await })
+        })
+        .collect();
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(4), async {
+        let mut answers = Vec::new();
+        for g in grants {
+            answers.push(g.await.expect("join"));
+        }
+        answers
+    })
+    .await
+    .expect("the queued grants were answered after one wait, not one wait each");
+    for a in answers {
+        assert!(matches!(a, Err(StoreError::Unavailable(_))), "{a:?}");
+    }
     // Once the lock goes, the held call finishes and the pool serves again.
     locker.batch_execute("ROLLBACK").await.expect("unlock");
     assert!(blocked
