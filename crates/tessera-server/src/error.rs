@@ -88,7 +88,8 @@ pub enum FabricError {
     TooManyRequests(u64),
     /// 408: the request (its body) did not arrive in time.
     RequestTimeout,
-    /// 503: the request could not be answered within the request deadline.
+    /// 503: the request could not be answered within the request deadline, or the database
+    /// is unavailable (no connection free in time, the server gone; the cause is logged).
     Unavailable,
     /// 422: one or more field errors.
     Validation(Vec<FieldError>),
@@ -115,6 +116,10 @@ impl From<ServiceError> for FabricError {
             ServiceError::NotFound => FabricError::NotFound,
             ServiceError::Forbidden => FabricError::Forbidden,
             ServiceError::Rule(rule) => FabricError::Validation(vec![rule_error(rule)]),
+            ServiceError::Store(StoreError::Unavailable(cause)) => {
+                store_unavailable(&cause);
+                FabricError::Unavailable
+            }
             ServiceError::Store(e) => FabricError::Internal(e.to_string()),
             ServiceError::NoKey => FabricError::Internal("no active key".into()),
         }
@@ -255,7 +260,8 @@ pub enum V1Error {
     PayloadTooLarge,
     /// 408: the request (its body) did not arrive in time.
     RequestTimeout,
-    /// 503: the request could not be answered within the request deadline.
+    /// 503: the request could not be answered within the request deadline, or the database
+    /// is unavailable (no connection free in time, the server gone; the cause is logged).
     Unavailable,
     /// 500: logged with the reference token, answered generically.
     Internal(String),
@@ -265,9 +271,20 @@ impl From<StoreError> for V1Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => V1Error::NotFound("NOT_FOUND", "Not found.".into()),
+            StoreError::Unavailable(cause) => {
+                store_unavailable(&cause);
+                V1Error::Unavailable
+            }
             other => V1Error::Internal(other.to_string()),
         }
     }
+}
+
+/// Logs why the database could not answer. The client gets 503 (worth retrying: the design
+/// says a database outage answers 503, never 500, and heals without a restart); the cause,
+/// which may name the database host, stays in the log.
+fn store_unavailable(cause: &str) {
+    tracing::warn!(%cause, "store unavailable; answered 503");
 }
 
 impl From<tessera_core::accounts::AccountsError> for V1Error {
@@ -426,4 +443,26 @@ pub fn refusal_response(accounts: bool, refusal: Refusal) -> Response {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that cannot answer (no pooled connection free within the wait, the server
+    /// gone) is a 503 in both dialects, never a 500: clients retry a 503.
+    #[test]
+    fn an_unavailable_store_answers_503_in_both_dialects() {
+        let down = || StoreError::Unavailable("no PostgreSQL connection became free".into());
+        let fabric = FabricError::from(down()).into_response();
+        assert_eq!(fabric.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let v1 = V1Error::from(down()).into_response();
+        assert_eq!(v1.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let v1 =
+            V1Error::from(tessera_core::accounts::AccountsError::Store(down())).into_response();
+        assert_eq!(v1.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Other store failures stay what they were.
+        let conflict = FabricError::from(StoreError::Conflict("unique".into())).into_response();
+        assert_eq!(conflict.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -33,10 +33,10 @@ use tessera_core::model::*;
 use tessera_core::store::{next_batch, ExportRow, Store, StoreError, StoreResult};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, Row, Transaction};
+use tokio_postgres::{Client, Row, Transaction};
 use uuid::Uuid;
 
-use pool::{Params, Pool, Pooled, Statements};
+use pool::{GetError, Params, Pool, Pooled, Settings, Statements};
 use rows::*;
 
 /// The migrations this build knows, in order. The schema version is the number applied; the
@@ -83,6 +83,10 @@ pub enum OpenError {
         /// The cause.
         source: tokio_postgres::Error,
     },
+    /// The URL's pool parameters (`pool_max_size`, `pool_wait_timeout`) are invalid, or the
+    /// pool gave no connection for another reason than the server's (the message says).
+    #[error("cannot use the PostgreSQL database: {0}")]
+    Pool(String),
     /// The database was migrated by a newer Tessera.
     #[error("the database schema is version {found}, newer than this Tessera knows ({known}); upgrade Tessera")]
     TooNew {
@@ -242,20 +246,18 @@ impl Drop for Timed<'_> {
     }
 }
 
-/// Parses the URL and opens the first connection.
-async fn open_url(url: &str) -> Result<(Config, Client), OpenError> {
-    let mut config: Config = url.parse().map_err(|source| OpenError::Postgres {
-        target: "(unparsable URL)".into(),
-        source,
-    })?;
-    pool::defaults(&mut config);
-    let client = pool::open(&config)
-        .await
-        .map_err(|source| OpenError::Postgres {
-            target: pool::target(&config),
+/// Parses the URL, builds the pool and borrows its first connection (the one that runs the
+/// migrations), so that a database that cannot be reached is an error at start-up.
+async fn open_url(url: &str) -> Result<(Pool, Pooled), OpenError> {
+    let pool = Pool::new(Settings::parse(url)?)?;
+    let first = pool.get().await.map_err(|e| match e {
+        GetError::Connect(source) => OpenError::Postgres {
+            target: pool.target().to_string(),
             source,
-        })?;
-    Ok((config, client))
+        },
+        other => OpenError::Pool(StoreError::from(other).to_string()),
+    })?;
+    Ok((pool, first))
 }
 
 /// The recorded schema version (0 for an empty database).
@@ -335,18 +337,21 @@ async fn run_migrations_through(
 /// Applies pending migrations to the database at `url` and returns the schema version before
 /// and after (`tessera admin migrate`). Refuses a database newer than this build.
 pub async fn migrate(url: &str) -> Result<(i64, i64), OpenError> {
-    let (config, mut client) = open_url(url).await?;
-    run_migrations(&mut client, &pool::target(&config)).await
+    let (pool, mut first) = open_url(url).await?;
+    run_migrations(first.parts().0, pool.target()).await
 }
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/dbname?…`, no TLS),
     /// refuses a schema newer than this build knows, and applies pending migrations.
-    /// Connections are opened as needed, up to a small fixed number.
+    /// Connections are opened as needed, up to 16 or the URL's `pool_max_size`; a call that
+    /// finds them all busy for 5 s (or the URL's `pool_wait_timeout`, in seconds) fails with
+    /// [`StoreError::Unavailable`].
     pub async fn connect(url: &str) -> Result<PgStore, OpenError> {
-        let (config, mut client) = open_url(url).await?;
-        let (before, _) = run_migrations(&mut client, &pool::target(&config)).await?;
-        let pool = Arc::new(Pool::new(config, client));
+        let (pool, mut first) = open_url(url).await?;
+        let (before, _) = run_migrations(first.parts().0, pool.target()).await?;
+        first.keep();
+        let pool = Arc::new(pool);
         let (families, queue) = tokio::sync::mpsc::channel(4096);
         tokio::spawn(family_batches(pool.clone(), queue));
         let (rotations, queue) = tokio::sync::mpsc::channel(4096);
@@ -379,8 +384,8 @@ impl PgStore {
         }
     }
 
-    async fn db(&self) -> StoreResult<Pooled<'_>> {
-        self.pool.get().await.map_err(|e| map_pg(&e))
+    async fn db(&self) -> StoreResult<Pooled> {
+        self.pool.conn().await
     }
 
     /// Runs one statement (autocommitted) on a pooled connection; returns its rows.
@@ -494,11 +499,7 @@ fn json(map: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
     serde_json::Value::Object(map.clone())
 }
 
-async fn insert_api_token(
-    tx: &Transaction<'_>,
-    st: &mut Statements,
-    t: &ApiToken,
-) -> Result<(), Fail> {
+async fn insert_api_token(tx: &Transaction<'_>, st: &Statements, t: &ApiToken) -> Result<(), Fail> {
     st.execute(
         tx,
         "INSERT INTO api_tokens (id, project_id, name, hash, created_at, revoked_at)
@@ -697,7 +698,7 @@ impl<'a> FamilyValues<'a> {
 /// `reference`, or its email.
 async fn insert_resource<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
-    st: &mut Statements,
+    st: &Statements,
     new: &NewResource,
     reference: Option<&str>,
     family: Option<&Family>,
@@ -710,7 +711,7 @@ async fn insert_resource<C: tokio_postgres::GenericClient + Sync>(
 
 async fn insert_family<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
-    st: &mut Statements,
+    st: &Statements,
     f: &Family,
 ) -> Result<(), Fail> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -741,9 +742,11 @@ async fn family_batches(pool: Arc<Pool>, mut queue: tokio::sync::mpsc::Receiver<
                     let _ = reply.send(Ok(()));
                 }
             }
-            Err(e) if batch.len() == 1 => {
-                if let Some((_, reply)) = batch.pop() {
-                    let _ = reply.send(Err(e));
+            // One family, or no connection (a pool that stayed busy, a server gone): one by one
+            // would only fail again, each after its own wait.
+            Err(e) if batch.len() == 1 || matches!(e, StoreError::Unavailable(_)) => {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
             Err(_) => {
@@ -765,7 +768,7 @@ async fn insert_family_rows<'a>(
     for f in families {
         cols.push(f);
     }
-    let mut db = pool.get().await.map_err(|e| map_pg(&e))?;
+    let mut db = pool.conn().await?;
     let r = async {
         let (c, st) = db.parts();
         st.execute(
@@ -850,7 +853,7 @@ async fn rotate_rows(pool: &Pool, jobs: &[RotateJob]) -> StoreResult<Vec<Option<
     let generations: Vec<i64> = jobs.iter().map(|j| j.generation).collect();
     let ats: Vec<i64> = jobs.iter().map(|j| j.at.0).collect();
     let expiries: Vec<i64> = jobs.iter().map(|j| j.tokens_expire_at.0).collect();
-    let mut db = pool.get().await.map_err(|e| map_pg(&e))?;
+    let mut db = pool.conn().await?;
     let r = async {
         let (c, st) = db.parts();
         let rows = st
@@ -887,7 +890,7 @@ async fn classify(
     id: FamilyId,
     at: UnixTime,
 ) -> StoreResult<RotateOutcome> {
-    let mut db = pool.get().await.map_err(|e| map_pg(&e))?;
+    let mut db = pool.conn().await?;
     let r = async {
         let (c, st) = db.parts();
         let row = st
@@ -946,7 +949,7 @@ impl FamilyColumns {
 /// address's display name, follow.
 async fn update_subscriber_row(
     tx: &Transaction<'_>,
-    st: &mut Statements,
+    st: &Statements,
     project: ProjectId,
     id: ResourceId,
     patch: &SubscriberPatch,
@@ -1007,7 +1010,7 @@ async fn update_subscriber_row(
 /// Revokes every live family of a subject.
 async fn revoke_subject(
     tx: &Transaction<'_>,
-    st: &mut Statements,
+    st: &Statements,
     project: ProjectId,
     subject: ResourceId,
     at: UnixTime,

@@ -158,8 +158,9 @@ impl Drop for SchemaGuard {
 ///
 /// If the migrations fail: this is a test helper.
 pub async fn migrate_to(url: &str, version: i64) {
-    let (config, mut client) = crate::open_url(url).await.expect("connect");
-    crate::run_migrations_through(&mut client, &crate::pool::target(&config), version)
+    let (pool, mut first) = crate::open_url(url).await.expect("connect");
+    crate::run_migrations_through(first.parts().0, pool.target(), version)
         .await
         .expect("migrate");
+    first.keep();
 }

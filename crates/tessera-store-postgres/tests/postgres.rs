@@ -249,6 +249,169 @@ async fn unreachable_server_is_a_clear_error_without_the_password() {
     assert!(err.to_string().contains("invalid"), "{err}");
 }
 
+// --- the pool ---
+
+/// `url` with more query parameters.
+fn with_params(url: &str, params: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{params}")
+}
+
+/// How many sessions named `app` the server has.
+async fn sessions(c: &tokio_postgres::Client, app: &str) -> i64 {
+    c.query_one(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    )
+    .await
+    .expect("pg_stat_activity")
+    .get(0)
+}
+
+#[tokio::test]
+async fn connections_the_server_closed_are_not_handed_out_again() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    // A name of its own in pg_stat_activity, so that only this store's sessions are ended.
+    let app = format!("tessera_recycle_{}", Uuid::new_v4().simple());
+    let store = PgStore::connect(&with_params(&url, &format!("application_name={app}")))
+        .await
+        .expect("connect");
+    // Several calls at once, so that several connections sit idle in the pool afterwards.
+    let (a, b, c, d) = tokio::join!(
+        store.list_projects(),
+        store.list_projects(),
+        store.list_projects(),
+        store.list_projects()
+    );
+    for r in [a, b, c, d] {
+        r.expect("list before");
+    }
+    let admin = raw(&base).await;
+    let ended: i64 = admin
+        .query_one(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = $1) AS t",
+            &[&app],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(ended >= 1, "the store had no session to end");
+    // As after a PostgreSQL restart: every idle connection of the pool is dead. Wait until
+    // the backends have exited (each sent its FATAL and closed the socket first), then let the
+    // connection tasks read that.
+    for _ in 0..250 {
+        if sessions(&admin, &app).await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(sessions(&admin, &app).await, 0, "the backends did not exit");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // No call gets a dead connection: each is checked out healthy or replaced by a new one.
+    for _ in 0..(ended + 2) {
+        store.list_projects().await.expect("list after the restart");
+    }
+    let p = project(1, 100);
+    store
+        .create_project(p.clone(), token(2, p.id, 2, 100))
+        .await
+        .expect("a write after the restart");
+    assert!(
+        sessions(&admin, &app).await >= 1,
+        "new connections were opened"
+    );
+    drop(store);
+    guard.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_answers_unavailable_after_its_wait_timeout() {
+    let base = base_url!();
+    let (url, guard) = scratch_schema(&base).await;
+    let store = Arc::new(
+        PgStore::connect(&with_params(&url, "pool_max_size=1&pool_wait_timeout=0.3"))
+            .await
+            .expect("connect"),
+    );
+    // Hold the pool's only connection: a read blocked behind a lock another session holds.
+    let locker = raw(&url).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let blocked = tokio::spawn({
+        let store = store.clone();
+        async move { store.list_projects().await }
+    });
+    let mut waiting = false;
+    for _ in 0..250 {
+        let n: i64 = locker
+            .query_one("SELECT COUNT(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .expect("pg_locks")
+            .get(0);
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(waiting, "the first call never reached the lock");
+    // The next call cannot get a connection: it fails after the wait (0.3 s), long before the
+    // lock goes.
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.get_project(ProjectId(id(99))),
+    )
+    .await
+    .expect("answered after the pool's wait timeout, not after the lock");
+    match next {
+        Err(StoreError::Unavailable(why)) => {
+            assert!(
+                why.contains("no PostgreSQL connection became free"),
+                "{why}"
+            )
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // Grants queued meanwhile are answered together, after one wait, not one wait each (40 ×
+    // 0.3 s): the group commit does not retry a batch one by one when there is no connection.
+    let grants: Vec<_> = (0..40u128)
+        .map(|i| {
+            let store = store.clone();
+            let f = family(100 + i, ProjectId(id(1)), PrincipalKind::Guest, id(200 + i));
+            tokio::spawn(async move { store.create_family(f).await })
+        })
+        .collect();
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(4), async {
+        let mut answers = Vec::new();
+        for g in grants {
+            answers.push(g.await.expect("join"));
+        }
+        answers
+    })
+    .await
+    .expect("the queued grants were answered after one wait, not one wait each");
+    for a in answers {
+        assert!(matches!(a, Err(StoreError::Unavailable(_))), "{a:?}");
+    }
+    // Once the lock goes, the held call finishes and the pool serves again.
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    assert!(blocked
+        .await
+        .expect("join")
+        .expect("the held call")
+        .is_empty());
+    assert!(matches!(
+        store.get_project(ProjectId(id(99))).await,
+        Err(StoreError::NotFound)
+    ));
+    drop(store);
+    guard.drop_now().await;
+}
+
 // --- migrations ---
 
 /// The schema version of this build (the number of migrations).
