@@ -19,8 +19,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
 use tessera_core::jws::SigningAlg;
+use tessera_core::keyring::KeyPurpose;
 use tessera_core::model::Role;
-use tessera_core::token::KeyPurpose;
 use tessera_core::{Secret, SystemClock};
 use tessera_server::admin::Admin;
 use tessera_server::config::{

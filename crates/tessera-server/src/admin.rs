@@ -8,13 +8,13 @@ use serde_json::{json, Value};
 use tessera_core::accounts::{new_operator, valid_username};
 use tessera_core::crypto::{hex, new_secret, random_bytes, MasterKey};
 use tessera_core::ids::{AddressId, ApiTokenId, EmbedId, OperatorId, ProjectId};
+use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::keys::unwrap_all;
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::{
     ApiToken, AuditEvent, Embed, NewResource, OperatorKind, Project, ResourceKind, Role,
 };
 use tessera_core::store::{Store, StoreError};
-use tessera_core::token::{KeyPurpose, KeyState};
 use tessera_core::verifier::key_export;
 use tessera_core::Clock;
 use tessera_core::Secret;
