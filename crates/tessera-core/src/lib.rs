@@ -105,4 +105,14 @@ mod boundaries {
         }
         assert!(!names(&find("token.rs"), "crate::jws"), "token.rs uses jws");
     }
+
+    #[test]
+    fn core_renders_neither_prometheus_text_nor_a_jwks() {
+        for (file, source) in MODULES {
+            let code = code(source);
+            for wire in ["# TYPE", "# HELP", "\"kty\""] {
+                assert!(!code.contains(wire), "{file} writes {wire}");
+            }
+        }
+    }
 }
