@@ -65,15 +65,11 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// For each bound of [`BUCKETS`], how many observations were at most that long
-    /// (cumulative, as Prometheus buckets are). Observations beyond the last bound are only
-    /// in [`Histogram::count`].
-    pub fn cumulative_buckets(&self) -> [(f64, u64); BUCKETS.len()] {
-        let mut cumulative = 0;
-        std::array::from_fn(|i| {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            (BUCKETS[i], cumulative)
-        })
+    /// For each bound of [`BUCKETS`], how many observations were at most that long and longer
+    /// than the bound before (not cumulative). Observations beyond the last bound are only in
+    /// [`Histogram::count`].
+    pub fn bucket_counts(&self) -> [(f64, u64); BUCKETS.len()] {
+        std::array::from_fn(|i| (BUCKETS[i], self.buckets[i].load(Ordering::Relaxed)))
     }
 
     /// The sum of all observations, in seconds.
@@ -233,7 +229,7 @@ mod tests {
     use crate::token::PrincipalKind;
 
     #[test]
-    fn histograms_are_cumulative_and_every_counter_reads_back() {
+    fn histograms_count_per_bucket_and_every_counter_reads_back() {
         let m = Metrics::default();
         let key = ("/healthz".to_string(), "GET", 200);
         m.http.observe(&key, Duration::from_micros(50));
@@ -241,10 +237,10 @@ mod tests {
         m.http.observe(&key, Duration::from_secs(9));
         let (_, h) = &m.http.snapshot()[0];
         assert_eq!(h.count(), 3);
-        let buckets = h.cumulative_buckets();
+        let buckets = h.bucket_counts();
         assert_eq!(buckets[0], (0.0001, 1));
-        assert_eq!(buckets[5], (0.005, 2));
-        assert_eq!(buckets[BUCKETS.len() - 1], (5.0, 2));
+        assert_eq!(buckets[5], (0.005, 1));
+        assert_eq!(buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
         assert!((h.sum_seconds() - 9.00305).abs() < 1e-9);
         m.token_issued(PrincipalKind::Guest.as_str());
         m.token_issued(OPERATOR);
