@@ -3,7 +3,7 @@
 //! A key is 32 bytes of material with an id, a purpose and a life-cycle state. The ring holds
 //! the loaded keys per purpose and knows which one seals (signs) new tokens; it knows nothing
 //! of what a format does with a key. Each format turns a key's material into its own prepared
-//! form, a [`KeyForm`] (the JWE's AES-GCM cipher in [`crate::token`], the JWS's subkeys in
+//! form, a `KeyForm` (the JWE's AES-GCM cipher in [`crate::token`], the JWS's subkeys in
 //! [`crate::jws`]), which the ring builds on first use and keeps beside the key, so the
 //! formats depend on the ring and the ring on neither. A key's purpose decides which format
 //! uses it, so each key ever has one form.
