@@ -22,8 +22,8 @@ use serde_json::json;
 use tessera_core::admin::{Actor, Admin};
 use tessera_core::ids::{AddressId, ApiTokenId, ProjectId};
 use tessera_core::jws::SigningAlg;
+use tessera_core::keyring::KeyPurpose;
 use tessera_core::model::Role;
-use tessera_core::token::KeyPurpose;
 use tessera_core::{Secret, SystemClock, UnixTime};
 use tessera_server::config::{
     Config, ConnectionLimits, Database, DEFAULT_BODY_LIMIT, DEFAULT_DATABASE, DEFAULT_LISTEN,

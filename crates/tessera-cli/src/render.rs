@@ -6,8 +6,8 @@
 use serde_json::{json, Value};
 use tessera_core::admin::NewEmbed;
 use tessera_core::ids::{AddressId, ApiTokenId, OperatorId, ProjectId, ResourceId};
+use tessera_core::keyring::{KeyMaterial, KeyPurpose};
 use tessera_core::model::{ApiToken, AuditEvent, Operator, Project, StoredKey};
-use tessera_core::token::{KeyMaterial, KeyPurpose};
 use tessera_core::Secret;
 
 /// `project create` → `{"project_id", "api_token"}`.

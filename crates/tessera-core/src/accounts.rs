@@ -15,12 +15,12 @@ use crate::clock::Clock;
 use crate::crypto::{hex, new_secret, random_bytes, MasterKey};
 use crate::ids::OperatorId;
 use crate::jws::{self, AccountsClaims, SigningAlg, AUDIENCE, ISSUER};
+use crate::keyring::KeyRing;
 use crate::metrics::{Metrics, OPERATOR};
 use crate::model::{AuditEvent, Operator, OperatorKind, OperatorSession, Role};
 use crate::secret::Secret;
 use crate::service::{PasswordPool, ServiceError};
 use crate::store::{Store, StoreError};
-use crate::token::KeyRing;
 
 /// The prefix of operator API keys.
 pub const API_KEY_PREFIX: &str = "tsk_";
@@ -523,9 +523,10 @@ impl AccountsService {
         }
     }
 
-    /// The published verification keys.
-    pub fn jwks(&self) -> serde_json::Value {
-        jws::jwks(&self.keys, self.policy.alg)
+    /// The public keys resource servers verify Accounts tokens with (none under HS256); the
+    /// server publishes them as a JWKS.
+    pub fn public_keys(&self) -> Vec<jws::PublicKey> {
+        jws::public_keys(&self.keys, self.policy.alg)
     }
 
     /// Creates an operator (hashing its password on the pool). Returns it and, for a service,

@@ -14,6 +14,7 @@ use crate::accounts::{new_operator, valid_username};
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{hex, new_secret, random_bytes, MasterKey};
 use crate::ids::{AddressId, ApiTokenId, EmbedId, OperatorId, ProjectId, ResourceId};
+use crate::keyring::{KeyMaterial, KeyPurpose, KeyState};
 use crate::keys::unwrap_all;
 use crate::maintenance::pending_key;
 use crate::model::{
@@ -21,7 +22,6 @@ use crate::model::{
     ResourceKind, Role, StoredKey,
 };
 use crate::store::{Store, StoreError};
-use crate::token::{KeyMaterial, KeyPurpose, KeyState};
 use crate::Secret;
 
 /// The prefix of project API tokens.

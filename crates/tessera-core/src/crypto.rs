@@ -1,7 +1,11 @@
 //! Small cryptographic building blocks: random secrets, the keyed hash for high-entropy
-//! credentials, the master key that wraps key material, and argon2id for human passwords.
+//! credentials, the master key that wraps key material, argon2id for human passwords, and the
+//! primitives the token formats compose (HMAC-SHA256, Ed25519, AES-256-GCM with a detached
+//! tag).
 //!
-//! This module and [`crate::token`] are the only places that know the crypto crates.
+//! This is the only module that knows the crypto crates: the token formats ([`crate::token`],
+//! [`crate::jws`]) are JOSE built from the types here, so reviewing what Tessera asks of the
+//! crates means reading this file.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -213,6 +217,117 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// HMAC-SHA256 under one key, with the key schedule computed once: a token format keeps one
+/// per key and clones it per message (two hash blocks' state, cheaper than re-keying).
+#[derive(Clone)]
+pub(crate) struct HmacSha256(Hmac<Sha256>);
+
+impl HmacSha256 {
+    /// Keys the MAC with `key` (any length).
+    pub(crate) fn new(key: &[u8]) -> Self {
+        HmacSha256(<Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length"))
+    }
+
+    /// The tag of `input`.
+    pub(crate) fn tag(&self, input: &[u8]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(input);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the tag of `input`, compared in constant time.
+    pub(crate) fn verify(&self, input: &[u8], tag: &[u8]) -> bool {
+        let mut mac = self.0.clone();
+        mac.update(input);
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+/// An Ed25519 (RFC 8032) signing key, expanded once from its 32-byte seed.
+pub(crate) struct Ed25519Signer(ed25519_dalek::SigningKey);
+
+impl Ed25519Signer {
+    /// The signing key of `seed`.
+    pub(crate) fn from_seed(seed: &[u8; 32]) -> Self {
+        Ed25519Signer(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    /// The signature of `input`.
+    pub(crate) fn sign(&self, input: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.0.sign(input).to_bytes()
+    }
+
+    /// The public key.
+    pub(crate) fn public(&self) -> Ed25519Public {
+        Ed25519Public(self.0.verifying_key())
+    }
+}
+
+/// An Ed25519 public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ed25519Public(ed25519_dalek::VerifyingKey);
+
+impl Ed25519Public {
+    /// Whether `sig` is a signature of `input` under this key (false for a signature that is
+    /// not 64 bytes).
+    pub(crate) fn verify(&self, input: &[u8], sig: &[u8]) -> bool {
+        use ed25519_dalek::Verifier;
+        ed25519_dalek::Signature::from_slice(sig).is_ok_and(|s| self.0.verify(input, &s).is_ok())
+    }
+
+    /// The key's 32 bytes, as published.
+    pub(crate) fn to_bytes(self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+}
+
+/// An AES-256-GCM key, its schedule computed once, for formats that place the nonce and the
+/// tag themselves (the JWE's compact serialization carries them as separate parts).
+pub(crate) struct Aes256GcmKey(Aes256Gcm);
+
+/// Authentication failed (or a message too long for GCM, which no token is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AeadError;
+
+impl Aes256GcmKey {
+    /// The key of `material`.
+    pub(crate) fn new(material: &[u8; 32]) -> Self {
+        Aes256GcmKey(Aes256Gcm::new(material.into()))
+    }
+
+    /// Encrypts `buf` in place under the 96-bit `nonce`, authenticating `aad` too, and returns
+    /// the 128-bit tag.
+    pub(crate) fn seal(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; 16], AeadError> {
+        use aes_gcm::aead::AeadInPlace;
+        let tag = self
+            .0
+            .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf)
+            .map_err(|_| AeadError)?;
+        Ok(tag.into())
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it and `aad` under `nonce`; on failure
+    /// `buf` is not plaintext and must be discarded.
+    pub(crate) fn open(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<(), AeadError> {
+        use aes_gcm::aead::AeadInPlace;
+        self.0
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, buf, tag.into())
+            .map_err(|_| AeadError)
+    }
+}
+
 /// argon2id with OWASP's minimum parameters (m = 19 MiB, t = 2, p = 1). The parameters are
 /// stored inside the PHC string, so they can be raised later without invalidating old hashes.
 pub mod password {
@@ -274,6 +389,56 @@ pub mod password {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unhex_array<const N: usize>(s: &str) -> [u8; N] {
+        unhex(s).unwrap().try_into().unwrap()
+    }
+
+    #[test]
+    fn the_token_primitives_give_the_published_answers() {
+        // RFC 4231, test case 2 (HMAC-SHA256 of "what do ya want for nothing?" under "Jefe").
+        let mac = HmacSha256::new(b"Jefe");
+        let input = b"what do ya want for nothing?";
+        let tag = mac.tag(input);
+        assert_eq!(
+            hex(&tag),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(mac.verify(input, &tag));
+        assert!(!mac.verify(input, &tag[..31]));
+        assert!(!mac.verify(b"what do ya want for nothing!", &tag));
+        // RFC 8032 §7.1, test 1 (the empty message).
+        let signer = Ed25519Signer::from_seed(&unhex_array(
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        ));
+        assert_eq!(
+            hex(&signer.public().to_bytes()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        let sig = signer.sign(b"");
+        assert_eq!(
+            hex(&sig),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+        assert!(signer.public().verify(b"", &sig));
+        assert!(!signer.public().verify(b"x", &sig));
+        assert!(!signer.public().verify(b"", &sig[..63]));
+        // NIST GCM test case 14 (AES-256, zero key and nonce, one zero block).
+        let key = Aes256GcmKey::new(&[0; 32]);
+        let mut buf = [0u8; 16];
+        let tag = key.seal(&[0; 12], b"", &mut buf).unwrap();
+        assert_eq!(hex(&buf), "cea7403d4d606b6e074ec5d3baf39d18");
+        assert_eq!(hex(&tag), "d0d1c8a799996bf0265b98b5d48ab919");
+        let mut bad = buf;
+        bad[0] ^= 1;
+        assert_eq!(key.open(&[0; 12], b"", &mut bad, &tag), Err(AeadError));
+        assert_eq!(
+            key.open(&[0; 12], b"aad", &mut buf.clone(), &tag),
+            Err(AeadError)
+        );
+        key.open(&[0; 12], b"", &mut buf, &tag).unwrap();
+        assert_eq!(buf, [0; 16]);
+    }
 
     #[test]
     fn pooled_random_bytes_never_repeat_across_refills() {

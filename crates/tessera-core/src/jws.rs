@@ -25,13 +25,12 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ed25519_dalek::{Signer, Verifier};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::clock::UnixTime;
-use crate::token::{KeyRing, MAX_TOKEN_LEN};
+use crate::crypto::{Ed25519Public, Ed25519Signer, HmacSha256};
+use crate::keyring::{KeyForm, KeyPurpose, KeyRing};
+use crate::token::MAX_TOKEN_LEN;
 
 /// The issuer every Accounts token carries (the original's value).
 pub const ISSUER: &str = "vcf-auth";
@@ -78,72 +77,56 @@ const ED25519_LABEL: &[u8] = b"tessera/v2/jws/ed25519";
 
 /// The subkey of `material` for `label`.
 fn subkey(material: &[u8; 32], label: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(material).expect("HMAC takes any key length");
-    mac.update(label);
-    mac.finalize().into_bytes().into()
+    HmacSha256::new(material).tag(label)
 }
 
-/// A signing key's two uses of its material, each through its own subkey, prepared once when
-/// the key is loaded; and the raw material's verifiers, for the legacy path.
-pub struct SigningKey {
-    hmac: Hmac<Sha256>,
-    ed: ed25519_dalek::SigningKey,
-    legacy_hmac: Hmac<Sha256>,
-    legacy_ed: ed25519_dalek::VerifyingKey,
+/// A signing key's two uses of its material, each through its own subkey, prepared once per
+/// loaded key (the ring keeps it as the key's [`KeyForm`]); and the raw material's verifiers,
+/// for the legacy path.
+struct SigningKey {
+    hmac: HmacSha256,
+    ed: Ed25519Signer,
+    ed_public: Ed25519Public,
+    legacy_hmac: HmacSha256,
+    legacy_ed: Ed25519Public,
+}
+
+impl KeyForm for SigningKey {
+    /// Prepares `material` for both algorithms.
+    fn from_material(material: &[u8; 32]) -> Self {
+        let ed = Ed25519Signer::from_seed(&subkey(material, ED25519_LABEL));
+        SigningKey {
+            hmac: HmacSha256::new(&subkey(material, HS256_LABEL)),
+            ed_public: ed.public(),
+            ed,
+            legacy_hmac: HmacSha256::new(material),
+            legacy_ed: Ed25519Signer::from_seed(material).public(),
+        }
+    }
 }
 
 impl SigningKey {
-    /// Prepares `material` for both algorithms.
-    pub(crate) fn new(material: &[u8; 32]) -> Self {
-        SigningKey {
-            hmac: Hmac::<Sha256>::new_from_slice(&subkey(material, HS256_LABEL))
-                .expect("HMAC takes any key length"),
-            ed: ed25519_dalek::SigningKey::from_bytes(&subkey(material, ED25519_LABEL)),
-            legacy_hmac: Hmac::<Sha256>::new_from_slice(material)
-                .expect("HMAC takes any key length"),
-            legacy_ed: ed25519_dalek::SigningKey::from_bytes(material).verifying_key(),
-        }
-    }
-
     /// Whether `sig` is the signature builds before subkeys made over `input` (the raw
     /// material as HMAC key or Ed25519 seed).
     fn verify_legacy(&self, alg: SigningAlg, input: &[u8], sig: &[u8]) -> bool {
         match alg {
-            SigningAlg::Hs256 => {
-                let mut mac = self.legacy_hmac.clone();
-                mac.update(input);
-                mac.verify_slice(sig).is_ok()
-            }
-            SigningAlg::EdDsa => match ed25519_dalek::Signature::from_slice(sig) {
-                Ok(s) => self.legacy_ed.verify(input, &s).is_ok(),
-                Err(_) => false,
-            },
+            SigningAlg::Hs256 => self.legacy_hmac.verify(input, sig),
+            SigningAlg::EdDsa => self.legacy_ed.verify(input, sig),
         }
     }
 
     fn sign(&self, alg: SigningAlg, input: &[u8]) -> Vec<u8> {
         match alg {
-            SigningAlg::Hs256 => {
-                let mut mac = self.hmac.clone();
-                mac.update(input);
-                mac.finalize().into_bytes().to_vec()
-            }
-            SigningAlg::EdDsa => self.ed.sign(input).to_bytes().to_vec(),
+            SigningAlg::Hs256 => self.hmac.tag(input).to_vec(),
+            SigningAlg::EdDsa => self.ed.sign(input).to_vec(),
         }
     }
 
     fn verify(&self, alg: SigningAlg, input: &[u8], sig: &[u8]) -> bool {
         match alg {
-            SigningAlg::Hs256 => {
-                let mut mac = self.hmac.clone();
-                mac.update(input);
-                // Constant-time comparison.
-                mac.verify_slice(sig).is_ok()
-            }
-            SigningAlg::EdDsa => match ed25519_dalek::Signature::from_slice(sig) {
-                Ok(s) => self.ed.verifying_key().verify(input, &s).is_ok(),
-                Err(_) => false,
-            },
+            // Constant-time comparison.
+            SigningAlg::Hs256 => self.hmac.verify(input, sig),
+            SigningAlg::EdDsa => self.ed_public.verify(input, sig),
         }
     }
 }
@@ -208,7 +191,7 @@ pub enum JwsError {
 /// Signs `claims` with the active signing key.
 pub fn sign(ring: &KeyRing, alg: SigningAlg, claims: &AccountsClaims) -> Result<String, JwsError> {
     let payload = serde_json::to_vec(claims).map_err(|_| JwsError::Malformed)?;
-    ring.with_signing_key(None, |kid, key| {
+    ring.with_active(KeyPurpose::Signing, |kid, key: &SigningKey| {
         let header = serde_json::to_vec(&HeaderOut {
             alg: alg.as_str(),
             kid,
@@ -251,14 +234,16 @@ pub fn verify(
     let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwsError::Malformed)?;
     let input = &token.as_bytes()[..h.len() + 1 + p.len()];
     let good = ring
-        .with_signing_key(Some(header.kid), |_, key| key.verify(alg, input, &sig))
+        .with_key(KeyPurpose::Signing, header.kid, |key: &SigningKey| {
+            key.verify(alg, input, &sig)
+        })
         .unwrap_or(false);
     // The legacy path is tried only for a key named for it, and only after the subkey failed.
     let legacy_before = if good {
         None
     } else {
         ring.legacy_signatures_before(header.kid).filter(|_| {
-            ring.with_signing_key(Some(header.kid), |_, key| {
+            ring.with_key(KeyPurpose::Signing, header.kid, |key: &SigningKey| {
                 key.verify_legacy(alg, input, &sig)
             })
             .unwrap_or(false)
@@ -287,29 +272,46 @@ pub fn verify(
     Ok(claims)
 }
 
-/// The public keys as a JWKS (`{"keys": [...]}`): Ed25519 keys for EdDSA, nothing for HS256
-/// (a shared secret is never published).
-pub fn jwks(ring: &KeyRing, alg: SigningAlg) -> serde_json::Value {
-    let keys: Vec<serde_json::Value> = match alg {
+/// A public key resource servers verify Accounts tokens with. The server publishes these as
+/// a JWKS; core only says which keys there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The key id tokens signed with it carry.
+    pub kid: String,
+    /// The key itself, by algorithm.
+    pub key: PublicKeyBytes,
+}
+
+/// The bytes of a public key, by the algorithm they verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKeyBytes {
+    /// An Ed25519 public key (RFC 8032), verifying [`SigningAlg::EdDsa`] signatures: the public
+    /// key of the signing key's Ed25519 subkey.
+    Ed25519([u8; 32]),
+}
+
+/// The public keys of every loaded signing key (pending and retired ones too, so a verifier
+/// knows a key before it signs and until its tokens expire), sorted by kid: Ed25519 keys for
+/// EdDSA, nothing for HS256 (a shared secret is never published).
+pub fn public_keys(ring: &KeyRing, alg: SigningAlg) -> Vec<PublicKey> {
+    match alg {
         SigningAlg::Hs256 => Vec::new(),
-        SigningAlg::EdDsa => ring.signing_keys(|kid, key| {
-            serde_json::json!({
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "alg": "EdDSA",
-                "use": "sig",
-                "kid": kid,
-                "x": URL_SAFE_NO_PAD.encode(key.ed.verifying_key().as_bytes()),
+        SigningAlg::EdDsa => {
+            ring.each_key(KeyPurpose::Signing, |kid, key: &SigningKey| PublicKey {
+                kid: kid.to_owned(),
+                key: PublicKeyBytes::Ed25519(key.ed_public.to_bytes()),
             })
-        }),
-    };
-    serde_json::json!({ "keys": keys })
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{KeyMaterial, KeyPurpose, KeyState};
+    use crate::keyring::{KeyMaterial, KeyState};
+    use ed25519_dalek::{Signer, Verifier};
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
 
     fn ring(kid: &str, byte: u8) -> KeyRing {
         KeyRing::new([KeyMaterial {
@@ -433,9 +435,18 @@ mod tests {
             );
         }
         // The published key is the subkey's, not the raw seed's.
-        let x = jwks(&r, SigningAlg::EdDsa)["keys"][0]["x"].clone();
         let raw_public = ed25519_dalek::SigningKey::from_bytes(&material).verifying_key();
-        assert_ne!(x, URL_SAFE_NO_PAD.encode(raw_public.as_bytes()));
+        let subkey_public =
+            ed25519_dalek::SigningKey::from_bytes(&subkey(&material, ED25519_LABEL))
+                .verifying_key();
+        assert_eq!(
+            public_keys(&r, SigningAlg::EdDsa),
+            [PublicKey {
+                kid: "s-1".into(),
+                key: PublicKeyBytes::Ed25519(subkey_public.to_bytes()),
+            }]
+        );
+        assert_ne!(subkey_public, raw_public);
         // No signature ever made can be a subkey: signing inputs are base64url and one dot.
         for label in [HS256_LABEL, ED25519_LABEL] {
             assert!(label.contains(&b'/'));
@@ -546,11 +557,37 @@ mod tests {
     }
 
     #[test]
-    fn jwks_publishes_ed25519_keys_only() {
-        let r = ring("s-1", 7);
-        assert_eq!(jwks(&r, SigningAlg::Hs256), serde_json::json!({"keys": []}));
-        let j = jwks(&r, SigningAlg::EdDsa);
-        assert_eq!(j["keys"][0]["kid"], "s-1");
-        assert_eq!(j["keys"][0]["crv"], "Ed25519");
+    fn only_ed25519_keys_are_published_and_they_verify_what_the_ring_signs() {
+        let r = KeyRing::new([
+            KeyMaterial {
+                kid: "s-2".into(),
+                purpose: KeyPurpose::Signing,
+                state: KeyState::Active,
+                material: [2; 32],
+            },
+            KeyMaterial {
+                kid: "s-1".into(),
+                purpose: KeyPurpose::Signing,
+                state: KeyState::Retired,
+                material: [1; 32],
+            },
+            KeyMaterial {
+                kid: "a-1".into(),
+                purpose: KeyPurpose::Access,
+                state: KeyState::Active,
+                material: [3; 32],
+            },
+        ]);
+        assert!(public_keys(&r, SigningAlg::Hs256).is_empty());
+        let keys = public_keys(&r, SigningAlg::EdDsa);
+        let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["s-1", "s-2"]);
+        let t = sign(&r, SigningAlg::EdDsa, &claims()).unwrap();
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let sig =
+            ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
+        let PublicKeyBytes::Ed25519(x) = keys[1].key;
+        let public = ed25519_dalek::VerifyingKey::from_bytes(&x).unwrap();
+        assert!(public.verify(input.as_bytes(), &sig).is_ok());
     }
 }

@@ -5,9 +5,9 @@
 
 use crate::clock::Clock;
 use crate::crypto::{random_bytes, MasterKey};
+use crate::keyring::{new_kid, KeyMaterial, KeyPurpose, KeyRing, KeyState};
 use crate::model::{MasterKeyCheck, StoredKey};
 use crate::store::{Store, StoreError};
-use crate::token::{new_kid, KeyMaterial, KeyPurpose, KeyRing, KeyState};
 
 /// Why keys could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use crate::audit::AuditLog;
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{random_bytes, MasterKey};
+use crate::keyring::{new_kid, KeyPurpose, KeyRing, KeyState};
 use crate::keys::{unwrap_all, KeyLoadError};
 use crate::model::{AuditEvent, PurgeCounts, PurgeRequest, StoredKey};
 use crate::store::{Store, StoreResult};
-use crate::token::{new_kid, KeyPurpose, KeyRing, KeyState};
 
 /// Timings of key life cycle and cleanup, in seconds.
 #[derive(Debug, Clone)]

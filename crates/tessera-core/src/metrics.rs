@@ -1,4 +1,5 @@
-//! Counters and latency histograms, rendered in the Prometheus text format.
+//! Counters and latency histograms: what Tessera counts, not how it is exposed (the server
+//! renders them in the Prometheus text format at `GET /metrics`).
 //!
 //! Hand-rolled rather than a metrics crate: the set is small and fixed, and recording must cost
 //! a few atomic adds on the token hot path. Families whose label values are known up front
@@ -6,7 +7,6 @@
 //! operation take a read lock on a map that only grows while new keys are first seen.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::token::PrincipalKind;
 
 /// Upper bounds of the latency buckets, in seconds: 100 µs to 5 s.
-const BUCKETS: [f64; 14] = [
+pub const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
@@ -65,21 +65,16 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    /// For each bound of [`BUCKETS`], how many observations were at most that long and longer
+    /// than the bound before (not cumulative). Observations beyond the last bound are only in
+    /// [`Histogram::count`].
+    pub fn bucket_counts(&self) -> [(f64, u64); BUCKETS.len()] {
+        std::array::from_fn(|i| (BUCKETS[i], self.buckets[i].load(Ordering::Relaxed)))
+    }
+
+    /// The sum of all observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 }
 
@@ -147,7 +142,8 @@ pub enum RefreshResult {
 }
 
 impl RefreshResult {
-    const ALL: [RefreshResult; 4] = [
+    /// Every outcome, in a fixed order.
+    pub const ALL: [RefreshResult; 4] = [
         RefreshResult::Rotated,
         RefreshResult::Grace,
         RefreshResult::ReuseDetected,
@@ -157,19 +153,11 @@ impl RefreshResult {
     fn index(self) -> usize {
         self as usize
     }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            RefreshResult::Rotated => "rotated",
-            RefreshResult::Grace => "grace",
-            RefreshResult::ReuseDetected => "reuse_detected",
-            RefreshResult::Rejected => "rejected",
-        }
-    }
 }
 
-/// Who tokens are issued to: the four Fabric principal kinds, then Accounts operators.
-const KINDS: [&str; 5] = ["subscriber", "guest", "invite", "embed", "operator"];
+/// Who tokens are issued to: the four Fabric principal kinds ([`PrincipalKind::as_str`]),
+/// then Accounts operators ([`OPERATOR`]).
+pub const KINDS: [&str; 5] = ["subscriber", "guest", "invite", "embed", "operator"];
 
 /// The principal kind of Accounts API tokens, for [`Metrics::token_issued`].
 pub const OPERATOR: &str = "operator";
@@ -179,7 +167,7 @@ fn kind_index(kind: &str) -> usize {
 }
 
 /// Everything Tessera counts. One per process, shared by the service, the store and the HTTP
-/// layer; [`Metrics::render`] writes the whole set.
+/// layer, which reads it back to expose it.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// HTTP requests by (route, method, status).
@@ -214,122 +202,25 @@ impl Metrics {
         self.logins[usize::from(success)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes every metric in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self, out: &mut String) {
-        describe(
-            out,
-            "tessera_http_requests_total",
-            "counter",
-            "HTTP requests by route, method and status.",
-        );
-        let http = self.http.snapshot();
-        for ((route, method, status), h) in &http {
-            let _ = writeln!(
-                out,
-                "tessera_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
-                escape(route),
-                h.count()
-            );
-        }
-        describe(
-            out,
-            "tessera_http_request_duration_seconds",
-            "histogram",
-            "HTTP request latency by route, method and status.",
-        );
-        for ((route, method, status), h) in &http {
-            let labels = format!(
-                "route=\"{}\",method=\"{method}\",status=\"{status}\"",
-                escape(route)
-            );
-            h.render(out, "tessera_http_request_duration_seconds", &labels);
-        }
-        describe(
-            out,
-            "tessera_tokens_issued_total",
-            "counter",
-            "Token pairs issued, by principal kind.",
-        );
-        for (i, kind) in KINDS.iter().enumerate() {
-            let n = self.issued[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "tessera_tokens_issued_total{{kind=\"{}\"}} {n}", kind);
-        }
-        describe(
-            out,
-            "tessera_refreshes_total",
-            "counter",
-            "Refresh attempts by result.",
-        );
-        for (i, r) in RefreshResult::ALL.iter().enumerate() {
-            let n = self.refreshes[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "tessera_refreshes_total{{result=\"{}\"}} {n}",
-                r.as_str()
-            );
-        }
-        describe(
-            out,
-            "tessera_refresh_reuse_detections_total",
-            "counter",
-            "Spent refresh tokens replayed outside the grace window (each revoked a family).",
-        );
-        let reuse = self.refreshes[RefreshResult::ReuseDetected.index()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "tessera_refresh_reuse_detections_total {reuse}");
-        describe(
-            out,
-            "tessera_introspections_total",
-            "counter",
-            "Introspections by result.",
-        );
-        for (i, result) in ["inactive", "active"].iter().enumerate() {
-            let n = self.introspections[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "tessera_introspections_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        describe(
-            out,
-            "tessera_operator_logins_total",
-            "counter",
-            "Accounts API logins by result.",
-        );
-        for (i, result) in ["failure", "success"].iter().enumerate() {
-            let n = self.logins[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "tessera_operator_logins_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        describe(
-            out,
-            "tessera_store_operation_duration_seconds",
-            "histogram",
-            "Store operation latency, including queueing for the writer.",
-        );
-        for (op, h) in self.store.snapshot() {
-            h.render(
-                out,
-                "tessera_store_operation_duration_seconds",
-                &format!("op=\"{op}\""),
-            );
-        }
+    /// Token pairs issued to principals of `kind` (one of [`KINDS`]).
+    pub fn tokens_issued(&self, kind: &str) -> u64 {
+        self.issued[kind_index(kind)].load(Ordering::Relaxed)
     }
-}
 
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-pub fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
+    /// Refresh attempts that ended as `result`.
+    pub fn refreshes(&self, result: RefreshResult) -> u64 {
+        self.refreshes[result.index()].load(Ordering::Relaxed)
+    }
 
-/// Escapes a label value (backslash, quote, newline).
-pub fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    /// Introspections that found the token active (`true`) or not.
+    pub fn introspections(&self, active: bool) -> u64 {
+        self.introspections[usize::from(active)].load(Ordering::Relaxed)
+    }
+
+    /// Operator login attempts that succeeded (`true`) or failed.
+    pub fn logins(&self, success: bool) -> u64 {
+        self.logins[usize::from(success)].load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -338,26 +229,30 @@ mod tests {
     use crate::token::PrincipalKind;
 
     #[test]
-    fn histogram_is_cumulative_and_renders_every_bucket() {
+    fn histograms_count_per_bucket_and_every_counter_reads_back() {
         let m = Metrics::default();
         let key = ("/healthz".to_string(), "GET", 200);
         m.http.observe(&key, Duration::from_micros(50));
         m.http.observe(&key, Duration::from_millis(3));
         m.http.observe(&key, Duration::from_secs(9));
+        let (_, h) = &m.http.snapshot()[0];
+        assert_eq!(h.count(), 3);
+        let buckets = h.bucket_counts();
+        assert_eq!(buckets[0], (0.0001, 1));
+        assert_eq!(buckets[5], (0.005, 1));
+        assert_eq!(buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
+        assert!((h.sum_seconds() - 9.00305).abs() < 1e-9);
         m.token_issued(PrincipalKind::Guest.as_str());
+        m.token_issued(OPERATOR);
         m.refresh(RefreshResult::ReuseDetected);
-        let mut out = String::new();
-        m.render(&mut out);
-        assert!(out.contains(
-            "tessera_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 3"
-        ));
-        assert!(out.contains("le=\"0.0001\"} 1\n"), "{out}");
-        assert!(out.contains("le=\"0.005\"} 2\n"), "{out}");
-        assert!(out.contains("le=\"5\"} 2\n"), "{out}");
-        assert!(out.contains("le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("tessera_tokens_issued_total{kind=\"guest\"} 1"));
-        assert!(out.contains("tessera_refreshes_total{result=\"reuse_detected\"} 1"));
-        assert!(out.contains("tessera_refresh_reuse_detections_total 1"));
-        assert_eq!(escape("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+        m.introspection(false);
+        m.login(true);
+        assert_eq!(m.tokens_issued("guest"), 1);
+        assert_eq!(m.tokens_issued(OPERATOR), 1);
+        assert_eq!(m.tokens_issued("subscriber"), 0);
+        assert_eq!(m.refreshes(RefreshResult::ReuseDetected), 1);
+        assert_eq!(m.refreshes(RefreshResult::Rotated), 0);
+        assert_eq!((m.introspections(false), m.introspections(true)), (1, 0));
+        assert_eq!((m.logins(false), m.logins(true)), (0, 1));
     }
 }

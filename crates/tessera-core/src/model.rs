@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, UnixTime};
 use crate::ids::{AddressId, ApiTokenId, EmbedId, FamilyId, OperatorId, ProjectId, ResourceId};
-use crate::token::{KeyPurpose, KeyState, PrincipalKind};
+use crate::keyring::{KeyPurpose, KeyState};
+use crate::token::PrincipalKind;
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]

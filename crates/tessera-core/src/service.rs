@@ -12,11 +12,12 @@ use crate::audit::AuditLog;
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{password, MasterKey};
 use crate::ids::{AddressId, FamilyId, ProjectId, ResourceId, TokenId};
+use crate::keyring::KeyRing;
 use crate::metrics::{Metrics, RefreshResult};
 use crate::model::*;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
-use crate::token::{check_time, Claims, KeyRing, PrincipalKind, TokenClass, TokenError};
+use crate::token::{check_time, Claims, PrincipalKind, TokenClass, TokenError};
 
 /// At most this many addresses in one restricted token.
 pub const MAX_ALLOWED_ADDRESSES: usize = 10;

@@ -1,5 +1,5 @@
-//! Fabric token formats: compact JWE with `alg=dir`, `enc=A256GCM`, and the key ring that
-//! seals and opens them.
+//! Fabric token formats: compact JWE with `alg=dir`, `enc=A256GCM`, sealed and opened with the
+//! access and refresh keys of the [`KeyRing`] ([`KeyRing::seal`], [`KeyRing::open`]).
 //!
 //! The algorithm set is fixed per token class. Validation never trusts the header: it must name
 //! exactly `dir` / `A256GCM`, carry no parameter outside a short allow-list (so `zip`, `jku`,
@@ -8,96 +8,22 @@
 //! run. Access and refresh tokens are sealed under different keys, so even a forged `typ`
 //! cannot make one class decrypt as the other.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::OnceLock;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clock::UnixTime;
-use crate::crypto::random_bytes;
+use crate::crypto::{random_bytes, Aes256GcmKey};
 use crate::ids::{AddressId, FamilyId, ProjectId, TokenId};
+use crate::keyring::{KeyForm, KeyPurpose, KeyRing};
 
 /// Tokens longer than this are refused before any decoding: the parser never allocates in
 /// proportion to a hostile length.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 const MAX_HEADER_B64: usize = 512;
-
-/// What a key is for. Each purpose has its own keys, so a key never serves two token classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyPurpose {
-    /// Fabric access tokens (SAT).
-    Access,
-    /// Fabric refresh tokens.
-    Refresh,
-    /// Accounts API access tokens (JWS: an HMAC key, or an Ed25519 seed).
-    Signing,
-}
-
-impl KeyPurpose {
-    /// Stable text form used in storage and output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyPurpose::Access => "access",
-            KeyPurpose::Refresh => "refresh",
-            KeyPurpose::Signing => "signing",
-        }
-    }
-
-    /// Parses [`KeyPurpose::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "access" => Some(KeyPurpose::Access),
-            "refresh" => Some(KeyPurpose::Refresh),
-            "signing" => Some(KeyPurpose::Signing),
-            _ => None,
-        }
-    }
-
-    /// Every purpose, for start-up checks.
-    pub const ALL: [KeyPurpose; 3] = [KeyPurpose::Access, KeyPurpose::Refresh, KeyPurpose::Signing];
-}
-
-/// A key's life cycle: pending → active → retired (decrypt only) → destroyed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
-    /// Loaded by nodes but not yet used to seal.
-    Pending,
-    /// Seals new tokens (one per purpose) and opens old ones.
-    Active,
-    /// Opens tokens it made until they have all expired; seals nothing.
-    Retired,
-    /// Gone: tokens it made no longer open.
-    Destroyed,
-}
-
-impl KeyState {
-    /// Stable text form used in storage and output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Pending => "pending",
-            KeyState::Active => "active",
-            KeyState::Retired => "retired",
-            KeyState::Destroyed => "destroyed",
-        }
-    }
-
-    /// Parses [`KeyState::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(KeyState::Pending),
-            "active" => Some(KeyState::Active),
-            "retired" => Some(KeyState::Retired),
-            "destroyed" => Some(KeyState::Destroyed),
-            _ => None,
-        }
-    }
-}
 
 /// The token classes Tessera seals as JWE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,16 +325,47 @@ fn compact(header_b64: &str, iv: &[u8], ciphertext: &[u8], tag: &[u8]) -> String
     String::from_utf8(out).expect("base64url and dots are ASCII")
 }
 
-/// One key as loaded in memory.
-struct LoadedKey {
-    cipher: Aes256Gcm,
-    /// Signing keys only: the material as the JWS code uses it.
-    signer: Option<crate::jws::SigningKey>,
-    /// Seals performed with this key since it was loaded; persisted by the key manager.
-    sealed: AtomicU64,
+/// A JWE key's prepared form: what [`KeyRing`] keeps beside an access or refresh key.
+struct JweKey {
+    cipher: Aes256GcmKey,
     /// The protected header this key seals under, encoded on its first seal: every token a key
     /// seals has the same one (its purpose fixes `typ`, and `ch` is configuration).
     header: OnceLock<SealHeader>,
+}
+
+impl KeyForm for JweKey {
+    fn from_material(material: &[u8; 32]) -> Self {
+        JweKey {
+            cipher: Aes256GcmKey::new(material),
+            header: OnceLock::new(),
+        }
+    }
+}
+
+impl JweKey {
+    /// Decodes and authenticates the encoded IV, ciphertext and tag of a token whose encoded
+    /// protected header (the AAD) is `h`, and reads the claims.
+    fn open(&self, h: &str, iv: &str, ct: &str, tag: &str) -> Result<Claims, TokenError> {
+        // The caller checked the encoded lengths (16 and 22 characters), which decode to
+        // exactly 12 and 16 bytes, or fail as non-canonical base64url.
+        let iv: [u8; 12] = URL_SAFE_NO_PAD
+            .decode(iv)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or(TokenError::Malformed)?;
+        let tag: [u8; 16] = URL_SAFE_NO_PAD
+            .decode(tag)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or(TokenError::Malformed)?;
+        let mut buf = URL_SAFE_NO_PAD
+            .decode(ct)
+            .map_err(|_| TokenError::Malformed)?;
+        self.cipher
+            .open(&iv, h.as_bytes(), &mut buf, &tag)
+            .map_err(|_| TokenError::Invalid)?;
+        Claims::from_json(&buf).map_err(|_| TokenError::Invalid)
+    }
 }
 
 /// A key's encoded protected header and the `ch` it was encoded with.
@@ -440,171 +397,9 @@ impl SealHeader {
     }
 }
 
-#[derive(Default)]
-struct PurposeRing {
-    active: Option<String>,
-    keys: HashMap<String, Arc<LoadedKey>>,
-}
-
-/// A key as handed to the ring: its id, purpose, state and plain material.
-pub struct KeyMaterial {
-    /// The key id carried in token headers.
-    pub kid: String,
-    /// What the key is for.
-    pub purpose: KeyPurpose,
-    /// Its state; destroyed keys are never loaded.
-    pub state: KeyState,
-    /// The 256-bit key.
-    pub material: [u8; 32],
-}
-
-impl std::fmt::Debug for KeyMaterial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyMaterial")
-            .field("kid", &self.kid)
-            .field("purpose", &self.purpose)
-            .field("state", &self.state)
-            .field("material", &"[redacted]")
-            .finish()
-    }
-}
-
-/// The in-memory key ring: for each purpose, the keys that may open tokens and the one that
-/// seals new ones. Cheap to share (`Arc`) and to swap wholesale when keys change.
-#[derive(Default)]
-pub struct KeyRing {
-    rings: RwLock<HashMap<KeyPurpose, PurposeRing>>,
-    /// Signing keys whose pre-subkey signatures are still accepted, and the time before which
-    /// such a token must have been issued ([`KeyRing::accept_legacy_signatures`]).
-    legacy_jws: RwLock<Option<(HashSet<String>, i64)>>,
-}
-
-impl std::fmt::Debug for KeyRing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyRing([redacted])")
-    }
-}
-
+/// The JWE operations of the ring. They live here, with the format, and reach the keys only
+/// through the ring's format-neutral accessors: the ring knows nothing of JWE.
 impl KeyRing {
-    /// A ring holding `keys` (destroyed keys are skipped; pending keys open but never seal).
-    pub fn new(keys: impl IntoIterator<Item = KeyMaterial>) -> Self {
-        let ring = KeyRing::default();
-        ring.replace(keys);
-        ring
-    }
-
-    /// Replaces the ring's contents. Keys already loaded keep their in-memory seal counters.
-    pub fn replace(&self, keys: impl IntoIterator<Item = KeyMaterial>) {
-        let mut rings = self.rings.write().unwrap_or_else(|e| e.into_inner());
-        let mut fresh: HashMap<KeyPurpose, PurposeRing> = HashMap::new();
-        for k in keys {
-            if k.state == KeyState::Destroyed {
-                continue;
-            }
-            let old = rings
-                .get(&k.purpose)
-                .and_then(|r| r.keys.get(&k.kid))
-                .cloned();
-            let loaded = old.unwrap_or_else(|| {
-                Arc::new(LoadedKey {
-                    cipher: Aes256Gcm::new(&k.material.into()),
-                    signer: (k.purpose == KeyPurpose::Signing)
-                        .then(|| crate::jws::SigningKey::new(&k.material)),
-                    sealed: AtomicU64::new(0),
-                    header: OnceLock::new(),
-                })
-            });
-            let pr = fresh.entry(k.purpose).or_default();
-            if k.state == KeyState::Active {
-                pr.active = Some(k.kid.clone());
-            }
-            pr.keys.insert(k.kid, loaded);
-        }
-        *rings = fresh;
-    }
-
-    /// Whether a purpose has an active key.
-    pub fn has_active(&self, purpose: KeyPurpose) -> bool {
-        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        rings.get(&purpose).is_some_and(|r| r.active.is_some())
-    }
-
-    /// Runs `f` with a signing key: the active one (`kid` = `None`, counted as a seal) or the
-    /// named one. `None` if there is no such signing key.
-    pub(crate) fn with_signing_key<R>(
-        &self,
-        kid: Option<&str>,
-        f: impl FnOnce(&str, &crate::jws::SigningKey) -> R,
-    ) -> Option<R> {
-        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        let ring = rings.get(&KeyPurpose::Signing)?;
-        let signing = kid.is_none();
-        let kid = match kid {
-            Some(k) => k,
-            None => ring.active.as_deref()?,
-        };
-        let key = ring.keys.get(kid)?;
-        let signer = key.signer.as_ref()?;
-        if signing {
-            key.sealed.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(f(kid, signer))
-    }
-
-    /// Lets the Accounts JWS code accept signatures made as builds before separate subkeys made
-    /// them (HS256 keyed with, and EdDSA seeded by, the raw material) by the signing keys
-    /// `kids` on tokens issued before `before`, so that tokens issued before an upgrade keep
-    /// working until they expire. Only keys that existed before the upgrade should be named;
-    /// see [`crate::jws`] for the limits a legacy token must also meet.
-    pub fn accept_legacy_signatures(
-        &self,
-        kids: impl IntoIterator<Item = String>,
-        before: UnixTime,
-    ) {
-        let kids: HashSet<String> = kids.into_iter().collect();
-        *self.legacy_jws.write().unwrap_or_else(|e| e.into_inner()) =
-            (!kids.is_empty()).then_some((kids, before.0));
-    }
-
-    /// The time before which a pre-subkey signature by `kid` may have been made, if `kid`'s
-    /// legacy signatures are accepted at all.
-    pub(crate) fn legacy_signatures_before(&self, kid: &str) -> Option<i64> {
-        let legacy = self.legacy_jws.read().unwrap_or_else(|e| e.into_inner());
-        legacy
-            .as_ref()
-            .filter(|(kids, _)| kids.contains(kid))
-            .map(|(_, before)| *before)
-    }
-
-    /// Every loaded signing key, for publishing public keys.
-    pub(crate) fn signing_keys<R>(
-        &self,
-        mut f: impl FnMut(&str, &crate::jws::SigningKey) -> R,
-    ) -> Vec<R> {
-        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(&String, R)> = rings
-            .get(&KeyPurpose::Signing)
-            .map(|r| {
-                r.keys
-                    .iter()
-                    .filter_map(|(kid, k)| Some((kid, f(kid, k.signer.as_ref()?))))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort_by(|a, b| a.0.cmp(b.0));
-        out.into_iter().map(|(_, r)| r).collect()
-    }
-
-    /// Seal counts per kid since load, for the key manager to persist.
-    pub fn seal_counts(&self) -> Vec<(String, u64)> {
-        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        rings
-            .values()
-            .flat_map(|r| r.keys.iter())
-            .map(|(kid, k)| (kid.clone(), k.sealed.load(Ordering::Relaxed)))
-            .collect()
-    }
-
     /// Seals `claims` as a compact JWE of `class` with the purpose's active key.
     ///
     /// # Errors
@@ -615,28 +410,24 @@ impl KeyRing {
         claims: &Claims,
         ch: Option<&str>,
     ) -> Result<String, TokenError> {
-        // The read lock is held while sealing: it is shared, and only a key change (rare)
-        // waits for it.
-        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        let pr = rings.get(&class.purpose()).ok_or(TokenError::UnknownKey)?;
-        let kid = pr.active.as_deref().ok_or(TokenError::UnknownKey)?;
-        let key = pr.keys.get(kid).ok_or(TokenError::UnknownKey)?;
-        let cached = key.header.get_or_init(|| SealHeader::new(class, kid, ch));
-        let other;
-        let header = if cached.ch.as_deref() == ch {
-            cached
-        } else {
-            other = SealHeader::new(class, kid, ch);
-            &other
-        };
-        let mut buf = claims.to_json();
-        let iv = random_bytes::<12>();
-        let tag = key
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&iv), header.b64.as_bytes(), &mut buf)
-            .map_err(|_| TokenError::Invalid)?;
-        key.sealed.fetch_add(1, Ordering::Relaxed);
-        Ok(compact(&header.b64, &iv, &buf, &tag))
+        self.with_active(class.purpose(), |kid, key: &JweKey| {
+            let cached = key.header.get_or_init(|| SealHeader::new(class, kid, ch));
+            let other;
+            let header = if cached.ch.as_deref() == ch {
+                cached
+            } else {
+                other = SealHeader::new(class, kid, ch);
+                &other
+            };
+            let mut buf = claims.to_json();
+            let iv = random_bytes::<12>();
+            let tag = key
+                .cipher
+                .seal(&iv, header.b64.as_bytes(), &mut buf)
+                .map_err(|_| TokenError::Invalid)?;
+            Ok(compact(&header.b64, &iv, &buf, &tag))
+        })
+        .ok_or(TokenError::UnknownKey)?
     }
 
     /// Opens a token of `class`, checking the header profile, the key and the authentication
@@ -659,25 +450,27 @@ impl KeyRing {
         if !ek.is_empty() || h.len() > MAX_HEADER_B64 || iv.len() != 16 || tag.len() != 22 {
             return Err(TokenError::Malformed);
         }
-        let key = self.key_for(class, h)?;
-        let iv = URL_SAFE_NO_PAD
-            .decode(iv)
-            .map_err(|_| TokenError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| TokenError::Malformed)?;
-        let mut buf = URL_SAFE_NO_PAD
-            .decode(ct)
-            .map_err(|_| TokenError::Malformed)?;
-        key.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&iv),
-                h.as_bytes(),
-                &mut buf,
-                Tag::from_slice(&tag),
-            )
-            .map_err(|_| TokenError::Invalid)?;
-        let claims = Claims::from_json(&buf).map_err(|_| TokenError::Invalid)?;
+        let purpose = class.purpose();
+        // A header this node has sealed under is recognised as it is: it needs no decoding or
+        // checking (it is the one the key writes), and most tokens a node opens were sealed
+        // under its own keys. Any other header is decoded and checked first.
+        let recognised = self.find_key(purpose, |key: &JweKey| {
+            key.header
+                .get()
+                .is_some_and(|sealed| sealed.b64 == h)
+                .then(|| key.open(h, iv, ct, tag))
+        });
+        let claims = match recognised {
+            Some(opened) => opened?,
+            None => {
+                let header_json = URL_SAFE_NO_PAD
+                    .decode(h)
+                    .map_err(|_| TokenError::Malformed)?;
+                let kid = checked_kid(class, &header_json)?;
+                self.with_key(purpose, kid, |key: &JweKey| key.open(h, iv, ct, tag))
+                    .ok_or(TokenError::UnknownKey)??
+            }
+        };
         // A refresh token must carry a generation and an access token must not: one more guard
         // against a token being used as the other class.
         if (class == TokenClass::Refresh) != claims.gen.is_some() {
@@ -685,40 +478,24 @@ impl KeyRing {
         }
         Ok(claims)
     }
+}
 
-    /// The key a token's encoded protected header `h` names, for `class`. A header this node
-    /// has sealed under is recognised as it is: it needs no decoding or checking (it is the
-    /// one the key writes), and most tokens a node opens were sealed under its own keys. Any
-    /// other header is decoded and checked first.
-    fn key_for(&self, class: TokenClass, h: &str) -> Result<Arc<LoadedKey>, TokenError> {
-        let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        let ring = rings.get(&class.purpose());
-        if let Some(key) = ring.and_then(|r| {
-            r.keys
-                .values()
-                .find(|k| k.header.get().is_some_and(|sealed| sealed.b64 == h))
-        }) {
-            return Ok(key.clone());
-        }
-        let header_json = URL_SAFE_NO_PAD
-            .decode(h)
-            .map_err(|_| TokenError::Malformed)?;
-        let header: Header<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
-        if header.alg != "dir" || header.enc != "A256GCM" {
-            return Err(TokenError::Malformed);
-        }
-        if header.typ != class.typ() {
-            return if header.typ == "SAT" || header.typ == "Refresh" {
-                Err(TokenError::WrongType)
-            } else {
-                Err(TokenError::Malformed)
-            };
-        }
-        ring.and_then(|r| r.keys.get(header.kid))
-            .cloned()
-            .ok_or(TokenError::UnknownKey)
+/// Checks the decoded protected header of a token of `class` against the profile, and returns
+/// the `kid` it names.
+fn checked_kid(class: TokenClass, header_json: &[u8]) -> Result<&str, TokenError> {
+    let header: Header<'_> =
+        serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
+    if header.alg != "dir" || header.enc != "A256GCM" {
+        return Err(TokenError::Malformed);
     }
+    if header.typ != class.typ() {
+        return if header.typ == "SAT" || header.typ == "Refresh" {
+            Err(TokenError::WrongType)
+        } else {
+            Err(TokenError::Malformed)
+        };
+    }
+    Ok(header.kid)
 }
 
 /// Checks expiry (with `leeway` seconds of tolerance for clock skew) and that `iat` is not in
@@ -733,22 +510,11 @@ pub fn check_time(claims: &Claims, now: UnixTime, leeway: i64) -> Result<(), Tok
     Ok(())
 }
 
-/// A new key id for a purpose: a short prefix naming the purpose plus 64 random bits.
-pub fn new_kid(purpose: KeyPurpose) -> String {
-    let prefix = match purpose {
-        KeyPurpose::Access => "a",
-        KeyPurpose::Refresh => "r",
-        KeyPurpose::Signing => "s",
-    };
-    let mut s = String::from(prefix);
-    s.push('-');
-    URL_SAFE_NO_PAD.encode_string(random_bytes::<8>(), &mut s);
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::random_bytes;
+    use crate::keyring::{KeyMaterial, KeyState};
 
     fn ring() -> KeyRing {
         KeyRing::new([

@@ -26,9 +26,8 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::clock::UnixTime;
-use crate::token::{
-    check_time, Claims, KeyMaterial, KeyPurpose, KeyRing, KeyState, TokenClass, TokenError,
-};
+use crate::keyring::{KeyMaterial, KeyPurpose, KeyRing, KeyState};
+use crate::token::{check_time, Claims, TokenClass, TokenError};
 
 /// The version of the key export format.
 pub const KEY_EXPORT_FORMAT: u32 = 1;
@@ -78,7 +77,8 @@ struct ExportedKey {
 /// Checks access tokens against a fixed set of keys.
 ///
 /// ```
-/// use tessera_core::token::{Claims, KeyMaterial, KeyPurpose, KeyRing, KeyState, PrincipalKind, TokenClass};
+/// use tessera_core::keyring::{KeyMaterial, KeyPurpose, KeyRing, KeyState};
+/// use tessera_core::token::{Claims, PrincipalKind, TokenClass};
 /// use tessera_core::verifier::Verifier;
 /// use tessera_core::ids::{FamilyId, ProjectId, TokenId};
 /// use tessera_core::UnixTime;

@@ -15,9 +15,10 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Map, Value};
+use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::model::{ResourceKind, Role};
 use tessera_core::service::{MAX_ALLOWED_ADDRESSES, SCOPE_SAT_REFRESH};
-use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
+use tessera_core::token::PrincipalKind;
 
 use crate::state::AppState;
 

@@ -7,9 +7,10 @@
 
 use tessera_core::clock::UnixTime;
 use tessera_core::ids::*;
+use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::model::*;
 use tessera_core::store::StoreError;
-use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
+use tessera_core::token::PrincipalKind;
 use tokio_postgres::Row;
 
 use crate::Fail;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use tessera_core::export::{ColumnType, EXPORT_TABLES};
 use tessera_core::ids::*;
+use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::metrics::Metrics;
 use tessera_core::model::*;
 use tessera_core::store::{Store, StoreError};
-use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
+use tessera_core::token::PrincipalKind;
 use tessera_core::UnixTime;
 use tessera_store_postgres::testing::{scratch_schema, url_from_env, with_search_path};
 use tessera_store_postgres::{is_postgres_url, migrate, OpenError, PgStore};

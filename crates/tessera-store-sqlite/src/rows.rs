@@ -3,8 +3,9 @@
 use rusqlite::Row;
 use tessera_core::clock::UnixTime;
 use tessera_core::ids::*;
+use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::model::*;
-use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
+use tessera_core::token::PrincipalKind;
 use uuid::Uuid;
 
 fn bad(col: usize, what: &str) -> rusqlite::Error {

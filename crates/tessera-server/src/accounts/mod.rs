@@ -17,8 +17,11 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::{json, Map, Value};
 use tessera_core::accounts::is_refresh_id;
+use tessera_core::jws::{PublicKey, PublicKeyBytes, SigningAlg};
 use tessera_core::model::{Operator, Role};
 use tessera_core::Secret;
 
@@ -284,12 +287,48 @@ async fn invalidate(
 
 /// `GET /v1/tokens/jwks`: the public keys resource servers verify EdDSA tokens with.
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    Json(state.accounts.jwks())
+    Json(jwks_document(&state.accounts.public_keys()))
+}
+
+/// The JWKS (RFC 7517) of `keys`: `{"keys": [...]}`, each an `OKP` key (RFC 8037) for
+/// verifying signatures only.
+fn jwks_document(keys: &[PublicKey]) -> Value {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| match &k.key {
+            PublicKeyBytes::Ed25519(x) => json!({
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": SigningAlg::EdDsa.as_str(),
+                "use": "sig",
+                "kid": k.kid,
+                "x": URL_SAFE_NO_PAD.encode(x),
+            }),
+        })
+        .collect();
+    json!({ "keys": keys })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_jwks_is_an_okp_key_per_public_key_in_the_order_given() {
+        let key = |kid: &str, byte: u8| PublicKey {
+            kid: kid.into(),
+            key: PublicKeyBytes::Ed25519([byte; 32]),
+        };
+        assert_eq!(jwks_document(&[]), json!({"keys": []}));
+        let x = |byte: u8| URL_SAFE_NO_PAD.encode([byte; 32]);
+        assert_eq!(
+            jwks_document(&[key("s-1", 1), key("s-2", 2)]),
+            json!({"keys": [
+                {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": "s-1", "x": x(1)},
+                {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": "s-2", "x": x(2)},
+            ]})
+        );
+    }
 
     #[test]
     fn refresh_ids_are_read_in_every_client_encoding() {

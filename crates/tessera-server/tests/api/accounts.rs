@@ -953,9 +953,9 @@ async fn tokens_signed_before_subkeys_keep_working_until_they_expire() {
     use ed25519_dalek::Signer;
     use tessera_core::crypto::MasterKey;
     use tessera_core::jws::{AccountsClaims, SigningAlg, AUDIENCE, ISSUER};
+    use tessera_core::keyring::{KeyPurpose, KeyState};
     use tessera_core::model::StoredKey;
     use tessera_core::store::Store;
-    use tessera_core::token::{KeyPurpose, KeyState};
     use tessera_core::ManualClock;
 
     let dir = Arc::new(tempfile::tempdir().unwrap());

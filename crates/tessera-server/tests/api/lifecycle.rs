@@ -2,8 +2,8 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tessera_core::keyring::KeyPurpose;
 use tessera_core::maintenance::pending_key;
-use tessera_core::token::KeyPurpose;
 
 use crate::helpers::*;
 
@@ -260,7 +260,7 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
     let keys = state_store.list_keys().await.unwrap();
     assert_eq!(
         keys.iter()
-            .filter(|k| k.state == tessera_core::token::KeyState::Retired)
+            .filter(|k| k.state == tessera_core::keyring::KeyState::Retired)
             .count(),
         KeyPurpose::ALL.len()
     );
@@ -300,7 +300,7 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
     let active = keys
         .iter()
         .find(|k| {
-            k.purpose == KeyPurpose::Access && k.state == tessera_core::token::KeyState::Active
+            k.purpose == KeyPurpose::Access && k.state == tessera_core::keyring::KeyState::Active
         })
         .unwrap();
     assert_eq!(kid, active.kid);

@@ -12,10 +12,11 @@ use tessera_core::crypto::MasterKey;
 use tessera_core::ids::{
     AddressId, ApiTokenId, EmbedId, FamilyId, OperatorId, ProjectId, ResourceId,
 };
+use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::*;
 use tessera_core::store::{ExportRow, Store, StoreError, StoreResult, EXPORT_TABLES};
-use tessera_core::token::{KeyPurpose, KeyState, PrincipalKind};
+use tessera_core::token::PrincipalKind;
 use tessera_core::{ManualClock, UnixTime};
 use uuid::Uuid;
 
