@@ -109,6 +109,15 @@ impl From<StoreError> for FabricError {
     }
 }
 
+impl From<tessera_core::keys::KeyLoadError> for FabricError {
+    fn from(e: tessera_core::keys::KeyLoadError) -> Self {
+        match e {
+            tessera_core::keys::KeyLoadError::Store(s) => s.into(),
+            other => FabricError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<ServiceError> for FabricError {
     fn from(e: ServiceError) -> Self {
         match e {

@@ -37,11 +37,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, FabricError> {
-    let keys = state
-        .maintenance
-        .key_stats()
-        .await
-        .map_err(|e| FabricError::Internal(e.to_string()))?;
+    // A store that cannot answer is 503, like every other endpoint's (error.rs).
+    let keys = state.maintenance.key_stats().await?;
     let scrape = Scrape {
         metrics: state.service.metrics().clone(),
         keys,
