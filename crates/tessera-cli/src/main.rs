@@ -77,7 +77,7 @@ struct ServeArgs {
     /// Address to listen on; `:PORT` listens on 127.0.0.1 (`:0` picks a free port).
     #[arg(long, env = "TESSERA_LISTEN", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
     listen: SocketAddr,
-    /// The URL clients reach this server at (e.g. https://tokens.example.com), for absolute
+    /// The URL clients reach this server at (e.g. `https://tokens.example.com`), for absolute
     /// links; without it links are relative. Never taken from request headers.
     #[arg(long, env = "TESSERA_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
