@@ -447,19 +447,28 @@ impl Admin {
         Ok(kids)
     }
 
-    /// `keys retire --kid K`: the key stops sealing but still opens its tokens. The active key
-    /// cannot be retired before a successor is active (rotate first).
-    pub async fn keys_retire(&self, kid: &str) -> Result<(), AdminError> {
+    /// Refuses (with `why`) unless `kid` names a key that is not the active one: a node must
+    /// always have an active key to seal with.
+    async fn not_active(&self, kid: &str, why: &str) -> Result<(), AdminError> {
         let keys = self.store.list_keys().await?;
         let key = keys
             .iter()
             .find(|k| k.kid == kid)
             .ok_or(AdminError::NotFound("key"))?;
         if key.state == KeyState::Active {
-            return Err(AdminError::Invalid(
-                "the active key cannot be retired: run `keys rotate` and wait for the new key to become active".into(),
-            ));
+            return Err(AdminError::Invalid(why.into()));
         }
+        Ok(())
+    }
+
+    /// `keys retire --kid K`: the key stops sealing but still opens its tokens. The active key
+    /// cannot be retired before a successor is active (rotate first).
+    pub async fn keys_retire(&self, kid: &str) -> Result<(), AdminError> {
+        self.not_active(
+            kid,
+            "the active key cannot be retired: run `keys rotate` and wait for the new key to become active",
+        )
+        .await?;
         self.store
             .retire_key(kid, self.clock.now())
             .await
@@ -473,16 +482,11 @@ impl Admin {
     /// `keys destroy --kid K`: erases the material; every token it made stops working. Only
     /// retired or pending keys can be destroyed.
     pub async fn keys_destroy(&self, kid: &str) -> Result<(), AdminError> {
-        let keys = self.store.list_keys().await?;
-        let key = keys
-            .iter()
-            .find(|k| k.kid == kid)
-            .ok_or(AdminError::NotFound("key"))?;
-        if key.state == KeyState::Active {
-            return Err(AdminError::Invalid(
-                "the active key cannot be destroyed; rotate and retire it first".into(),
-            ));
-        }
+        self.not_active(
+            kid,
+            "the active key cannot be destroyed; rotate and retire it first",
+        )
+        .await?;
         self.store
             .destroy_key(kid)
             .await
