@@ -11,7 +11,6 @@ use tessera_server::config::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::accounts::{operator, tokens, PASSWORD};
 use crate::helpers::*;
 
 fn addr(app: &TestApp) -> String {
@@ -112,7 +111,7 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     let p = app.project().await;
     let room = app.room_address(&p, "r").await;
     // The attack of the issue: a WAF that reads the first "username" sees "nobody".
-    operator(&app, "admin@local", Role::Admin, false).await;
+    app.operator("admin@local", Role::Admin, false).await;
     let login =
         format!(r#"{{"username":"nobody","username":"admin@local","password":"{PASSWORD}"}}"#);
     let r = post_text(&app, None, "/v1/tokens", JSON, login).await;
@@ -246,8 +245,8 @@ async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
             json!({"error": "Not Found"})
         );
     }
-    operator(&app, "admin@local", Role::Admin, false).await;
-    let (at, _) = tokens(&app, "admin@local").await;
+    app.operator("admin@local", Role::Admin, false).await;
+    let (at, _) = app.accounts().tokens("admin@local").await;
     let r = app.bearer_get(&at, "/v1/projects/%FF").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let v: Value = r.json().await.unwrap();
@@ -497,8 +496,8 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
     let app = spawn_with(|c| c.limits.request = Duration::from_secs(1)).await;
     let p = app.project().await;
     let room = app.room_address(&p, "r").await;
-    operator(&app, "admin@local", Role::Admin, false).await;
-    let (at, _) = tokens(&app, "admin@local").await;
+    app.operator("admin@local", Role::Admin, false).await;
+    let (at, _) = app.accounts().tokens("admin@local").await;
     // Another process holds the database's write lock (an admin command in a long
     // transaction, say): writes wait for it, up to SQLite's busy timeout of 10 s.
     let path = app.config.database.sqlite_path().unwrap();
@@ -587,7 +586,7 @@ async fn refusals_are_logged_at_the_default_level_without_their_secrets() {
     };
     let r = app.get(&wrong, "/api/fabric/resources").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    operator(&app, "admin@local", Role::Admin, false).await;
+    app.operator("admin@local", Role::Admin, false).await;
     let r = app
         .client
         .post(app.url("/v1/tokens"))
