@@ -276,8 +276,9 @@ impl<'a> Fabric<'a> {
     }
 
     /// `POST /api/fabric/subscribers/tokens/refresh` with `{"refresh_token": rt}`.
-    pub async fn refresh(&self, rt: impl Into<Value>) -> Response {
-        self.refresh_with(json!({"refresh_token": rt.into()})).await
+    pub async fn refresh(&self, rt: &(impl AsJson + ?Sized)) -> Response {
+        self.refresh_with(json!({"refresh_token": rt.as_json()}))
+            .await
     }
 
     /// `POST /api/fabric/subscribers/tokens/refresh` with any JSON body.
@@ -463,6 +464,37 @@ impl<'a> Fabric<'a> {
         let id = id_of(&r.json().await.unwrap());
         let a: Value = self.resource_addresses(&id).await.json().await.unwrap();
         (id, a["data"][0]["id"].as_str().unwrap().to_string())
+    }
+}
+
+/// A token as tests hold it: a string, or the JSON member it was read from (which may be
+/// anything, for the tests that send the wrong thing).
+pub trait AsJson {
+    /// The token as a JSON value.
+    fn as_json(&self) -> Value;
+}
+
+impl AsJson for str {
+    fn as_json(&self) -> Value {
+        Value::from(self)
+    }
+}
+
+impl AsJson for String {
+    fn as_json(&self) -> Value {
+        Value::from(self.as_str())
+    }
+}
+
+impl AsJson for Value {
+    fn as_json(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl<T: AsJson + ?Sized> AsJson for &T {
+    fn as_json(&self) -> Value {
+        (**self).as_json()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Token issuance, refresh rotation, reuse detection, durability.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -25,11 +25,8 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
     let app = spawn_app().await;
     let p = app.project().await;
     let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "Alice@Example.com", "time_zone": "UTC"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "Alice@Example.com", "time_zone": "UTC"}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let t: Value = r.json().await.unwrap();
@@ -41,18 +38,16 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
     );
     // The same reference in another case finds the same subscriber and patches it.
     let t2: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "alice@example.com", "first_name": "A"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "alice@example.com", "first_name": "A"}))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(t2["subscriber_id"], sid.as_str());
     let s: Value = app
-        .get(&p, &format!("/api/fabric/resources/subscribers/{sid}"))
+        .fabric(&p)
+        .get_subscriber(&sid)
         .await
         .json()
         .await
@@ -61,11 +56,8 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
     assert_eq!(s["subscriber"]["first_name"], "A");
     // The subscriber id also works as a reference.
     let t3: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": sid}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": sid}))
         .await
         .json()
         .await
@@ -73,24 +65,12 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
     assert_eq!(t3["subscriber_id"], sid.as_str());
 
     let rt = t["refresh_token"].as_str().unwrap();
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": rt}),
-        )
-        .await;
+    let r = app.fabric(&p).refresh(&rt).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let n: Value = r.json().await.unwrap();
     assert_ne!(n["token"], t["token"]);
     assert_ne!(n["refresh_token"], t["refresh_token"]);
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": n["refresh_token"]}),
-        )
-        .await;
+    let r = app.fabric(&p).refresh(&n["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -99,62 +79,31 @@ async fn reuse_after_the_grace_window_revokes_the_whole_family() {
     let app = spawn_app().await;
     let p = app.project().await;
     let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "bob"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "bob"}))
         .await
         .json()
         .await
         .unwrap();
     let old = t["refresh_token"].clone();
-    let n: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": old}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let n: Value = app.fabric(&p).refresh(&old).await.json().await.unwrap();
     // Within the 5 s grace window the spent token is honoured (an honest retry)...
     app.clock.advance(2);
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": old}),
-        )
-        .await;
+    let r = app.fabric(&p).refresh(&old).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     // ...after it, it is a replay: the family dies, including the newest refresh token and
     // the access token (as a Bearer).
     app.clock.advance(10);
-    let (code, attr) = first_error(
-        app.post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": old}),
-        )
-        .await,
-    )
-    .await;
+    let (code, attr) = first_error(app.fabric(&p).refresh(&old).await).await;
     assert_eq!(
         (code.as_str(), attr),
         ("token_invalid", json!("refresh_token"))
     );
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": n["refresh_token"]}),
-        )
-        .await;
+    let r = app.fabric(&p).refresh(&n["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = app
-        .bearer_get(n["token"].as_str().unwrap(), "/api/fabric/addresses")
+        .fabric_bearer(n["token"].as_str().unwrap())
+        .addresses("")
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
@@ -164,11 +113,8 @@ async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
     let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
     let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "carol"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "carol"}))
         .await
         .json()
         .await
@@ -178,7 +124,7 @@ async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
     for _ in 0..16 {
         let (client, url, p, rt) = (
             app.client.clone(),
-            app.url("/api/fabric/subscribers/tokens/refresh"),
+            app.url(fabric_path::REFRESH),
             p.clone(),
             rt.clone(),
         );
@@ -218,35 +164,16 @@ async fn expired_refresh_tokens_say_token_expired_and_access_tokens_are_not_refr
     let app = spawn_app().await;
     let p = app.project().await;
     let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "dave"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "dave"}))
         .await
         .json()
         .await
         .unwrap();
-    let (code, _) = first_error(
-        app.post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": t["token"]}),
-        )
-        .await,
-    )
-    .await;
+    let (code, _) = first_error(app.fabric(&p).refresh(&t["token"]).await).await;
     assert_eq!(code, "not_a_refresh_token");
     app.clock.advance(2 * 3600 + 5 * 60 + 60);
-    let (code, attr) = first_error(
-        app.post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": t["refresh_token"]}),
-        )
-        .await,
-    )
-    .await;
+    let (code, attr) = first_error(app.fabric(&p).refresh(&t["refresh_token"]).await).await;
     assert_eq!(
         (code.as_str(), attr),
         ("token_expired", json!("refresh_token"))
@@ -258,33 +185,16 @@ async fn another_projects_credentials_cannot_refresh() {
     let app = spawn_app().await;
     let (p1, p2) = (app.project().await, app.project().await);
     let t: Value = app
-        .post(
-            &p1,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "erin"}),
-        )
+        .fabric(&p1)
+        .subscriber_token(json!({"reference": "erin"}))
         .await
         .json()
         .await
         .unwrap();
-    let (code, _) = first_error(
-        app.post(
-            &p2,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": t["refresh_token"]}),
-        )
-        .await,
-    )
-    .await;
+    let (code, _) = first_error(app.fabric(&p2).refresh(&t["refresh_token"]).await).await;
     assert_eq!(code, "token_invalid");
     // And the failed attempt did not spend it.
-    let r = app
-        .post(
-            &p1,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": t["refresh_token"]}),
-        )
-        .await;
+    let r = app.fabric(&p1).refresh(&t["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -294,34 +204,22 @@ async fn tokens_handed_out_survive_a_restart() {
     let p = app.project().await;
     let a = app.room_address(&p, "lobby").await;
     let g: Value = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({"allowed_addresses": [a]}),
-        )
+        .fabric(&p)
+        .guest_token(json!({"allowed_addresses": [a]}))
         .await
         .json()
         .await
         .unwrap();
     let s: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "frank"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "frank"}))
         .await
         .json()
         .await
         .unwrap();
     let app = app.restart().await;
     for rt in [&g["refresh_token"], &s["refresh_token"]] {
-        let r = app
-            .post(
-                &p,
-                "/api/fabric/subscribers/tokens/refresh",
-                json!({"refresh_token": rt}),
-            )
-            .await;
+        let r = app.fabric(&p).refresh(&rt).await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
 }
@@ -350,42 +248,22 @@ async fn guest_invite_and_embed_tokens() {
     let room = app.room_address(&p, "lobby").await;
     let (_, sub_addr) = app.subscriber(&p, "gina@example.com").await;
     let r = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({"allowed_addresses": [room, sub_addr], "expire_at": START.0 + 86_400}),
-        )
+        .fabric(&p)
+        .guest_token(json!({"allowed_addresses": [room, sub_addr], "expire_at": START.0 + 86_400}))
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_token_members(r, &["refresh_token", "token"]).await;
     let r = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({"allowed_addresses": [room], "expire_at": "2027-01-15T00:00:00Z"}),
-        )
+        .fabric(&p)
+        .guest_token(json!({"allowed_addresses": [room], "expire_at": "2027-01-15T00:00:00Z"}))
         .await;
     // START is in 2027-01-15; an RFC 3339 expiry before it is in the past.
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscriber/invites",
-            json!({"address_id": sub_addr}),
-        )
-        .await;
+    let r = app.fabric(&p).invite(json!({"address_id": sub_addr})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_token_members(r, &["token"]).await;
     // A room is not a subscriber address.
-    let (code, attr) = first_error(
-        app.post(
-            &p,
-            "/api/fabric/subscriber/invites",
-            json!({"address_id": room}),
-        )
-        .await,
-    )
-    .await;
+    let (code, attr) = first_error(app.fabric(&p).invite(json!({"address_id": room})).await).await;
     assert_eq!(
         (code.as_str(), attr),
         ("invalid_parameter", json!("address_id"))
@@ -399,19 +277,13 @@ async fn guest_invite_and_embed_tokens() {
         .unwrap();
     let c2c = e.token.expose().as_str();
     // No authentication at all.
-    let r = app
-        .client
-        .post(app.url("/api/fabric/embeds/tokens"))
-        .json(&json!({"token": c2c}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.fabric_anonymous().embed_token(c2c).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_token_members(r, &["token"]).await;
     // A wrong Authorization header is ignored.
     let r = app
-        .client
-        .post(app.url("/api/fabric/embeds/tokens"))
+        .fabric_anonymous()
+        .raw(Method::POST, fabric_path::EMBED_TOKENS)
         .basic_auth("x", Some("y"))
         .json(&json!({"token": c2c}))
         .send()
@@ -419,56 +291,27 @@ async fn guest_invite_and_embed_tokens() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = app
-        .client
-        .post(app.url("/api/fabric/embeds/tokens"))
-        .json(&json!({"token": "c2c_00000000000000000000000000000000"}))
-        .send()
-        .await
-        .unwrap();
+        .fabric_anonymous()
+        .embed_token("c2c_00000000000000000000000000000000")
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let (code, _) = first_error(
-        app.client
-            .post(app.url("/api/fabric/embeds/tokens"))
-            .json(&json!({"token": "abc"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (code, _) = first_error(app.fabric_anonymous().embed_token("abc").await).await;
     assert_eq!(code, "token_has_invalid_prefix");
 }
 
 #[tokio::test]
 async fn the_embed_exchange_is_rate_limited_per_client_address() {
     let app = spawn_with(|c| c.embed_rate_per_minute = 3.try_into().unwrap()).await;
-    let body = json!({"token": "c2c_00000000000000000000000000000000"});
+    let unknown = "c2c_00000000000000000000000000000000";
     for _ in 0..3 {
-        let r = app
-            .client
-            .post(app.url("/api/fabric/embeds/tokens"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = app.fabric_anonymous().embed_token(unknown).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
-    let r = app
-        .client
-        .post(app.url("/api/fabric/embeds/tokens"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.fabric_anonymous().embed_token(unknown).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     app.clock.advance(60);
-    let r = app
-        .client
-        .post(app.url("/api/fabric/embeds/tokens"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.fabric_anonymous().embed_token(unknown).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -479,18 +322,16 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
     let room = app.room_address(&p, "hall").await;
     let (_, other_addr) = app.subscriber(&p, "other@example.com").await;
     let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "hank@example.com"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "hank@example.com"}))
         .await
         .json()
         .await
         .unwrap();
     let sat = t["token"].as_str().unwrap();
     let list: Value = app
-        .bearer_get(sat, "/api/fabric/addresses")
+        .fabric_bearer(sat)
+        .addresses("")
         .await
         .json()
         .await
@@ -509,35 +350,25 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
     assert_eq!(ids.len(), 2, "the room and the subscriber's own address");
     let own = ids.iter().find(|i| **i != room).unwrap().to_string();
     let r = app
-        .client
-        .post(app.url("/api/fabric/subscriber/invites"))
-        .bearer_auth(sat)
-        .json(&json!({"address_id": own}))
-        .send()
-        .await
-        .unwrap();
+        .fabric_bearer(sat)
+        .invite(json!({"address_id": own}))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = app
-        .client
-        .post(app.url("/api/fabric/subscriber/invites"))
-        .bearer_auth(sat)
-        .json(&json!({"address_id": other_addr}))
-        .send()
-        .await
-        .unwrap();
+        .fabric_bearer(sat)
+        .invite(json!({"address_id": other_addr}))
+        .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let g: Value = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({"allowed_addresses": [room]}),
-        )
+        .fabric(&p)
+        .guest_token(json!({"allowed_addresses": [room]}))
         .await
         .json()
         .await
         .unwrap();
     let r = app
-        .bearer_get(g["token"].as_str().unwrap(), "/api/fabric/addresses")
+        .fabric_bearer(g["token"].as_str().unwrap())
+        .addresses("")
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -546,25 +377,19 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
     );
     // A refresh token is not a Bearer credential, and Bearer is not accepted for tokens.
     let r = app
-        .bearer_get(
-            t["refresh_token"].as_str().unwrap(),
-            "/api/fabric/addresses",
-        )
+        .fabric_bearer(t["refresh_token"].as_str().unwrap())
+        .addresses("")
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = app
-        .client
-        .post(app.url("/api/fabric/guests/tokens"))
-        .bearer_auth(sat)
-        .json(&json!({"allowed_addresses": [room]}))
-        .send()
-        .await
-        .unwrap();
+        .fabric_bearer(sat)
+        .guest_token(json!({"allowed_addresses": [room]}))
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // An expired SAT is refused.
     app.clock.advance(3 * 3600);
     assert_eq!(
-        app.bearer_get(sat, "/api/fabric/addresses").await.status(),
+        app.fabric_bearer(sat).addresses("").await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -574,58 +399,30 @@ async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
     let app = spawn_app().await;
     let p = app.project().await;
     let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "ivy@example.com"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "ivy@example.com"}))
         .await
         .json()
         .await
         .unwrap();
     let sid = t["subscriber_id"].as_str().unwrap();
     let r = app
-        .client
-        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
-        .basic_auth(&p.id, Some(&p.token))
-        .json(&json!({"password": "correct horse"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": t["refresh_token"]}),
-        )
+        .fabric(&p)
+        .update_subscriber(&sid, json!({"password": "correct horse"}))
         .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.fabric(&p).refresh(&t["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "ivy@example.com"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "ivy@example.com"}))
         .await
         .json()
         .await
         .unwrap();
-    let r = app
-        .client
-        .delete(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
-        .basic_auth(&p.id, Some(&p.token))
-        .send()
-        .await
-        .unwrap();
+    let r = app.fabric(&p).delete_subscriber(&sid).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": t["refresh_token"]}),
-        )
-        .await;
+    let r = app.fabric(&p).refresh(&t["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -634,23 +431,20 @@ async fn unbound_sat_refresh_scope_is_capped_at_sixty_seconds() {
     let app = spawn_app().await;
     let p = app.project().await;
     let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "jo", "scope": "sat:refresh"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "jo", "scope": "sat:refresh"}))
         .await
         .json()
         .await
         .unwrap();
     let sat = t["token"].as_str().unwrap();
     assert_eq!(
-        app.bearer_get(sat, "/api/fabric/addresses").await.status(),
+        app.fabric_bearer(sat).addresses("").await.status(),
         StatusCode::OK
     );
     app.clock.advance(61 + 5);
     assert_eq!(
-        app.bearer_get(sat, "/api/fabric/addresses").await.status(),
+        app.fabric_bearer(sat).addresses("").await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -659,15 +453,12 @@ async fn unbound_sat_refresh_scope_is_capped_at_sixty_seconds() {
 /// the answer.
 async fn grant_as(app: &TestApp, p: &Project, reference: &str, first_name: &str) -> Value {
     let r = app
-        .post(
-            p,
-            "/api/fabric/subscribers/tokens",
-            json!({
-                "reference": reference,
-                "first_name": first_name,
-                "password": format!("{first_name}'s password"),
-            }),
-        )
+        .fabric(p)
+        .subscriber_token(json!({
+            "reference": reference,
+            "first_name": first_name,
+            "password": format!("{first_name}'s password"),
+        }))
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{reference:?}");
     r.json().await.unwrap()
@@ -689,7 +480,8 @@ async fn look_alike_references_are_subscribers_of_their_own() {
             let other = grant_as(&app, &p, second, "Mallory").await;
             assert_ne!(other["subscriber_id"], sid, "{second:?} reached {first:?}");
             let s: Value = app
-                .get(&p, &format!("/api/fabric/resources/subscribers/{sid}"))
+                .fabric(&p)
+                .get_subscriber(&sid)
                 .await
                 .json()
                 .await
@@ -697,13 +489,7 @@ async fn look_alike_references_are_subscribers_of_their_own() {
             assert_eq!(s["subscriber"]["first_name"], "Original", "{first:?}");
             assert_eq!(s["subscriber"]["email"], first);
             // A password set on the subscriber would have revoked this session.
-            let r = app
-                .post(
-                    &p,
-                    "/api/fabric/subscribers/tokens/refresh",
-                    json!({"refresh_token": original["refresh_token"]}),
-                )
-                .await;
+            let r = app.fabric(&p).refresh(&original["refresh_token"]).await;
             assert_eq!(r.status(), StatusCode::CREATED, "{first:?}'s session ended");
             // Each is found again by itself (with a fresh family of its own each time).
             for (name, id) in [
@@ -711,11 +497,8 @@ async fn look_alike_references_are_subscribers_of_their_own() {
                 (second, other["subscriber_id"].as_str().unwrap()),
             ] {
                 let again = app
-                    .post(
-                        &p,
-                        "/api/fabric/subscribers/tokens",
-                        json!({"reference": name}),
-                    )
+                    .fabric(&p)
+                    .subscriber_token(json!({"reference": name}))
                     .await;
                 let again: Value = again.json().await.unwrap();
                 assert_eq!(again["subscriber_id"], id, "{name:?}");
@@ -725,11 +508,8 @@ async fn look_alike_references_are_subscribers_of_their_own() {
     let p = app.project().await;
     let kate = grant_as(&app, &p, "kate@example.com", "Kate").await;
     let upper = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "KATE@EXAMPLE.COM"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "KATE@EXAMPLE.COM"}))
         .await;
     let upper: Value = upper.json().await.unwrap();
     assert_eq!(upper["subscriber_id"], kate["subscriber_id"]);
