@@ -245,7 +245,7 @@ pub mod fabric_path {
 impl<'a> Fabric<'a> {
     /// A request to `path` with this client's credentials; the escape hatch for bodies the
     /// typed methods cannot send.
-    pub fn raw(&self, method: Method, path: &str) -> RequestBuilder {
+    pub fn raw(self, method: Method, path: &str) -> RequestBuilder {
         let rb = self.app.client.request(method, self.app.url(path));
         match self.auth {
             FabricAuth::Project(p) => rb.basic_auth(&p.id, Some(&p.token)),
@@ -254,7 +254,7 @@ impl<'a> Fabric<'a> {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+    async fn send(self, method: Method, path: &str, body: Option<Value>) -> Response {
         let mut rb = self.raw(method, path);
         if let Some(body) = body {
             rb = rb.json(&body);
@@ -263,38 +263,38 @@ impl<'a> Fabric<'a> {
     }
 
     /// `POST /api/fabric/subscribers/tokens` with `body` (`reference`, profile fields...).
-    pub async fn subscriber_token(&self, body: Value) -> Response {
+    pub async fn subscriber_token(self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::SUBSCRIBER_TOKENS, Some(body))
             .await
     }
 
     /// [`Fabric::subscriber_token`] for `reference`, expecting 200; answers its body.
-    pub async fn grant(&self, reference: &str) -> Value {
+    pub async fn grant(self, reference: &str) -> Value {
         let r = self.subscriber_token(json!({"reference": reference})).await;
         assert_eq!(r.status(), StatusCode::OK);
         r.json().await.unwrap()
     }
 
     /// `POST /api/fabric/subscribers/tokens/refresh` with `{"refresh_token": rt}`.
-    pub async fn refresh(&self, rt: &(impl AsJson + ?Sized)) -> Response {
+    pub async fn refresh(self, rt: &(impl AsJson + ?Sized)) -> Response {
         self.refresh_with(json!({"refresh_token": rt.as_json()}))
             .await
     }
 
     /// `POST /api/fabric/subscribers/tokens/refresh` with any JSON body.
-    pub async fn refresh_with(&self, body: Value) -> Response {
+    pub async fn refresh_with(self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::REFRESH, Some(body))
             .await
     }
 
     /// `POST /api/fabric/guests/tokens` with `body` (`allowed_addresses`, `expire_at`).
-    pub async fn guest_token(&self, body: Value) -> Response {
+    pub async fn guest_token(self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::GUEST_TOKENS, Some(body))
             .await
     }
 
     /// [`Fabric::guest_token`] for `addresses`, expecting 201; answers its body.
-    pub async fn guest(&self, addresses: &[&str]) -> Value {
+    pub async fn guest(self, addresses: &[&str]) -> Value {
         let r = self
             .guest_token(json!({"allowed_addresses": addresses}))
             .await;
@@ -303,13 +303,13 @@ impl<'a> Fabric<'a> {
     }
 
     /// `POST /api/fabric/subscriber/invites` with `body` (`address_id`).
-    pub async fn invite(&self, body: Value) -> Response {
+    pub async fn invite(self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::INVITES, Some(body))
             .await
     }
 
     /// `POST /api/fabric/embeds/tokens` exchanging the click-to-call `token`.
-    pub async fn embed_token(&self, token: &str) -> Response {
+    pub async fn embed_token(self, token: &str) -> Response {
         self.send(
             Method::POST,
             fabric_path::EMBED_TOKENS,
@@ -319,7 +319,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/addresses` with `query` (empty, or starting with `?`).
-    pub async fn addresses(&self, query: &str) -> Response {
+    pub async fn addresses(self, query: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}{query}", fabric_path::ADDRESSES),
@@ -329,7 +329,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/addresses/{id}`.
-    pub async fn address(&self, id: &str) -> Response {
+    pub async fn address(self, id: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}/{id}", fabric_path::ADDRESSES),
@@ -339,7 +339,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/resources` with `query` (empty, or starting with `?`).
-    pub async fn resources(&self, query: &str) -> Response {
+    pub async fn resources(self, query: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}{query}", fabric_path::RESOURCES),
@@ -349,7 +349,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/resources/{id}`.
-    pub async fn resource(&self, id: &str) -> Response {
+    pub async fn resource(self, id: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}/{id}", fabric_path::RESOURCES),
@@ -359,79 +359,79 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/resources/{id}/addresses`.
-    pub async fn resource_addresses(&self, id: &str) -> Response {
+    pub async fn resource_addresses(self, id: &str) -> Response {
         let path = format!("{}/{id}/addresses", fabric_path::RESOURCES);
         self.send(Method::GET, &path, None).await
     }
 
     /// `GET /api/fabric/resources/subscribers` with `query` (empty, or starting with `?`).
-    pub async fn list_subscribers(&self, query: &str) -> Response {
+    pub async fn list_subscribers(self, query: &str) -> Response {
         let path = format!("{}{query}", fabric_path::SUBSCRIBERS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `POST /api/fabric/resources/subscribers` with `body`.
-    pub async fn create_subscriber(&self, body: Value) -> Response {
+    pub async fn create_subscriber(self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::SUBSCRIBERS, Some(body))
             .await
     }
 
     /// `GET /api/fabric/resources/subscribers/{id}`.
-    pub async fn get_subscriber(&self, id: &str) -> Response {
+    pub async fn get_subscriber(self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `PUT /api/fabric/resources/subscribers/{id}` with `body`.
-    pub async fn update_subscriber(&self, id: &str, body: Value) -> Response {
+    pub async fn update_subscriber(self, id: &str, body: Value) -> Response {
         let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
         self.send(Method::PUT, &path, Some(body)).await
     }
 
     /// `DELETE /api/fabric/resources/subscribers/{id}`.
-    pub async fn delete_subscriber(&self, id: &str) -> Response {
+    pub async fn delete_subscriber(self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
         self.send(Method::DELETE, &path, None).await
     }
 
     /// `GET /api/fabric/resources/subscribers/{id}/addresses`.
-    pub async fn subscriber_addresses(&self, id: &str) -> Response {
+    pub async fn subscriber_addresses(self, id: &str) -> Response {
         let path = format!("{}/{id}/addresses", fabric_path::SUBSCRIBERS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `GET /api/fabric/resources/conference_rooms` with `query` (empty, or starting with `?`).
-    pub async fn list_rooms(&self, query: &str) -> Response {
+    pub async fn list_rooms(self, query: &str) -> Response {
         let path = format!("{}{query}", fabric_path::ROOMS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `POST /api/fabric/resources/conference_rooms` with `body` (`name`, ...).
-    pub async fn create_room(&self, body: Value) -> Response {
+    pub async fn create_room(self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::ROOMS, Some(body))
             .await
     }
 
     /// `GET /api/fabric/resources/conference_rooms/{id}`.
-    pub async fn get_room(&self, id: &str) -> Response {
+    pub async fn get_room(self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::ROOMS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `PUT /api/fabric/resources/conference_rooms/{id}` with `body`.
-    pub async fn update_room(&self, id: &str, body: Value) -> Response {
+    pub async fn update_room(self, id: &str, body: Value) -> Response {
         let path = format!("{}/{id}", fabric_path::ROOMS);
         self.send(Method::PUT, &path, Some(body)).await
     }
 
     /// `DELETE /api/fabric/resources/conference_rooms/{id}`.
-    pub async fn delete_room(&self, id: &str) -> Response {
+    pub async fn delete_room(self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::ROOMS);
         self.send(Method::DELETE, &path, None).await
     }
 
     /// `POST /oauth2/introspect` with the form `token=...`.
-    pub async fn introspect(&self, token: &str) -> Response {
+    pub async fn introspect(self, token: &str) -> Response {
         self.raw(Method::POST, fabric_path::INTROSPECT)
             .form(&[("token", token)])
             .send()
@@ -440,7 +440,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `POST /oauth2/revoke` with the form `token=...`.
-    pub async fn revoke(&self, token: &str) -> Response {
+    pub async fn revoke(self, token: &str) -> Response {
         self.raw(Method::POST, fabric_path::REVOKE)
             .form(&[("token", token)])
             .send()
@@ -449,7 +449,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// Creates a subscriber and answers (resource id, its address id).
-    pub async fn new_subscriber(&self, email: &str) -> (String, String) {
+    pub async fn new_subscriber(self, email: &str) -> (String, String) {
         let r = self.create_subscriber(json!({"email": email})).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let id = id_of(&r.json().await.unwrap());
@@ -458,7 +458,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// Creates a room named `name` and answers (resource id, its address id).
-    pub async fn new_room(&self, name: &str) -> (String, String) {
+    pub async fn new_room(self, name: &str) -> (String, String) {
         let r = self.create_room(json!({"name": name})).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let id = id_of(&r.json().await.unwrap());
@@ -560,7 +560,7 @@ impl<'a> Accounts<'a> {
     }
 
     /// A request to `path` with this caller's Bearer; the escape hatch for raw bodies.
-    pub fn raw(&self, method: Method, path: &str) -> RequestBuilder {
+    pub fn raw(self, method: Method, path: &str) -> RequestBuilder {
         let rb = self.client.request(method, self.app.url(path));
         match self.bearer {
             Some(b) => rb.bearer_auth(b),
@@ -591,7 +591,7 @@ impl<'a> Accounts<'a> {
     }
 
     /// `POST /v1/tokens` with `body`; checks the dialect's content type.
-    pub async fn login_with(&self, body: Value) -> (StatusCode, Value) {
+    pub async fn login_with(self, body: Value) -> (StatusCode, Value) {
         let r = self
             .raw(Method::POST, accounts_path::TOKENS)
             .json(&body)
@@ -604,13 +604,13 @@ impl<'a> Accounts<'a> {
     }
 
     /// `POST /v1/tokens` with a username and password.
-    pub async fn login(&self, user: &str, pw: &str) -> (StatusCode, Value) {
+    pub async fn login(self, user: &str, pw: &str) -> (StatusCode, Value) {
         self.login_with(json!({"username": user, "password": pw}))
             .await
     }
 
     /// Logs `user` in with [`PASSWORD`], expecting 200; answers (access token, refresh id).
-    pub async fn tokens(&self, user: &str) -> (String, String) {
+    pub async fn tokens(self, user: &str) -> (String, String) {
         let (s, v) = self.login(user, PASSWORD).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         (
@@ -620,7 +620,7 @@ impl<'a> Accounts<'a> {
     }
 
     /// `PATCH /v1/tokens/access-token/refresh` with the raw `body` and content type.
-    pub async fn refresh(&self, body: &str, content_type: Option<&str>) -> Response {
+    pub async fn refresh(self, body: &str, content_type: Option<&str>) -> Response {
         let mut rb = self
             .raw(Method::PATCH, accounts_path::REFRESH)
             .body(body.to_string());
@@ -631,7 +631,7 @@ impl<'a> Accounts<'a> {
     }
 
     /// `DELETE /v1/tokens/refresh-token` with the raw `body`.
-    pub async fn invalidate(&self, body: &str) -> Response {
+    pub async fn invalidate(self, body: &str) -> Response {
         self.raw(Method::DELETE, accounts_path::INVALIDATE)
             .body(body.to_string())
             .send()
@@ -640,101 +640,101 @@ impl<'a> Accounts<'a> {
     }
 
     /// `GET /v1/tokens/jwks`, expecting JSON.
-    pub async fn jwks(&self) -> Value {
+    pub async fn jwks(self) -> Value {
         let r = self.raw(Method::GET, accounts_path::JWKS).send().await;
         r.unwrap().json().await.unwrap()
     }
 
     /// `GET /v1/roles`.
-    pub async fn roles(&self) -> (StatusCode, Value) {
+    pub async fn roles(self) -> (StatusCode, Value) {
         self.call(Method::GET, accounts_path::ROLES, None).await
     }
 
     /// `GET /v1/users`.
-    pub async fn users(&self) -> (StatusCode, Value) {
+    pub async fn users(self) -> (StatusCode, Value) {
         self.call(Method::GET, accounts_path::USERS, None).await
     }
 
     /// `POST /v1/users` with the array `body`.
-    pub async fn create_users(&self, body: Value) -> (StatusCode, Value) {
+    pub async fn create_users(self, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, accounts_path::USERS, Some(body))
             .await
     }
 
     /// `PATCH /v1/users/{id}` with `body`.
-    pub async fn update_user(&self, id: &str, body: Value) -> (StatusCode, Value) {
+    pub async fn update_user(self, id: &str, body: Value) -> (StatusCode, Value) {
         let path = format!("{}/{id}", accounts_path::USERS);
         self.call(Method::PATCH, &path, Some(body)).await
     }
 
     /// `DELETE /v1/users/{id}`.
-    pub async fn delete_user(&self, id: &str) -> (StatusCode, Value) {
+    pub async fn delete_user(self, id: &str) -> (StatusCode, Value) {
         let path = format!("{}/{id}", accounts_path::USERS);
         self.call(Method::DELETE, &path, None).await
     }
 
     /// The id of the operator named `name`, from `GET /v1/users`.
-    pub async fn user_id(&self, name: &str) -> String {
+    pub async fn user_id(self, name: &str) -> String {
         let (_, list) = self.users().await;
         let found = list["elements"].as_array().unwrap().iter();
         id_of(found.clone().find(|u| u["name"] == name).unwrap())
     }
 
     /// `GET /v1/projects`.
-    pub async fn projects(&self) -> (StatusCode, Value) {
+    pub async fn projects(self) -> (StatusCode, Value) {
         self.call(Method::GET, accounts_path::PROJECTS, None).await
     }
 
     /// `POST /v1/projects` named `name`.
-    pub async fn create_project(&self, name: &str) -> (StatusCode, Value) {
+    pub async fn create_project(self, name: &str) -> (StatusCode, Value) {
         let body = json!({"name": name});
         self.call(Method::POST, accounts_path::PROJECTS, Some(body))
             .await
     }
 
     /// `GET /v1/projects/{id}`.
-    pub async fn project(&self, id: &str) -> (StatusCode, Value) {
+    pub async fn project(self, id: &str) -> (StatusCode, Value) {
         let path = format!("{}/{id}", accounts_path::PROJECTS);
         self.call(Method::GET, &path, None).await
     }
 
     /// `DELETE /v1/projects/{id}`.
-    pub async fn delete_project(&self, id: &str) -> (StatusCode, Value) {
+    pub async fn delete_project(self, id: &str) -> (StatusCode, Value) {
         let path = format!("{}/{id}", accounts_path::PROJECTS);
         self.call(Method::DELETE, &path, None).await
     }
 
     /// `GET /v1/projects/{id}/api-tokens`.
-    pub async fn api_tokens(&self, project: &str) -> (StatusCode, Value) {
+    pub async fn api_tokens(self, project: &str) -> (StatusCode, Value) {
         let path = format!("{}/{project}/api-tokens", accounts_path::PROJECTS);
         self.call(Method::GET, &path, None).await
     }
 
     /// `POST /v1/projects/{id}/api-tokens` named `name`.
-    pub async fn create_api_token(&self, project: &str, name: &str) -> (StatusCode, Value) {
+    pub async fn create_api_token(self, project: &str, name: &str) -> (StatusCode, Value) {
         let path = format!("{}/{project}/api-tokens", accounts_path::PROJECTS);
         self.call(Method::POST, &path, Some(json!({"name": name})))
             .await
     }
 
     /// `DELETE /v1/projects/{id}/api-tokens/{tokenId}`.
-    pub async fn delete_api_token(&self, project: &str, token: &str) -> (StatusCode, Value) {
+    pub async fn delete_api_token(self, project: &str, token: &str) -> (StatusCode, Value) {
         let path = format!("{}/{project}/api-tokens/{token}", accounts_path::PROJECTS);
         self.call(Method::DELETE, &path, None).await
     }
 
     /// `GET /v1/keys`.
-    pub async fn keys(&self) -> (StatusCode, Value) {
+    pub async fn keys(self) -> (StatusCode, Value) {
         self.call(Method::GET, accounts_path::KEYS, None).await
     }
 
     /// `POST /v1/keys/rotate`.
-    pub async fn rotate_keys(&self) -> (StatusCode, Value) {
+    pub async fn rotate_keys(self) -> (StatusCode, Value) {
         self.call(Method::POST, accounts_path::ROTATE, None).await
     }
 
     /// `GET /v1/audit-events` with `query` (empty, or starting with `?`).
-    pub async fn audit_events(&self, query: &str) -> (StatusCode, Value) {
+    pub async fn audit_events(self, query: &str) -> (StatusCode, Value) {
         let path = format!("{}{query}", accounts_path::AUDIT);
         self.call(Method::GET, &path, None).await
     }
