@@ -263,8 +263,7 @@ async fn bad_credentials_and_bad_specs_answer_in_the_error_format() {
 #[tokio::test]
 async fn service_users_log_in_with_an_api_key_shown_once() {
     let app = spawn_app().await;
-    app.operator("admin@local", Role::Admin, false).await;
-    let (admin, _) = app.accounts().tokens("admin@local").await;
+    let (admin, _) = app.logged_in("admin@local", Role::Admin).await;
     let (s, v) = app
         .accounts()
         .bearer(&admin)
@@ -571,8 +570,7 @@ async fn disabling_or_deleting_an_operator_ends_its_sessions() {
 #[tokio::test]
 async fn projects_and_api_tokens_through_the_management_plane() {
     let app = spawn_app().await;
-    app.operator("ops@local", Role::Operator, false).await;
-    let (ops, _) = app.accounts().tokens("ops@local").await;
+    let (ops, _) = app.logged_in("ops@local", Role::Operator).await;
     let (s, p) = app.accounts().bearer(&ops).create_project("shop").await;
     assert_eq!(s, StatusCode::CREATED);
     let pid = p["id"].as_str().unwrap().to_string();
@@ -662,8 +660,7 @@ async fn projects_and_api_tokens_through_the_management_plane() {
 #[tokio::test]
 async fn eddsa_tokens_verify_with_the_published_jwks_and_survive_rotation() {
     let app = spawn_with(|c| c.accounts_signing_alg = tessera_core::jws::SigningAlg::EdDsa).await;
-    app.operator("admin@local", Role::Admin, false).await;
-    let (access, _) = app.accounts().tokens("admin@local").await;
+    let (access, _) = app.logged_in("admin@local", Role::Admin).await;
     assert_eq!(decode_part(&access, 0)["alg"], "EdDSA");
     let jwks = app.accounts().jwks().await;
     let verify = |token: &str, jwks: &Value| {

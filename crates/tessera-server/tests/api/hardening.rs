@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tessera_core::model::Role;
 use tessera_server::config::ConnectionLimits;
@@ -114,7 +114,7 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     app.operator("admin@local", Role::Admin, false).await;
     let login =
         format!(r#"{{"username":"nobody","username":"admin@local","password":"{PASSWORD}"}}"#);
-    let r = post_text(&app, None, "/v1/tokens", JSON, login).await;
+    let r = post_text(&app, None, accounts_path::TOKENS, JSON, login).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["errorCode"], "MALFORMED_REQUEST_BODY");
@@ -125,31 +125,28 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     let top = format!(r#"{{"allowed_addresses":["{room}"],"allowed_addresses":["{room}"]}}"#);
     let nested = r#"{"reference":"a@example.com","x":{"k":[{"a":1,"a":2}]}}"#;
     for (path, body) in [
-        ("/api/fabric/guests/tokens", top.as_str()),
-        ("/api/fabric/subscribers/tokens", nested),
+        (fabric_path::GUEST_TOKENS, top.as_str()),
+        (fabric_path::SUBSCRIBER_TOKENS, nested),
         (
-            "/api/fabric/subscribers/tokens",
+            fabric_path::SUBSCRIBER_TOKENS,
             r#"{"reference":"a@example.com","reference":"b@example.com"}"#,
         ),
         (
-            "/api/fabric/subscribers/tokens/refresh",
+            fabric_path::REFRESH,
             r#"{"refresh_token":"a","refresh_token":"b"}"#,
         ),
         (
-            "/api/fabric/subscriber/invites",
+            fabric_path::INVITES,
             r#"{"address_id":"a","address_id":"b"}"#,
         ),
-        ("/api/fabric/embeds/tokens", r#"{"token":"a","token":"b"}"#),
+        (fabric_path::EMBED_TOKENS, r#"{"token":"a","token":"b"}"#),
         (
-            "/api/fabric/resources/subscribers",
+            fabric_path::SUBSCRIBERS,
             r#"{"email":"a@example.com","email":"b@example.com"}"#,
         ),
-        (
-            "/api/fabric/resources/conference_rooms",
-            r#"{"name":"a","meta":{"x":1,"x":2}}"#,
-        ),
-        ("/oauth2/introspect", r#"{"token":"a","token":"b"}"#),
-        ("/oauth2/revoke", r#"{"token":"a","token":"b"}"#),
+        (fabric_path::ROOMS, r#"{"name":"a","meta":{"x":1,"x":2}}"#),
+        (fabric_path::INTROSPECT, r#"{"token":"a","token":"b"}"#),
+        (fabric_path::REVOKE, r#"{"token":"a","token":"b"}"#),
     ] {
         let r = post_text(&app, Some(&p), path, JSON, body.to_string()).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
@@ -158,7 +155,8 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     }
     // Nothing was created by the refused bodies.
     let subs: Value = app
-        .get(&p, "/api/fabric/resources/subscribers")
+        .fabric(&p)
+        .list_subscribers("")
         .await
         .json()
         .await
@@ -169,7 +167,7 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     let r = post_text(
         &app,
         Some(&p),
-        "/oauth2/introspect",
+        fabric_path::INTROSPECT,
         form,
         "token=a&token=b".into(),
     )
@@ -198,7 +196,7 @@ async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
         let r = post_text(
             &app,
             Some(&p),
-            "/api/fabric/guests/tokens",
+            fabric_path::GUEST_TOKENS,
             JSON,
             guest(expire),
         )
@@ -213,13 +211,9 @@ async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
     // PUT with a valid `timezone` and a bad `time_zone` beside it: the alias is checked too.
     let (sid, _) = app.subscriber(&p, "tz@example.com").await;
     let r = app
-        .client
-        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
-        .basic_auth(&p.id, Some(&p.token))
-        .json(&json!({"timezone": "Europe/Paris", "time_zone": 5}))
-        .send()
-        .await
-        .unwrap();
+        .fabric(&p)
+        .update_subscriber(&sid, json!({"timezone": "Europe/Paris", "time_zone": 5}))
+        .await;
     let (code, attr) = first_error(r).await;
     assert_eq!((code.as_str(), attr), ("not_a_string", json!("time_zone")));
 }
@@ -229,11 +223,11 @@ async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
     let app = spawn_app().await;
     let p = app.project().await;
     for path in [
-        "/api/fabric/resources/%FF",
-        "/api/fabric/resources/subscribers/%C3%28",
-        "/api/fabric/addresses/%FF%FE",
+        format!("{}/%FF", fabric_path::RESOURCES),
+        format!("{}/%C3%28", fabric_path::SUBSCRIBERS),
+        format!("{}/%FF%FE", fabric_path::ADDRESSES),
     ] {
-        let r = app.get(&p, path).await;
+        let r = app.fabric(&p).raw(Method::GET, &path).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         assert_eq!(
             r.headers()["content-type"].to_str().unwrap(),
@@ -245,11 +239,9 @@ async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
             json!({"error": "Not Found"})
         );
     }
-    app.operator("admin@local", Role::Admin, false).await;
-    let (at, _) = app.accounts().tokens("admin@local").await;
-    let r = app.bearer_get(&at, "/v1/projects/%FF").await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let v: Value = r.json().await.unwrap();
+    let (at, _) = app.logged_in("admin@local", Role::Admin).await;
+    let (s, v) = app.accounts().bearer(&at).project("%FF").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["errorCode"], "NOT_FOUND");
 }
 
@@ -276,7 +268,7 @@ async fn pagination_links_never_come_from_the_host_header() {
     for name in ["self", "first", "next"] {
         let link = links[name].as_str().unwrap();
         assert!(
-            link.starts_with("/api/fabric/resources/subscribers?"),
+            link.starts_with(&format!("{}?", fabric_path::SUBSCRIBERS)),
             "{name}: {link}"
         );
         assert!(!link.contains("evil"), "{link}");
@@ -311,7 +303,8 @@ async fn pagination_links_never_come_from_the_host_header() {
     // Following it (by its query, as the SDK does) reaches the second page.
     let query = next.split_once('?').unwrap().1;
     let page: Value = app
-        .get(&p, &format!("/api/fabric/resources/subscribers?{query}"))
+        .fabric(&p)
+        .list_subscribers(&format!("?{query}"))
         .await
         .json()
         .await
@@ -323,7 +316,10 @@ async fn pagination_links_never_come_from_the_host_header() {
 async fn a_content_length_over_the_limit_is_refused_before_the_body_is_read() {
     let app = spawn_app().await;
     let p = app.project().await;
-    for (path, fabric) in [("/api/fabric/guests/tokens", true), ("/v1/tokens", false)] {
+    for (path, fabric) in [
+        (fabric_path::GUEST_TOKENS, true),
+        (accounts_path::TOKENS, false),
+    ] {
         // Headers only: the 60 MB body never comes. The answer must not wait for it.
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\n\
@@ -496,8 +492,7 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
     let app = spawn_with(|c| c.limits.request = Duration::from_secs(1)).await;
     let p = app.project().await;
     let room = app.room_address(&p, "r").await;
-    app.operator("admin@local", Role::Admin, false).await;
-    let (at, _) = app.accounts().tokens("admin@local").await;
+    let (at, _) = app.logged_in("admin@local", Role::Admin).await;
     // Another process holds the database's write lock (an admin command in a long
     // transaction, say): writes wait for it, up to SQLite's busy timeout of 10 s.
     let path = app.config.database.sqlite_path().unwrap();
@@ -506,11 +501,8 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
 
     let started = tokio::time::Instant::now();
     let r = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({ "allowed_addresses": [room] }),
-        )
+        .fabric(&p)
+        .guest_token(json!({ "allowed_addresses": [room] }))
         .await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -518,29 +510,16 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
         r.json::<Value>().await.unwrap(),
         json!({"error": "Service Unavailable"})
     );
-    let r = app
-        .client
-        .post(app.url("/v1/projects"))
-        .bearer_auth(&at)
-        .json(&json!({"name": "blocked"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["errorCode"],
-        "SERVICE_UNAVAILABLE"
-    );
+    let (s, v) = app.accounts().bearer(&at).create_project("blocked").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["errorCode"], "SERVICE_UNAVAILABLE");
     // What needs no write is still served meanwhile.
     healthz_ok(&app).await;
 
     blocker.execute_batch("COMMIT").unwrap();
     let r = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({ "allowed_addresses": [room] }),
-        )
+        .fabric(&p)
+        .guest_token(json!({ "allowed_addresses": [room] }))
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
@@ -584,25 +563,17 @@ async fn refusals_are_logged_at_the_default_level_without_their_secrets() {
         id: p.id.clone(),
         token: "tsr_the-wrong-secret-token".into(),
     };
-    let r = app.get(&wrong, "/api/fabric/resources").await;
+    let r = app.fabric(&wrong).resources("").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     app.operator("admin@local", Role::Admin, false).await;
-    let r = app
-        .client
-        .post(app.url("/v1/tokens"))
-        .json(&json!({"username": "admin@local", "password": "not-the-Passw0rd"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (s, _) = app
+        .accounts()
+        .login("admin@local", "not-the-Passw0rd")
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     // A rate-limited embed exchange (one per minute per address).
     for _ in 0..2 {
-        app.client
-            .post(app.url("/api/fabric/embeds/tokens"))
-            .json(&json!({"token": "c2c_nothing"}))
-            .send()
-            .await
-            .unwrap();
+        app.fabric_anonymous().embed_token("c2c_nothing").await;
     }
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let line = |needle: &str| {
@@ -635,20 +606,13 @@ async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
     let p = app.project().await;
     let (sid, _) = app.subscriber(&p, "a@example.com").await;
     let r = app
-        .client
-        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
-        .basic_auth(&p.id, Some(&p.token))
-        .json(&json!({"email": "b@example.com"}))
-        .send()
-        .await
-        .unwrap();
+        .fabric(&p)
+        .update_subscriber(&sid, json!({"email": "b@example.com"}))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
-        .post(
-            &p,
-            "/api/fabric/resources/subscribers",
-            json!({"email": "A@example.com"}),
-        )
+        .fabric(&p)
+        .create_subscriber(json!({"email": "A@example.com"}))
         .await;
     let (code, attr) = first_error(r).await;
     assert_eq!(
@@ -656,15 +620,6 @@ async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
         ("not_unique_within_project", json!("email"))
     );
     // The old reference still finds the first subscriber.
-    let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "a@example.com"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("a@example.com").await;
     assert_eq!(t["subscriber_id"], sid);
 }

@@ -128,34 +128,6 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    pub async fn post(&self, p: &Project, path: &str, body: Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .basic_auth(&p.id, Some(&p.token))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn get(&self, p: &Project, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .basic_auth(&p.id, Some(&p.token))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn bearer_get(&self, token: &str, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
     /// Creates a subscriber through the API and returns (resource id, address id).
     pub async fn subscriber(&self, p: &Project, email: &str) -> (String, String) {
         self.fabric(p).new_subscriber(email).await

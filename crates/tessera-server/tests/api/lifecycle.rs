@@ -86,13 +86,7 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
     let app = spawn_app().await;
     let (p, other) = (app.project().await, app.project().await);
     let room = app.room_address(&p, "lobby").await;
-    let g: Value = app
-        .fabric(&p)
-        .guest_token(json!({"allowed_addresses": [room]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let g: Value = app.fabric(&p).guest(&[room.as_str()]).await;
     let access = g["token"].as_str().unwrap();
     let v = introspect(&app, &p, access).await;
     assert_eq!(v["active"], true);
@@ -143,13 +137,7 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
     let r = app.fabric(&p).revoke("nope").await;
     assert_eq!(r.status(), StatusCode::OK);
     // Expiry, by the manual clock.
-    let s: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "x"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let s: Value = app.fabric(&p).grant("x").await;
     assert_eq!(
         introspect(&app, &p, s["token"].as_str().unwrap()).await["active"],
         true
@@ -245,13 +233,7 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
         );
     }
     // New tokens use the new keys.
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "after"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("after").await;
     let kid = header(t["token"].as_str().unwrap())["kid"]
         .as_str()
         .unwrap()
@@ -278,13 +260,7 @@ async fn cleanup_returns_the_families_table_to_its_live_size() {
     let store = app.admin.store.clone();
     assert_eq!(store.count_families().await.unwrap(), 10);
     app.clock.advance(3600);
-    let live: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "live"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let live: Value = app.fabric(&p).grant("live").await;
     app.maintenance().purge().await.unwrap();
     assert_eq!(
         store.count_families().await.unwrap(),
@@ -439,13 +415,7 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
 async fn metrics_count_requests_tokens_refreshes_introspections_and_keys() {
     let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "m"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("m").await;
     for _ in 0..2 {
         app.fabric(&p).refresh(&t["refresh_token"]).await;
     }

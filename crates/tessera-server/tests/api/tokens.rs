@@ -78,13 +78,7 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
 async fn reuse_after_the_grace_window_revokes_the_whole_family() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "bob"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("bob").await;
     let old = t["refresh_token"].clone();
     let n: Value = app.fabric(&p).refresh(&old).await.json().await.unwrap();
     // Within the 5 s grace window the spent token is honoured (an honest retry)...
@@ -112,13 +106,7 @@ async fn reuse_after_the_grace_window_revokes_the_whole_family() {
 async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
     let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "carol"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("carol").await;
     let rt = t["refresh_token"].as_str().unwrap().to_string();
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -163,13 +151,7 @@ async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
 async fn expired_refresh_tokens_say_token_expired_and_access_tokens_are_not_refresh_tokens() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "dave"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("dave").await;
     let (code, _) = first_error(app.fabric(&p).refresh(&t["token"]).await).await;
     assert_eq!(code, "not_a_refresh_token");
     app.clock.advance(2 * 3600 + 5 * 60 + 60);
@@ -184,13 +166,7 @@ async fn expired_refresh_tokens_say_token_expired_and_access_tokens_are_not_refr
 async fn another_projects_credentials_cannot_refresh() {
     let app = spawn_app().await;
     let (p1, p2) = (app.project().await, app.project().await);
-    let t: Value = app
-        .fabric(&p1)
-        .subscriber_token(json!({"reference": "erin"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p1).grant("erin").await;
     let (code, _) = first_error(app.fabric(&p2).refresh(&t["refresh_token"]).await).await;
     assert_eq!(code, "token_invalid");
     // And the failed attempt did not spend it.
@@ -203,20 +179,8 @@ async fn tokens_handed_out_survive_a_restart() {
     let app = spawn_app().await;
     let p = app.project().await;
     let a = app.room_address(&p, "lobby").await;
-    let g: Value = app
-        .fabric(&p)
-        .guest_token(json!({"allowed_addresses": [a]}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let s: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "frank"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let g: Value = app.fabric(&p).guest(&[a.as_str()]).await;
+    let s: Value = app.fabric(&p).grant("frank").await;
     let app = app.restart().await;
     for rt in [&g["refresh_token"], &s["refresh_token"]] {
         let r = app.fabric(&p).refresh(&rt).await;
@@ -321,13 +285,7 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
     let p = app.project().await;
     let room = app.room_address(&p, "hall").await;
     let (_, other_addr) = app.subscriber(&p, "other@example.com").await;
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "hank@example.com"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("hank@example.com").await;
     let sat = t["token"].as_str().unwrap();
     let list: Value = app
         .fabric_bearer(sat)
@@ -359,13 +317,7 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
         .invite(json!({"address_id": other_addr}))
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let g: Value = app
-        .fabric(&p)
-        .guest_token(json!({"allowed_addresses": [room]}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let g: Value = app.fabric(&p).guest(&[room.as_str()]).await;
     let r = app
         .fabric_bearer(g["token"].as_str().unwrap())
         .addresses("")
@@ -398,13 +350,7 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
 async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "ivy@example.com"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("ivy@example.com").await;
     let sid = t["subscriber_id"].as_str().unwrap();
     let r = app
         .fabric(&p)
@@ -413,13 +359,7 @@ async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = app.fabric(&p).refresh(&t["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let t: Value = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": "ivy@example.com"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("ivy@example.com").await;
     let r = app.fabric(&p).delete_subscriber(&sid).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = app.fabric(&p).refresh(&t["refresh_token"]).await;
