@@ -138,7 +138,7 @@ async fn subscriber_crud_merges_updates_and_rejects_duplicate_email() {
     let id = s["id"].as_str().unwrap();
     let r = app
         .fabric(&p)
-        .update_subscriber(&id, json!({"display_name": "Z"}))
+        .update_subscriber(id, json!({"display_name": "Z"}))
         .await;
     let u: Value = r.json().await.unwrap();
     assert_eq!(u["subscriber"]["display_name"], "Z");
@@ -167,7 +167,7 @@ async fn rooms_store_what_clients_send_and_filters_work() {
     let id = room["id"].as_str().unwrap();
     let r = app
         .fabric(&p)
-        .update_room(&id, json!({"max_members": 20}))
+        .update_room(id, json!({"max_members": 20}))
         .await;
     let room: Value = r.json().await.unwrap();
     assert_eq!(room["conference_room"]["max_members"], 20);
@@ -201,10 +201,10 @@ async fn rooms_store_what_clients_send_and_filters_work() {
         .await
         .unwrap();
     assert_eq!(v["data"], json!([]));
-    let r = app.fabric(&p).delete_room(&id).await;
+    let r = app.fabric(&p).delete_room(id).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        app.fabric(&p).get_room(&id).await.status(),
+        app.fabric(&p).get_room(id).await.status(),
         StatusCode::NOT_FOUND
     );
 }

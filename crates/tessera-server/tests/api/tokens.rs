@@ -354,13 +354,13 @@ async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
     let sid = t["subscriber_id"].as_str().unwrap();
     let r = app
         .fabric(&p)
-        .update_subscriber(&sid, json!({"password": "correct horse"}))
+        .update_subscriber(sid, json!({"password": "correct horse"}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app.fabric(&p).refresh(&t["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let t: Value = app.fabric(&p).grant("ivy@example.com").await;
-    let r = app.fabric(&p).delete_subscriber(&sid).await;
+    let r = app.fabric(&p).delete_subscriber(sid).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = app.fabric(&p).refresh(&t["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -421,7 +421,7 @@ async fn look_alike_references_are_subscribers_of_their_own() {
             assert_ne!(other["subscriber_id"], sid, "{second:?} reached {first:?}");
             let s: Value = app
                 .fabric(&p)
-                .get_subscriber(&sid)
+                .get_subscriber(sid)
                 .await
                 .json()
                 .await
