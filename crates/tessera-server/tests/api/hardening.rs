@@ -75,7 +75,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 }
 
 async fn healthz_ok(app: &TestApp) {
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.healthz().await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 

@@ -170,22 +170,25 @@ pub fn secret(s: &str) -> Secret<String> {
 pub const PASSWORD: &str = "C0rrect horse battery!";
 
 /// How a [`Fabric`] client authenticates.
-#[derive(Clone, Copy)]
-enum FabricAuth<'a> {
+#[derive(Clone)]
+enum FabricAuth {
     /// A project's id and API token, as HTTP Basic.
-    Project(&'a Project),
+    Project(Project),
     /// A subscriber's (or guest's) access token.
-    Bearer(&'a str),
+    Bearer(String),
     /// No Authorization header at all.
     Anonymous,
 }
 
 /// The Fabric API (fabric-api.md) as one caller sees it: one method per endpoint, each
 /// answering the raw [`Response`] so that tests assert on status, headers and body alike.
-#[derive(Clone, Copy)]
-pub struct Fabric<'a> {
-    app: &'a TestApp,
-    auth: FabricAuth<'a>,
+/// It owns what it needs (the HTTP client is a shared handle), so a clone can be moved into a
+/// spawned task for the concurrency tests.
+#[derive(Clone)]
+pub struct Fabric {
+    client: Client,
+    base: String,
+    auth: FabricAuth,
 }
 
 /// The Fabric endpoint paths, written once.
@@ -214,19 +217,19 @@ pub mod fabric_path {
     pub const REVOKE: &str = "/oauth2/revoke";
 }
 
-impl<'a> Fabric<'a> {
+impl Fabric {
     /// A request to `path` with this client's credentials; the escape hatch for bodies the
     /// typed methods cannot send.
-    pub fn raw(self, method: Method, path: &str) -> RequestBuilder {
-        let rb = self.app.client.request(method, self.app.url(path));
-        match self.auth {
+    pub fn raw(&self, method: Method, path: &str) -> RequestBuilder {
+        let rb = self.client.request(method, format!("{}{path}", self.base));
+        match &self.auth {
             FabricAuth::Project(p) => rb.basic_auth(&p.id, Some(&p.token)),
             FabricAuth::Bearer(t) => rb.bearer_auth(t),
             FabricAuth::Anonymous => rb,
         }
     }
 
-    async fn send(self, method: Method, path: &str, body: Option<Value>) -> Response {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Response {
         let mut rb = self.raw(method, path);
         if let Some(body) = body {
             rb = rb.json(&body);
@@ -235,38 +238,38 @@ impl<'a> Fabric<'a> {
     }
 
     /// `POST /api/fabric/subscribers/tokens` with `body` (`reference`, profile fields...).
-    pub async fn subscriber_token(self, body: Value) -> Response {
+    pub async fn subscriber_token(&self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::SUBSCRIBER_TOKENS, Some(body))
             .await
     }
 
     /// [`Fabric::subscriber_token`] for `reference`, expecting 200; answers its body.
-    pub async fn grant(self, reference: &str) -> Value {
+    pub async fn grant(&self, reference: &str) -> Value {
         let r = self.subscriber_token(json!({"reference": reference})).await;
         assert_eq!(r.status(), StatusCode::OK);
         r.json().await.unwrap()
     }
 
     /// `POST /api/fabric/subscribers/tokens/refresh` with `{"refresh_token": rt}`.
-    pub async fn refresh(self, rt: &(impl AsJson + ?Sized)) -> Response {
+    pub async fn refresh(&self, rt: &(impl AsJson + ?Sized)) -> Response {
         self.refresh_with(json!({"refresh_token": rt.as_json()}))
             .await
     }
 
     /// `POST /api/fabric/subscribers/tokens/refresh` with any JSON body.
-    pub async fn refresh_with(self, body: Value) -> Response {
+    pub async fn refresh_with(&self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::REFRESH, Some(body))
             .await
     }
 
     /// `POST /api/fabric/guests/tokens` with `body` (`allowed_addresses`, `expire_at`).
-    pub async fn guest_token(self, body: Value) -> Response {
+    pub async fn guest_token(&self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::GUEST_TOKENS, Some(body))
             .await
     }
 
     /// [`Fabric::guest_token`] for `addresses`, expecting 201; answers its body.
-    pub async fn guest(self, addresses: &[&str]) -> Value {
+    pub async fn guest(&self, addresses: &[&str]) -> Value {
         let r = self
             .guest_token(json!({"allowed_addresses": addresses}))
             .await;
@@ -275,13 +278,13 @@ impl<'a> Fabric<'a> {
     }
 
     /// `POST /api/fabric/subscriber/invites` with `body` (`address_id`).
-    pub async fn invite(self, body: Value) -> Response {
+    pub async fn invite(&self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::INVITES, Some(body))
             .await
     }
 
     /// `POST /api/fabric/embeds/tokens` exchanging the click-to-call `token`.
-    pub async fn embed_token(self, token: &str) -> Response {
+    pub async fn embed_token(&self, token: &str) -> Response {
         self.send(
             Method::POST,
             fabric_path::EMBED_TOKENS,
@@ -291,7 +294,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/addresses` with `query` (empty, or starting with `?`).
-    pub async fn addresses(self, query: &str) -> Response {
+    pub async fn addresses(&self, query: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}{query}", fabric_path::ADDRESSES),
@@ -301,7 +304,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/addresses/{id}`.
-    pub async fn address(self, id: &str) -> Response {
+    pub async fn address(&self, id: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}/{id}", fabric_path::ADDRESSES),
@@ -311,7 +314,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/resources` with `query` (empty, or starting with `?`).
-    pub async fn resources(self, query: &str) -> Response {
+    pub async fn resources(&self, query: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}{query}", fabric_path::RESOURCES),
@@ -321,7 +324,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/resources/{id}`.
-    pub async fn resource(self, id: &str) -> Response {
+    pub async fn resource(&self, id: &str) -> Response {
         self.send(
             Method::GET,
             &format!("{}/{id}", fabric_path::RESOURCES),
@@ -331,79 +334,79 @@ impl<'a> Fabric<'a> {
     }
 
     /// `GET /api/fabric/resources/{id}/addresses`.
-    pub async fn resource_addresses(self, id: &str) -> Response {
+    pub async fn resource_addresses(&self, id: &str) -> Response {
         let path = format!("{}/{id}/addresses", fabric_path::RESOURCES);
         self.send(Method::GET, &path, None).await
     }
 
     /// `GET /api/fabric/resources/subscribers` with `query` (empty, or starting with `?`).
-    pub async fn list_subscribers(self, query: &str) -> Response {
+    pub async fn list_subscribers(&self, query: &str) -> Response {
         let path = format!("{}{query}", fabric_path::SUBSCRIBERS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `POST /api/fabric/resources/subscribers` with `body`.
-    pub async fn create_subscriber(self, body: Value) -> Response {
+    pub async fn create_subscriber(&self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::SUBSCRIBERS, Some(body))
             .await
     }
 
     /// `GET /api/fabric/resources/subscribers/{id}`.
-    pub async fn get_subscriber(self, id: &str) -> Response {
+    pub async fn get_subscriber(&self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `PUT /api/fabric/resources/subscribers/{id}` with `body`.
-    pub async fn update_subscriber(self, id: &str, body: Value) -> Response {
+    pub async fn update_subscriber(&self, id: &str, body: Value) -> Response {
         let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
         self.send(Method::PUT, &path, Some(body)).await
     }
 
     /// `DELETE /api/fabric/resources/subscribers/{id}`.
-    pub async fn delete_subscriber(self, id: &str) -> Response {
+    pub async fn delete_subscriber(&self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
         self.send(Method::DELETE, &path, None).await
     }
 
     /// `GET /api/fabric/resources/subscribers/{id}/addresses`.
-    pub async fn subscriber_addresses(self, id: &str) -> Response {
+    pub async fn subscriber_addresses(&self, id: &str) -> Response {
         let path = format!("{}/{id}/addresses", fabric_path::SUBSCRIBERS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `GET /api/fabric/resources/conference_rooms` with `query` (empty, or starting with `?`).
-    pub async fn list_rooms(self, query: &str) -> Response {
+    pub async fn list_rooms(&self, query: &str) -> Response {
         let path = format!("{}{query}", fabric_path::ROOMS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `POST /api/fabric/resources/conference_rooms` with `body` (`name`, ...).
-    pub async fn create_room(self, body: Value) -> Response {
+    pub async fn create_room(&self, body: Value) -> Response {
         self.send(Method::POST, fabric_path::ROOMS, Some(body))
             .await
     }
 
     /// `GET /api/fabric/resources/conference_rooms/{id}`.
-    pub async fn get_room(self, id: &str) -> Response {
+    pub async fn get_room(&self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::ROOMS);
         self.send(Method::GET, &path, None).await
     }
 
     /// `PUT /api/fabric/resources/conference_rooms/{id}` with `body`.
-    pub async fn update_room(self, id: &str, body: Value) -> Response {
+    pub async fn update_room(&self, id: &str, body: Value) -> Response {
         let path = format!("{}/{id}", fabric_path::ROOMS);
         self.send(Method::PUT, &path, Some(body)).await
     }
 
     /// `DELETE /api/fabric/resources/conference_rooms/{id}`.
-    pub async fn delete_room(self, id: &str) -> Response {
+    pub async fn delete_room(&self, id: &str) -> Response {
         let path = format!("{}/{id}", fabric_path::ROOMS);
         self.send(Method::DELETE, &path, None).await
     }
 
     /// `POST /oauth2/introspect` with the form `token=...`.
-    pub async fn introspect(self, token: &str) -> Response {
+    pub async fn introspect(&self, token: &str) -> Response {
         self.raw(Method::POST, fabric_path::INTROSPECT)
             .form(&[("token", token)])
             .send()
@@ -412,7 +415,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// `POST /oauth2/revoke` with the form `token=...`.
-    pub async fn revoke(self, token: &str) -> Response {
+    pub async fn revoke(&self, token: &str) -> Response {
         self.raw(Method::POST, fabric_path::REVOKE)
             .form(&[("token", token)])
             .send()
@@ -421,7 +424,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// Creates a subscriber and answers (resource id, its address id).
-    pub async fn new_subscriber(self, email: &str) -> (String, String) {
+    pub async fn new_subscriber(&self, email: &str) -> (String, String) {
         let r = self.create_subscriber(json!({"email": email})).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let id = id_of(&r.json().await.unwrap());
@@ -430,7 +433,7 @@ impl<'a> Fabric<'a> {
     }
 
     /// Creates a room named `name` and answers (resource id, its address id).
-    pub async fn new_room(self, name: &str) -> (String, String) {
+    pub async fn new_room(&self, name: &str) -> (String, String) {
         let r = self.create_room(json!({"name": name})).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let id = id_of(&r.json().await.unwrap());
@@ -714,27 +717,38 @@ impl<'a> Accounts<'a> {
 
 impl TestApp {
     /// The Fabric API as project `p` (HTTP Basic).
-    pub fn fabric<'a>(&'a self, p: &'a Project) -> Fabric<'a> {
-        Fabric {
-            app: self,
-            auth: FabricAuth::Project(p),
-        }
+    pub fn fabric(&self, p: &Project) -> Fabric {
+        self.fabric_as(FabricAuth::Project(p.clone()))
     }
 
     /// The Fabric API with `token` as the Bearer (a SAT, a guest token, or anything wrong).
-    pub fn fabric_bearer<'a>(&'a self, token: &'a str) -> Fabric<'a> {
-        Fabric {
-            app: self,
-            auth: FabricAuth::Bearer(token),
-        }
+    pub fn fabric_bearer(&self, token: &str) -> Fabric {
+        self.fabric_as(FabricAuth::Bearer(token.to_string()))
     }
 
     /// The Fabric API without credentials.
-    pub fn fabric_anonymous(&self) -> Fabric<'_> {
+    pub fn fabric_anonymous(&self) -> Fabric {
+        self.fabric_as(FabricAuth::Anonymous)
+    }
+
+    fn fabric_as(&self, auth: FabricAuth) -> Fabric {
         Fabric {
-            app: self,
-            auth: FabricAuth::Anonymous,
+            client: self.client.clone(),
+            base: self.base.clone(),
+            auth,
         }
+    }
+
+    /// `GET /healthz`.
+    pub async fn healthz(&self) -> Response {
+        let r = self.client.get(self.url("/healthz")).send().await;
+        r.unwrap()
+    }
+
+    /// `GET /metrics`.
+    pub async fn metrics(&self) -> Response {
+        let r = self.client.get(self.url("/metrics")).send().await;
+        r.unwrap()
     }
 
     /// The Accounts API, anonymously; [`Accounts::bearer`] adds an operator's token.

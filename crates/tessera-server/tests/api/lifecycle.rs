@@ -24,18 +24,9 @@ async fn stopping_writes_the_audit_events_of_answered_requests() {
     let room = app.room_address(&p, "lobby").await;
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (client, url, p) = (
-            app.client.clone(),
-            app.url(fabric_path::GUEST_TOKENS),
-            p.clone(),
-        );
-        let body = json!({"allowed_addresses": [room]});
+        let (project, body) = (app.fabric(&p), json!({"allowed_addresses": [room]}));
         tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .basic_auth(&p.id, Some(&p.token))
-                .json(&body);
-            r.send().await.unwrap().status()
+            project.guest_token(body).await.status()
         }));
     }
     for t in tasks {
@@ -169,27 +160,17 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
     // Load: issue and refresh concurrently while keys rotate.
     let mut tasks = Vec::new();
     for i in 0..4 {
-        let (client, base, p) = (app.client.clone(), app.base.clone(), p.clone());
+        let project = app.fabric(&p);
         tasks.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
             for j in 0..15 {
-                let t: Value = client
-                    .post(format!("{base}{}", fabric_path::SUBSCRIBER_TOKENS))
-                    .basic_auth(&p.id, Some(&p.token))
-                    .json(&json!({"reference": format!("load{i}-{j}")}))
-                    .send()
+                let t: Value = project
+                    .subscriber_token(json!({"reference": format!("load{i}-{j}")}))
                     .await
-                    .unwrap()
                     .json()
                     .await
                     .unwrap();
-                let r = client
-                    .post(format!("{base}{}", fabric_path::REFRESH))
-                    .basic_auth(&p.id, Some(&p.token))
-                    .json(&json!({"refresh_token": t["refresh_token"]}))
-                    .send()
-                    .await
-                    .unwrap();
+                let r = project.refresh(&t["refresh_token"]).await;
                 statuses.push(r.status());
             }
             statuses
@@ -306,10 +287,8 @@ async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() 
         let app = spawn_with(|c| c.audit_retention_days = days).await;
         let p = app.project().await;
         let room = app.room_address(&p, "lobby").await;
-        let grant = || {
-            app.fabric(&p)
-                .guest_token(json!({"allowed_addresses": [room]}))
-        };
+        let project = app.fabric(&p);
+        let grant = || project.guest_token(json!({"allowed_addresses": [room]}));
         grant().await;
         let old = audit_after_grants(&app, &p.id, 1).await;
         app.clock.advance(2 * 24 * 3600);
@@ -421,7 +400,7 @@ async fn metrics_count_requests_tokens_refreshes_introspections_and_keys() {
     }
     introspect(&app, &p, t["token"].as_str().unwrap()).await;
     introspect(&app, &p, "garbage").await;
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let r = app.metrics().await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"]
         .to_str()

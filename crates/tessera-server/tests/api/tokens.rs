@@ -8,7 +8,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn healthz_answers_with_a_request_id() {
     let app = spawn_app().await;
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.healthz().await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers().contains_key("x-request-id"));
     let r = app.client.get(app.url("/nope")).send().await.unwrap();
@@ -110,22 +110,10 @@ async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
     let rt = t["refresh_token"].as_str().unwrap().to_string();
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (client, url, p, rt) = (
-            app.client.clone(),
-            app.url(fabric_path::REFRESH),
-            p.clone(),
-            rt.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .basic_auth(&p.id, Some(&p.token))
-                .json(&json!({"refresh_token": rt}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }));
+        let (project, rt) = (app.fabric(&p), rt.clone());
+        tasks.push(tokio::spawn(
+            async move { project.refresh(&rt).await.status() },
+        ));
     }
     let mut statuses = Vec::new();
     for t in tasks {
