@@ -52,7 +52,7 @@ async fn password_login_answers_200_with_the_claims_of_the_original() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let v: Value = r.json().await.unwrap();
+    let v = r.value().await;
     let access = v["accessToken"].as_str().unwrap();
     let id = v["refreshToken"]["id"].as_str().unwrap();
     assert!(access.starts_with("eyJ") && access.contains('.'));
@@ -584,7 +584,7 @@ async fn projects_and_api_tokens_through_the_management_plane() {
         .subscriber_token(json!({"reference": "a"}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let sat: Value = r.json().await.unwrap();
+    let sat = r.value().await;
     let (s, t) = app
         .accounts()
         .bearer(&ops)
@@ -639,7 +639,7 @@ async fn projects_and_api_tokens_through_the_management_plane() {
         .fabric(&second)
         .introspect(sat["token"].as_str().unwrap())
         .await;
-    let family: uuid::Uuid = r.json::<Value>().await.unwrap()["family_id"]
+    let family: uuid::Uuid = r.value().await["family_id"]
         .as_str()
         .unwrap()
         .parse()

@@ -116,7 +116,7 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
         format!(r#"{{"username":"nobody","username":"admin@local","password":"{PASSWORD}"}}"#);
     let r = post_text(&app, None, accounts_path::TOKENS, JSON, login).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let v: Value = r.json().await.unwrap();
+    let v = r.value().await;
     assert_eq!(v["errorCode"], "MALFORMED_REQUEST_BODY");
     assert!(v["message"].as_str().unwrap().contains("more than once"));
     assert!(v.get("accessToken").is_none());
@@ -150,17 +150,11 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     ] {
         let r = post_text(&app, Some(&p), path, JSON, body.to_string()).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
-        let v: Value = r.json().await.unwrap();
+        let v = r.value().await;
         assert_eq!(v, json!({"error": "Bad Request"}), "{path}");
     }
     // Nothing was created by the refused bodies.
-    let subs: Value = app
-        .fabric(&p)
-        .list_subscribers("")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let subs = app.fabric(&p).list_subscribers("").await.value().await;
     assert_eq!(subs["data"].as_array().unwrap().len(), 0);
     // A form naming `token` twice is refused the same way.
     let form = "application/x-www-form-urlencoded";
@@ -202,7 +196,7 @@ async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
         )
         .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{expire}");
-        let v: Value = r.json().await.unwrap();
+        let v = r.value().await;
         assert_eq!(v["errors"][0]["attribute"], "expire_at", "{expire}");
         let got = v["errors"][0]["message"].as_str().unwrap();
         assert!(got.starts_with(message), "{expire}: {got}");
@@ -234,10 +228,7 @@ async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
             "application/json",
             "{path}"
         );
-        assert_eq!(
-            r.json::<Value>().await.unwrap(),
-            json!({"error": "Not Found"})
-        );
+        assert_eq!(r.value().await, json!({"error": "Not Found"}));
     }
     let (at, _) = app.logged_in("admin@local", Role::Admin).await;
     let (s, v) = app.accounts().bearer(&at).project("%FF").await;
@@ -286,29 +277,27 @@ async fn pagination_links_never_come_from_the_host_header() {
         "{next}"
     );
     // The document names the public URL as its server, also whatever the Host says.
-    let doc: Value = app
+    let doc = app
         .client
         .get(app.url("/openapi.json"))
         .header("host", "evil.example")
         .send()
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     assert_eq!(
         doc["servers"],
         json!([{"url": "https://tokens.example.com/base"}])
     );
     // Following it (by its query, as the SDK does) reaches the second page.
     let query = next.split_once('?').unwrap().1;
-    let page: Value = app
+    let page = app
         .fabric(&p)
         .list_subscribers(&format!("?{query}"))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
 }
 
@@ -506,10 +495,7 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
         .await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Service Unavailable"})
-    );
+    assert_eq!(r.value().await, json!({"error": "Service Unavailable"}));
     let (s, v) = app.accounts().bearer(&at).create_project("blocked").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(v["errorCode"], "SERVICE_UNAVAILABLE");

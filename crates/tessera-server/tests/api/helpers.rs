@@ -153,7 +153,7 @@ pub fn header(token: &str) -> Value {
 /// The first 422 item's code and attribute.
 pub async fn first_error(r: Response) -> (String, Value) {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let v: Value = r.json().await.unwrap();
+    let v = r.value().await;
     let e = &v["errors"][0];
     (
         e["code"].as_str().unwrap().to_string(),
@@ -428,7 +428,7 @@ impl Fabric {
         let r = self.create_subscriber(json!({"email": email})).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let id = id_of(&r.json().await.unwrap());
-        let a: Value = self.subscriber_addresses(&id).await.json().await.unwrap();
+        let a = self.subscriber_addresses(&id).await.value().await;
         (id, a["data"][0]["id"].as_str().unwrap().to_string())
     }
 
@@ -437,7 +437,7 @@ impl Fabric {
         let r = self.create_room(json!({"name": name})).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let id = id_of(&r.json().await.unwrap());
-        let a: Value = self.resource_addresses(&id).await.json().await.unwrap();
+        let a = self.resource_addresses(&id).await.value().await;
         (id, a["data"][0]["id"].as_str().unwrap().to_string())
     }
 }
@@ -470,6 +470,18 @@ impl AsJson for Value {
 impl<T: AsJson + ?Sized> AsJson for &T {
     fn as_json(&self) -> Value {
         (**self).as_json()
+    }
+}
+
+/// Reading a response's JSON body in one step, as nearly every test does.
+pub trait JsonBody {
+    /// The body as JSON; panics (failing the test) if it is not JSON.
+    fn value(self) -> impl std::future::Future<Output = Value>;
+}
+
+impl JsonBody for Response {
+    async fn value(self) -> Value {
+        self.json().await.unwrap()
     }
 }
 

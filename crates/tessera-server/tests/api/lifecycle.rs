@@ -60,13 +60,12 @@ async fn guest_addresses_named_twice_count_once_in_first_seen_order() {
         rooms.push(app.room_address(&p, &format!("room {i}")).await);
     }
     let named = [3, 1, 3, 3, 0, 1, 2, 0, 2, 3].map(|i| &rooms[i]);
-    let g: Value = app
+    let g = app
         .fabric(&p)
         .guest_token(json!({"allowed_addresses": named}))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     let v = introspect(&app, &p, g["token"].as_str().unwrap()).await;
     let want = [3, 1, 0, 2].map(|i| &rooms[i]);
     assert_eq!(v["allowed_addresses"], json!(want));
@@ -99,7 +98,7 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
         .send()
         .await
         .unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+    assert_eq!(r.value().await["active"], true);
     let inactive = json!({"active": false});
     assert_eq!(
         introspect(&app, &other, access).await,
@@ -148,13 +147,12 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
     let state_store = app.admin.store.clone();
     let mut before = Vec::new();
     for i in 0..5 {
-        let t: Value = app
+        let t = app
             .fabric(&p)
             .subscriber_token(json!({"reference": format!("r{i}")}))
             .await
-            .json()
-            .await
-            .unwrap();
+            .value()
+            .await;
         before.push(t);
     }
     // Load: issue and refresh concurrently while keys rotate.
@@ -164,12 +162,11 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
         tasks.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
             for j in 0..15 {
-                let t: Value = project
+                let t = project
                     .subscriber_token(json!({"reference": format!("load{i}-{j}")}))
                     .await
-                    .json()
-                    .await
-                    .unwrap();
+                    .value()
+                    .await;
                 let r = project.refresh(&t["refresh_token"]).await;
                 statuses.push(r.status());
             }
@@ -317,13 +314,12 @@ async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() 
 async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
     let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
-    let t: Value = app
+    let t = app
         .fabric(&p)
         .subscriber_token(json!({"reference": "aud", "password": "a secret pw"}))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     app.fabric(&p).refresh(&t["refresh_token"]).await;
     app.fabric(&p).refresh(&t["refresh_token"]).await;
     let (sid, _) = app.subscriber(&p, "pw@example.com").await;

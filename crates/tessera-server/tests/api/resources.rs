@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -20,7 +20,7 @@ async fn pagination_walks_every_subscriber_once() {
     let mut pages = 0;
     loop {
         let r = app.fabric(&p).list_subscribers(&query).await;
-        let v: Value = r.json().await.unwrap();
+        let v = r.value().await;
         pages += 1;
         for s in v["data"].as_array().unwrap() {
             assert!(
@@ -59,10 +59,7 @@ async fn a_project_sees_nothing_of_another() {
         ("room address", other.address(&room).await),
     ] {
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(
-            r.json::<Value>().await.unwrap(),
-            json!({"error": "Not Found"})
-        );
+        assert_eq!(r.value().await, json!({"error": "Not Found"}));
     }
     for (path, r) in [
         ("subscribers", other.list_subscribers("").await),
@@ -70,7 +67,7 @@ async fn a_project_sees_nothing_of_another() {
         ("resources", other.resources("").await),
         ("rooms", other.list_rooms("").await),
     ] {
-        let v: Value = r.json().await.unwrap();
+        let v = r.value().await;
         assert_eq!(v["data"], json!([]), "{path}");
     }
     let (code, attr) = first_error(
@@ -101,10 +98,7 @@ async fn wrong_or_revoked_credentials_are_unauthorized() {
     };
     let r = app.fabric(&bad).addresses("").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Unauthorized"})
-    );
+    assert_eq!(r.value().await, json!({"error": "Unauthorized"}));
     let r = app.fabric_anonymous().addresses("").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let pid = p.id.parse().unwrap();
@@ -133,14 +127,14 @@ async fn subscriber_crud_merges_updates_and_rejects_duplicate_email() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let s: Value = r.json().await.unwrap();
+    let s = r.value().await;
     assert_eq!(s["type"], "subscriber");
     let id = s["id"].as_str().unwrap();
     let r = app
         .fabric(&p)
         .update_subscriber(id, json!({"display_name": "Z"}))
         .await;
-    let u: Value = r.json().await.unwrap();
+    let u = r.value().await;
     assert_eq!(u["subscriber"]["display_name"], "Z");
     assert_eq!(u["subscriber"]["first_name"], "Lee");
     assert_eq!(u["display_name"], "Z");
@@ -162,44 +156,31 @@ async fn rooms_store_what_clients_send_and_filters_work() {
     let p = app.project().await;
     let r = app.fabric(&p).create_room(json!({"name": "standup", "display_name": "Stand-up", "max_members": 12, "enable_room_previews": true})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let room: Value = r.json().await.unwrap();
+    let room = r.value().await;
     assert_eq!(room["conference_room"]["max_members"], 12);
     let id = room["id"].as_str().unwrap();
     let r = app
         .fabric(&p)
         .update_room(id, json!({"max_members": 20}))
         .await;
-    let room: Value = r.json().await.unwrap();
+    let room = r.value().await;
     assert_eq!(room["conference_room"]["max_members"], 20);
     assert_eq!(room["conference_room"]["enable_room_previews"], true);
     app.subscriber(&p, "mo@example.com").await;
-    let v: Value = app
-        .fabric(&p)
-        .addresses("?type=room")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = app.fabric(&p).addresses("?type=room").await.value().await;
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
     assert_eq!(
         v["data"][0]["channels"]["audio"],
         "/public/standup?channel=audio"
     );
-    let v: Value = app
+    let v = app
         .fabric(&p)
         .addresses("?display_name=Stand-up")
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
-    let v: Value = app
-        .fabric(&p)
-        .addresses("?type=call")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = app.fabric(&p).addresses("?type=call").await.value().await;
     assert_eq!(v["data"], json!([]));
     let r = app.fabric(&p).delete_room(id).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);

@@ -14,10 +14,7 @@ async fn healthz_answers_with_a_request_id() {
     let r = app.client.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.headers().contains_key("x-request-id"));
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Not Found"})
-    );
+    assert_eq!(r.value().await, json!({"error": "Not Found"}));
 }
 
 #[tokio::test]
@@ -29,7 +26,7 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
         .subscriber_token(json!({"reference": "Alice@Example.com", "time_zone": "UTC"}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let t: Value = r.json().await.unwrap();
+    let t = r.value().await;
     let sid = t["subscriber_id"].as_str().unwrap().to_string();
     assert_eq!(header(t["token"].as_str().unwrap())["typ"], "SAT");
     assert_eq!(
@@ -37,37 +34,29 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
         "Refresh"
     );
     // The same reference in another case finds the same subscriber and patches it.
-    let t2: Value = app
+    let t2 = app
         .fabric(&p)
         .subscriber_token(json!({"reference": "alice@example.com", "first_name": "A"}))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     assert_eq!(t2["subscriber_id"], sid.as_str());
-    let s: Value = app
-        .fabric(&p)
-        .get_subscriber(&sid)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let s = app.fabric(&p).get_subscriber(&sid).await.value().await;
     assert_eq!(s["subscriber"]["timezone"], "UTC");
     assert_eq!(s["subscriber"]["first_name"], "A");
     // The subscriber id also works as a reference.
-    let t3: Value = app
+    let t3 = app
         .fabric(&p)
         .subscriber_token(json!({"reference": sid}))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     assert_eq!(t3["subscriber_id"], sid.as_str());
 
     let rt = t["refresh_token"].as_str().unwrap();
     let r = app.fabric(&p).refresh(&rt).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let n: Value = r.json().await.unwrap();
+    let n = r.value().await;
     assert_ne!(n["token"], t["token"]);
     assert_ne!(n["refresh_token"], t["refresh_token"]);
     let r = app.fabric(&p).refresh(&n["refresh_token"]).await;
@@ -80,7 +69,7 @@ async fn reuse_after_the_grace_window_revokes_the_whole_family() {
     let p = app.project().await;
     let t: Value = app.fabric(&p).grant("bob").await;
     let old = t["refresh_token"].clone();
-    let n: Value = app.fabric(&p).refresh(&old).await.json().await.unwrap();
+    let n = app.fabric(&p).refresh(&old).await.value().await;
     // Within the 5 s grace window the spent token is honoured (an honest retry)...
     app.clock.advance(2);
     let r = app.fabric(&p).refresh(&old).await;
@@ -179,7 +168,7 @@ async fn tokens_handed_out_survive_a_restart() {
 /// A token answer is a JSON object of exactly `members`, each a non-empty string.
 async fn assert_token_members(r: reqwest::Response, members: &[&str]) {
     assert_eq!(r.headers()["content-type"], "application/json");
-    let body: Value = r.json().await.unwrap();
+    let body = r.value().await;
     let mut names: Vec<&str> = body
         .as_object()
         .unwrap()
@@ -275,13 +264,7 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
     let (_, other_addr) = app.subscriber(&p, "other@example.com").await;
     let t: Value = app.fabric(&p).grant("hank@example.com").await;
     let sat = t["token"].as_str().unwrap();
-    let list: Value = app
-        .fabric_bearer(sat)
-        .addresses("")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.fabric_bearer(sat).addresses("").await.value().await;
     let ids: Vec<&str> = list["data"]
         .as_array()
         .unwrap()
@@ -311,10 +294,7 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
         .addresses("")
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Unauthorized"})
-    );
+    assert_eq!(r.value().await, json!({"error": "Unauthorized"}));
     // A refresh token is not a Bearer credential, and Bearer is not accepted for tokens.
     let r = app
         .fabric_bearer(t["refresh_token"].as_str().unwrap())
@@ -358,13 +338,12 @@ async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
 async fn unbound_sat_refresh_scope_is_capped_at_sixty_seconds() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let t: Value = app
+    let t = app
         .fabric(&p)
         .subscriber_token(json!({"reference": "jo", "scope": "sat:refresh"}))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     let sat = t["token"].as_str().unwrap();
     assert_eq!(
         app.fabric_bearer(sat).addresses("").await.status(),
@@ -407,13 +386,7 @@ async fn look_alike_references_are_subscribers_of_their_own() {
             let sid = original["subscriber_id"].as_str().unwrap();
             let other = grant_as(&app, &p, second, "Mallory").await;
             assert_ne!(other["subscriber_id"], sid, "{second:?} reached {first:?}");
-            let s: Value = app
-                .fabric(&p)
-                .get_subscriber(sid)
-                .await
-                .json()
-                .await
-                .unwrap();
+            let s = app.fabric(&p).get_subscriber(sid).await.value().await;
             assert_eq!(s["subscriber"]["first_name"], "Original", "{first:?}");
             assert_eq!(s["subscriber"]["email"], first);
             // A password set on the subscriber would have revoked this session.
@@ -428,7 +401,7 @@ async fn look_alike_references_are_subscribers_of_their_own() {
                     .fabric(&p)
                     .subscriber_token(json!({"reference": name}))
                     .await;
-                let again: Value = again.json().await.unwrap();
+                let again = again.value().await;
                 assert_eq!(again["subscriber_id"], id, "{name:?}");
             }
         }
@@ -439,6 +412,6 @@ async fn look_alike_references_are_subscribers_of_their_own() {
         .fabric(&p)
         .subscriber_token(json!({"reference": "KATE@EXAMPLE.COM"}))
         .await;
-    let upper: Value = upper.json().await.unwrap();
+    let upper = upper.value().await;
     assert_eq!(upper["subscriber_id"], kate["subscriber_id"]);
 }
