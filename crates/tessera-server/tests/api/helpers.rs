@@ -20,6 +20,8 @@ use tessera_server::config::Database;
 use tessera_server::Config;
 use tokio::sync::oneshot;
 
+use fabric_path::*;
+
 /// A running server.
 pub struct TestApp {
     pub base: String,
@@ -237,35 +239,41 @@ impl Fabric {
         rb.send().await.unwrap()
     }
 
+    async fn get(&self, path: String) -> Response {
+        self.send(Method::GET, &path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Response {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// Posts the form `token=...`, as the RFC 7662 and 7009 endpoints read it.
+    async fn post_token_form(&self, path: &str, token: &str) -> Response {
+        let rb = self.raw(Method::POST, path).form(&[("token", token)]);
+        rb.send().await.unwrap()
+    }
+
     /// `POST /api/fabric/subscribers/tokens` with `body` (`reference`, profile fields...).
     pub async fn subscriber_token(&self, body: Value) -> Response {
-        self.send(Method::POST, fabric_path::SUBSCRIBER_TOKENS, Some(body))
-            .await
+        self.post(SUBSCRIBER_TOKENS, body).await
     }
 
     /// [`Fabric::subscriber_token`] for `reference`, expecting 200; answers its body.
     pub async fn grant(&self, reference: &str) -> Value {
         let r = self.subscriber_token(json!({"reference": reference})).await;
         assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
+        r.value().await
     }
 
     /// `POST /api/fabric/subscribers/tokens/refresh` with `{"refresh_token": rt}`.
     pub async fn refresh(&self, rt: &(impl AsJson + ?Sized)) -> Response {
-        self.refresh_with(json!({"refresh_token": rt.as_json()}))
-            .await
-    }
-
-    /// `POST /api/fabric/subscribers/tokens/refresh` with any JSON body.
-    pub async fn refresh_with(&self, body: Value) -> Response {
-        self.send(Method::POST, fabric_path::REFRESH, Some(body))
-            .await
+        let body = json!({"refresh_token": rt.as_json()});
+        self.post(REFRESH, body).await
     }
 
     /// `POST /api/fabric/guests/tokens` with `body` (`allowed_addresses`, `expire_at`).
     pub async fn guest_token(&self, body: Value) -> Response {
-        self.send(Method::POST, fabric_path::GUEST_TOKENS, Some(body))
-            .await
+        self.post(GUEST_TOKENS, body).await
     }
 
     /// [`Fabric::guest_token`] for `addresses`, expecting 201; answers its body.
@@ -274,153 +282,111 @@ impl Fabric {
             .guest_token(json!({"allowed_addresses": addresses}))
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
-        r.json().await.unwrap()
+        r.value().await
     }
 
-    /// `POST /api/fabric/subscriber/invites` with `body` (`address_id`).
+    /// `POST /api/fabric/subscriber/invites` with `body` (`address_id`, `expires_at`).
     pub async fn invite(&self, body: Value) -> Response {
-        self.send(Method::POST, fabric_path::INVITES, Some(body))
-            .await
+        self.post(INVITES, body).await
     }
 
     /// `POST /api/fabric/embeds/tokens` exchanging the click-to-call `token`.
     pub async fn embed_token(&self, token: &str) -> Response {
-        self.send(
-            Method::POST,
-            fabric_path::EMBED_TOKENS,
-            Some(json!({"token": token})),
-        )
-        .await
+        self.post(EMBED_TOKENS, json!({"token": token})).await
     }
 
     /// `GET /api/fabric/addresses` with `query` (empty, or starting with `?`).
     pub async fn addresses(&self, query: &str) -> Response {
-        self.send(
-            Method::GET,
-            &format!("{}{query}", fabric_path::ADDRESSES),
-            None,
-        )
-        .await
+        self.get(format!("{ADDRESSES}{query}")).await
     }
 
     /// `GET /api/fabric/addresses/{id}`.
     pub async fn address(&self, id: &str) -> Response {
-        self.send(
-            Method::GET,
-            &format!("{}/{id}", fabric_path::ADDRESSES),
-            None,
-        )
-        .await
+        self.get(format!("{ADDRESSES}/{id}")).await
     }
 
     /// `GET /api/fabric/resources` with `query` (empty, or starting with `?`).
     pub async fn resources(&self, query: &str) -> Response {
-        self.send(
-            Method::GET,
-            &format!("{}{query}", fabric_path::RESOURCES),
-            None,
-        )
-        .await
+        self.get(format!("{RESOURCES}{query}")).await
     }
 
     /// `GET /api/fabric/resources/{id}`.
     pub async fn resource(&self, id: &str) -> Response {
-        self.send(
-            Method::GET,
-            &format!("{}/{id}", fabric_path::RESOURCES),
-            None,
-        )
-        .await
+        self.get(format!("{RESOURCES}/{id}")).await
     }
 
     /// `GET /api/fabric/resources/{id}/addresses`.
     pub async fn resource_addresses(&self, id: &str) -> Response {
-        let path = format!("{}/{id}/addresses", fabric_path::RESOURCES);
-        self.send(Method::GET, &path, None).await
+        self.get(format!("{RESOURCES}/{id}/addresses")).await
     }
 
     /// `GET /api/fabric/resources/subscribers` with `query` (empty, or starting with `?`).
     pub async fn list_subscribers(&self, query: &str) -> Response {
-        let path = format!("{}{query}", fabric_path::SUBSCRIBERS);
-        self.send(Method::GET, &path, None).await
+        self.get(format!("{SUBSCRIBERS}{query}")).await
     }
 
     /// `POST /api/fabric/resources/subscribers` with `body`.
     pub async fn create_subscriber(&self, body: Value) -> Response {
-        self.send(Method::POST, fabric_path::SUBSCRIBERS, Some(body))
-            .await
+        self.post(SUBSCRIBERS, body).await
     }
 
     /// `GET /api/fabric/resources/subscribers/{id}`.
     pub async fn get_subscriber(&self, id: &str) -> Response {
-        let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
-        self.send(Method::GET, &path, None).await
+        self.get(format!("{SUBSCRIBERS}/{id}")).await
     }
 
     /// `PUT /api/fabric/resources/subscribers/{id}` with `body`.
     pub async fn update_subscriber(&self, id: &str, body: Value) -> Response {
-        let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
+        let path = format!("{SUBSCRIBERS}/{id}");
         self.send(Method::PUT, &path, Some(body)).await
     }
 
     /// `DELETE /api/fabric/resources/subscribers/{id}`.
     pub async fn delete_subscriber(&self, id: &str) -> Response {
-        let path = format!("{}/{id}", fabric_path::SUBSCRIBERS);
+        let path = format!("{SUBSCRIBERS}/{id}");
         self.send(Method::DELETE, &path, None).await
     }
 
     /// `GET /api/fabric/resources/subscribers/{id}/addresses`.
     pub async fn subscriber_addresses(&self, id: &str) -> Response {
-        let path = format!("{}/{id}/addresses", fabric_path::SUBSCRIBERS);
-        self.send(Method::GET, &path, None).await
+        self.get(format!("{SUBSCRIBERS}/{id}/addresses")).await
     }
 
     /// `GET /api/fabric/resources/conference_rooms` with `query` (empty, or starting with `?`).
     pub async fn list_rooms(&self, query: &str) -> Response {
-        let path = format!("{}{query}", fabric_path::ROOMS);
-        self.send(Method::GET, &path, None).await
+        self.get(format!("{ROOMS}{query}")).await
     }
 
     /// `POST /api/fabric/resources/conference_rooms` with `body` (`name`, ...).
     pub async fn create_room(&self, body: Value) -> Response {
-        self.send(Method::POST, fabric_path::ROOMS, Some(body))
-            .await
+        self.post(ROOMS, body).await
     }
 
     /// `GET /api/fabric/resources/conference_rooms/{id}`.
     pub async fn get_room(&self, id: &str) -> Response {
-        let path = format!("{}/{id}", fabric_path::ROOMS);
-        self.send(Method::GET, &path, None).await
+        self.get(format!("{ROOMS}/{id}")).await
     }
 
     /// `PUT /api/fabric/resources/conference_rooms/{id}` with `body`.
     pub async fn update_room(&self, id: &str, body: Value) -> Response {
-        let path = format!("{}/{id}", fabric_path::ROOMS);
-        self.send(Method::PUT, &path, Some(body)).await
+        self.send(Method::PUT, &format!("{ROOMS}/{id}"), Some(body))
+            .await
     }
 
     /// `DELETE /api/fabric/resources/conference_rooms/{id}`.
     pub async fn delete_room(&self, id: &str) -> Response {
-        let path = format!("{}/{id}", fabric_path::ROOMS);
-        self.send(Method::DELETE, &path, None).await
+        self.send(Method::DELETE, &format!("{ROOMS}/{id}"), None)
+            .await
     }
 
     /// `POST /oauth2/introspect` with the form `token=...`.
     pub async fn introspect(&self, token: &str) -> Response {
-        self.raw(Method::POST, fabric_path::INTROSPECT)
-            .form(&[("token", token)])
-            .send()
-            .await
-            .unwrap()
+        self.post_token_form(INTROSPECT, token).await
     }
 
     /// `POST /oauth2/revoke` with the form `token=...`.
     pub async fn revoke(&self, token: &str) -> Response {
-        self.raw(Method::POST, fabric_path::REVOKE)
-            .form(&[("token", token)])
-            .send()
-            .await
-            .unwrap()
+        self.post_token_form(REVOKE, token).await
     }
 
     /// Creates a subscriber and answers (resource id, its address id).
