@@ -46,14 +46,15 @@ async fn bad_input_gets_the_documented_4xx_never_a_500() {
     let now = START.0;
     let eleven: Vec<String> = (0..11).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     let post = Method::POST;
-    let t1 = "/api/fabric/subscribers/tokens";
-    let t2 = "/api/fabric/subscribers/tokens/refresh";
-    let t3 = "/api/fabric/guests/tokens";
-    let t4 = "/api/fabric/subscriber/invites";
-    let t5 = "/api/fabric/embeds/tokens";
-    let s2 = "/api/fabric/resources/subscribers";
-    let s4 = format!("/api/fabric/resources/subscribers/{sid}");
-    let rooms = "/api/fabric/resources/conference_rooms";
+    use fabric_path::*;
+    let t1 = SUBSCRIBER_TOKENS;
+    let t2 = REFRESH;
+    let t3 = GUEST_TOKENS;
+    let t4 = INVITES;
+    let t5 = EMBED_TOKENS;
+    let s2 = SUBSCRIBERS;
+    let s4 = format!("{SUBSCRIBERS}/{sid}");
+    let rooms = ROOMS;
     let mut cases = Vec::new();
     // Malformed JSON, a non-object, and a wrong content type, for every body-taking endpoint.
     for path in [t1, t2, t3, t4, t5, s2, rooms] {
@@ -308,12 +309,12 @@ async fn bad_input_gets_the_documented_4xx_never_a_500() {
         Some(("provided_id_is_unrecognized", Some("application_id"))),
     ));
     for path in [
-        "/api/fabric/resources/subscribers/nope",
-        "/api/fabric/addresses/nope",
-        "/api/fabric/resources/nope/addresses",
-        "/api/fabric/resources/conference_rooms/12",
+        format!("{SUBSCRIBERS}/nope"),
+        format!("{ADDRESSES}/nope"),
+        format!("{RESOURCES}/nope/addresses"),
+        format!("{ROOMS}/12"),
     ] {
-        cases.push(case(Method::GET, path, Body::Json(json!({})), 404, None));
+        cases.push(case(Method::GET, &path, Body::Json(json!({})), 404, None));
     }
     // Past and too-distant expiries, on every endpoint that takes one.
     cases.push(case(
@@ -361,32 +362,29 @@ async fn bad_input_gets_the_documented_4xx_never_a_500() {
     // Pagination parameters.
     cases.push(case(
         Method::GET,
-        "/api/fabric/addresses?page_size=0",
+        &format!("{ADDRESSES}?page_size=0"),
         Body::Json(json!({})),
         422,
         Some(("invalid_parameter", Some("page_size"))),
     ));
     cases.push(case(
         Method::GET,
-        "/api/fabric/addresses?page_size=abc",
+        &format!("{ADDRESSES}?page_size=abc"),
         Body::Json(json!({})),
         422,
         Some(("invalid_parameter", Some("page_size"))),
     ));
     // A method the path does not have.
-    cases.push(case(
-        Method::PATCH,
-        "/api/fabric/subscribers/tokens",
-        Body::Json(json!({})),
-        405,
-        None,
-    ));
+    cases.push(case(Method::PATCH, t1, Body::Json(json!({})), 405, None));
 
     for c in cases {
-        let mut req = app.client.request(c.method.clone(), app.url(&c.path));
-        if c.path != t5 {
-            req = req.basic_auth(&p.id, Some(&p.token));
-        }
+        // The embed exchange is the one unauthenticated endpoint.
+        let caller = if c.path == t5 {
+            app.fabric_anonymous()
+        } else {
+            app.fabric(&p)
+        };
+        let mut req = caller.raw(c.method.clone(), &c.path);
         req = match &c.body {
             Body::Json(v) => req.json(v),
             Body::Raw(ct, text) => req.header("content-type", *ct).body(*text),
@@ -417,30 +415,20 @@ async fn oversized_bodies_get_413() {
     let p = app.project().await;
     let big = "x".repeat(tessera_server::config::DEFAULT_BODY_LIMIT + 1);
     let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": big}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": big}))
         .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Payload Too Large"})
-    );
+    assert_eq!(r.value().await, json!({"error": "Payload Too Large"}));
     // The RFC endpoints read raw form bodies; the limit answers in the same JSON there too.
-    for path in ["/oauth2/introspect", "/oauth2/revoke"] {
-        let r = app
-            .client
-            .post(app.url(path))
-            .basic_auth(&p.id, Some(&p.token))
-            .form(&[("token", big.as_str())])
-            .send()
-            .await
-            .unwrap();
+    let f = app.fabric(&p);
+    for (path, r) in [
+        ("introspect", f.introspect(&big).await),
+        ("revoke", f.revoke(&big).await),
+    ] {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
         assert_eq!(
-            r.json::<Value>().await.unwrap(),
+            r.value().await,
             json!({"error": "Payload Too Large"}),
             "{path}"
         );
@@ -452,14 +440,11 @@ async fn several_bad_fields_are_reported_together() {
     let app = spawn_app().await;
     let p = app.project().await;
     let r = app
-        .post(
-            &p,
-            "/api/fabric/subscriber/invites",
-            json!({"address_id": "x", "expires_at": "later"}),
-        )
+        .fabric(&p)
+        .invite(json!({"address_id": "x", "expires_at": "later"}))
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let v: Value = r.json().await.unwrap();
+    let v = r.value().await;
     let attrs: Vec<&str> = v["errors"]
         .as_array()
         .unwrap()
@@ -474,11 +459,8 @@ async fn nul_characters_are_refused_not_stored() {
     let app = spawn_app().await;
     let p = app.project().await;
     let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "a\u{0}b"}),
-        )
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "a\u{0}b"}))
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let (code, attr) = first_error(r).await;

@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tessera_core::model::Role;
 use tessera_server::config::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::accounts::{operator, tokens, PASSWORD};
 use crate::helpers::*;
 
 fn addr(app: &TestApp) -> String {
@@ -76,7 +75,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 }
 
 async fn healthz_ok(app: &TestApp) {
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.healthz().await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -112,12 +111,12 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     let p = app.project().await;
     let room = app.room_address(&p, "r").await;
     // The attack of the issue: a WAF that reads the first "username" sees "nobody".
-    operator(&app, "admin@local", Role::Admin, false).await;
+    app.operator("admin@local", Role::Admin, false).await;
     let login =
         format!(r#"{{"username":"nobody","username":"admin@local","password":"{PASSWORD}"}}"#);
-    let r = post_text(&app, None, "/v1/tokens", JSON, login).await;
+    let r = post_text(&app, None, accounts_path::TOKENS, JSON, login).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let v: Value = r.json().await.unwrap();
+    let v = r.value().await;
     assert_eq!(v["errorCode"], "MALFORMED_REQUEST_BODY");
     assert!(v["message"].as_str().unwrap().contains("more than once"));
     assert!(v.get("accessToken").is_none());
@@ -126,51 +125,43 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
     let top = format!(r#"{{"allowed_addresses":["{room}"],"allowed_addresses":["{room}"]}}"#);
     let nested = r#"{"reference":"a@example.com","x":{"k":[{"a":1,"a":2}]}}"#;
     for (path, body) in [
-        ("/api/fabric/guests/tokens", top.as_str()),
-        ("/api/fabric/subscribers/tokens", nested),
+        (fabric_path::GUEST_TOKENS, top.as_str()),
+        (fabric_path::SUBSCRIBER_TOKENS, nested),
         (
-            "/api/fabric/subscribers/tokens",
+            fabric_path::SUBSCRIBER_TOKENS,
             r#"{"reference":"a@example.com","reference":"b@example.com"}"#,
         ),
         (
-            "/api/fabric/subscribers/tokens/refresh",
+            fabric_path::REFRESH,
             r#"{"refresh_token":"a","refresh_token":"b"}"#,
         ),
         (
-            "/api/fabric/subscriber/invites",
+            fabric_path::INVITES,
             r#"{"address_id":"a","address_id":"b"}"#,
         ),
-        ("/api/fabric/embeds/tokens", r#"{"token":"a","token":"b"}"#),
+        (fabric_path::EMBED_TOKENS, r#"{"token":"a","token":"b"}"#),
         (
-            "/api/fabric/resources/subscribers",
+            fabric_path::SUBSCRIBERS,
             r#"{"email":"a@example.com","email":"b@example.com"}"#,
         ),
-        (
-            "/api/fabric/resources/conference_rooms",
-            r#"{"name":"a","meta":{"x":1,"x":2}}"#,
-        ),
-        ("/oauth2/introspect", r#"{"token":"a","token":"b"}"#),
-        ("/oauth2/revoke", r#"{"token":"a","token":"b"}"#),
+        (fabric_path::ROOMS, r#"{"name":"a","meta":{"x":1,"x":2}}"#),
+        (fabric_path::INTROSPECT, r#"{"token":"a","token":"b"}"#),
+        (fabric_path::REVOKE, r#"{"token":"a","token":"b"}"#),
     ] {
         let r = post_text(&app, Some(&p), path, JSON, body.to_string()).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
-        let v: Value = r.json().await.unwrap();
+        let v = r.value().await;
         assert_eq!(v, json!({"error": "Bad Request"}), "{path}");
     }
     // Nothing was created by the refused bodies.
-    let subs: Value = app
-        .get(&p, "/api/fabric/resources/subscribers")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let subs = app.fabric(&p).list_subscribers("").await.value().await;
     assert_eq!(subs["data"].as_array().unwrap().len(), 0);
     // A form naming `token` twice is refused the same way.
     let form = "application/x-www-form-urlencoded";
     let r = post_text(
         &app,
         Some(&p),
-        "/oauth2/introspect",
+        fabric_path::INTROSPECT,
         form,
         "token=a&token=b".into(),
     )
@@ -199,13 +190,13 @@ async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
         let r = post_text(
             &app,
             Some(&p),
-            "/api/fabric/guests/tokens",
+            fabric_path::GUEST_TOKENS,
             JSON,
             guest(expire),
         )
         .await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{expire}");
-        let v: Value = r.json().await.unwrap();
+        let v = r.value().await;
         assert_eq!(v["errors"][0]["attribute"], "expire_at", "{expire}");
         let got = v["errors"][0]["message"].as_str().unwrap();
         assert!(got.starts_with(message), "{expire}: {got}");
@@ -214,13 +205,9 @@ async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
     // PUT with a valid `timezone` and a bad `time_zone` beside it: the alias is checked too.
     let (sid, _) = app.subscriber(&p, "tz@example.com").await;
     let r = app
-        .client
-        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
-        .basic_auth(&p.id, Some(&p.token))
-        .json(&json!({"timezone": "Europe/Paris", "time_zone": 5}))
-        .send()
-        .await
-        .unwrap();
+        .fabric(&p)
+        .update_subscriber(&sid, json!({"timezone": "Europe/Paris", "time_zone": 5}))
+        .await;
     let (code, attr) = first_error(r).await;
     assert_eq!((code.as_str(), attr), ("not_a_string", json!("time_zone")));
 }
@@ -230,27 +217,22 @@ async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
     let app = spawn_app().await;
     let p = app.project().await;
     for path in [
-        "/api/fabric/resources/%FF",
-        "/api/fabric/resources/subscribers/%C3%28",
-        "/api/fabric/addresses/%FF%FE",
+        format!("{}/%FF", fabric_path::RESOURCES),
+        format!("{}/%C3%28", fabric_path::SUBSCRIBERS),
+        format!("{}/%FF%FE", fabric_path::ADDRESSES),
     ] {
-        let r = app.get(&p, path).await;
+        let r = app.fabric(&p).raw(Method::GET, &path).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         assert_eq!(
             r.headers()["content-type"].to_str().unwrap(),
             "application/json",
             "{path}"
         );
-        assert_eq!(
-            r.json::<Value>().await.unwrap(),
-            json!({"error": "Not Found"})
-        );
+        assert_eq!(r.value().await, json!({"error": "Not Found"}));
     }
-    operator(&app, "admin@local", Role::Admin, false).await;
-    let (at, _) = tokens(&app, "admin@local").await;
-    let r = app.bearer_get(&at, "/v1/projects/%FF").await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let v: Value = r.json().await.unwrap();
+    let (at, _) = app.logged_in("admin@local", Role::Admin).await;
+    let (s, v) = app.accounts().bearer(&at).project("%FF").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["errorCode"], "NOT_FOUND");
 }
 
@@ -277,7 +259,7 @@ async fn pagination_links_never_come_from_the_host_header() {
     for name in ["self", "first", "next"] {
         let link = links[name].as_str().unwrap();
         assert!(
-            link.starts_with("/api/fabric/resources/subscribers?"),
+            link.starts_with(&format!("{}?", fabric_path::SUBSCRIBERS)),
             "{name}: {link}"
         );
         assert!(!link.contains("evil"), "{link}");
@@ -295,28 +277,27 @@ async fn pagination_links_never_come_from_the_host_header() {
         "{next}"
     );
     // The document names the public URL as its server, also whatever the Host says.
-    let doc: Value = app
+    let doc = app
         .client
         .get(app.url("/openapi.json"))
         .header("host", "evil.example")
         .send()
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     assert_eq!(
         doc["servers"],
         json!([{"url": "https://tokens.example.com/base"}])
     );
     // Following it (by its query, as the SDK does) reaches the second page.
     let query = next.split_once('?').unwrap().1;
-    let page: Value = app
-        .get(&p, &format!("/api/fabric/resources/subscribers?{query}"))
+    let page = app
+        .fabric(&p)
+        .list_subscribers(&format!("?{query}"))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
 }
 
@@ -324,7 +305,10 @@ async fn pagination_links_never_come_from_the_host_header() {
 async fn a_content_length_over_the_limit_is_refused_before_the_body_is_read() {
     let app = spawn_app().await;
     let p = app.project().await;
-    for (path, fabric) in [("/api/fabric/guests/tokens", true), ("/v1/tokens", false)] {
+    for (path, fabric) in [
+        (fabric_path::GUEST_TOKENS, true),
+        (accounts_path::TOKENS, false),
+    ] {
         // Headers only: the 60 MB body never comes. The answer must not wait for it.
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\n\
@@ -497,8 +481,7 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
     let app = spawn_with(|c| c.limits.request = Duration::from_secs(1)).await;
     let p = app.project().await;
     let room = app.room_address(&p, "r").await;
-    operator(&app, "admin@local", Role::Admin, false).await;
-    let (at, _) = tokens(&app, "admin@local").await;
+    let (at, _) = app.logged_in("admin@local", Role::Admin).await;
     // Another process holds the database's write lock (an admin command in a long
     // transaction, say): writes wait for it, up to SQLite's busy timeout of 10 s.
     let path = app.config.database.sqlite_path().unwrap();
@@ -507,41 +490,22 @@ async fn a_request_past_its_deadline_gets_503_not_500() {
 
     let started = tokio::time::Instant::now();
     let r = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({ "allowed_addresses": [room] }),
-        )
+        .fabric(&p)
+        .guest_token(json!({ "allowed_addresses": [room] }))
         .await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Service Unavailable"})
-    );
-    let r = app
-        .client
-        .post(app.url("/v1/projects"))
-        .bearer_auth(&at)
-        .json(&json!({"name": "blocked"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["errorCode"],
-        "SERVICE_UNAVAILABLE"
-    );
+    assert_eq!(r.value().await, json!({"error": "Service Unavailable"}));
+    let (s, v) = app.accounts().bearer(&at).create_project("blocked").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["errorCode"], "SERVICE_UNAVAILABLE");
     // What needs no write is still served meanwhile.
     healthz_ok(&app).await;
 
     blocker.execute_batch("COMMIT").unwrap();
     let r = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({ "allowed_addresses": [room] }),
-        )
+        .fabric(&p)
+        .guest_token(json!({ "allowed_addresses": [room] }))
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
@@ -585,25 +549,17 @@ async fn refusals_are_logged_at_the_default_level_without_their_secrets() {
         id: p.id.clone(),
         token: "tsr_the-wrong-secret-token".into(),
     };
-    let r = app.get(&wrong, "/api/fabric/resources").await;
+    let r = app.fabric(&wrong).resources("").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    operator(&app, "admin@local", Role::Admin, false).await;
-    let r = app
-        .client
-        .post(app.url("/v1/tokens"))
-        .json(&json!({"username": "admin@local", "password": "not-the-Passw0rd"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    app.operator("admin@local", Role::Admin, false).await;
+    let (s, _) = app
+        .accounts()
+        .login("admin@local", "not-the-Passw0rd")
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     // A rate-limited embed exchange (one per minute per address).
     for _ in 0..2 {
-        app.client
-            .post(app.url("/api/fabric/embeds/tokens"))
-            .json(&json!({"token": "c2c_nothing"}))
-            .send()
-            .await
-            .unwrap();
+        app.fabric_anonymous().embed_token("c2c_nothing").await;
     }
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     let line = |needle: &str| {
@@ -636,20 +592,13 @@ async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
     let p = app.project().await;
     let (sid, _) = app.subscriber(&p, "a@example.com").await;
     let r = app
-        .client
-        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
-        .basic_auth(&p.id, Some(&p.token))
-        .json(&json!({"email": "b@example.com"}))
-        .send()
-        .await
-        .unwrap();
+        .fabric(&p)
+        .update_subscriber(&sid, json!({"email": "b@example.com"}))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
-        .post(
-            &p,
-            "/api/fabric/resources/subscribers",
-            json!({"email": "A@example.com"}),
-        )
+        .fabric(&p)
+        .create_subscriber(json!({"email": "A@example.com"}))
         .await;
     let (code, attr) = first_error(r).await;
     assert_eq!(
@@ -657,15 +606,6 @@ async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
         ("not_unique_within_project", json!("email"))
     );
     // The old reference still finds the first subscriber.
-    let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "a@example.com"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("a@example.com").await;
     assert_eq!(t["subscriber_id"], sid);
 }

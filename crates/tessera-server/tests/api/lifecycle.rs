@@ -1,6 +1,6 @@
 //! Introspection, revocation, key rotation under load, cleanup and audit.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tessera_core::keyring::KeyPurpose;
 use tessera_core::maintenance::pending_key;
@@ -8,14 +8,7 @@ use tessera_core::maintenance::pending_key;
 use crate::helpers::*;
 
 async fn introspect(app: &TestApp, p: &Project, token: &str) -> Value {
-    let r = app
-        .client
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&p.id, Some(&p.token))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
+    let r = app.fabric(p).introspect(token).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "application/json");
     r.json().await.unwrap()
@@ -31,18 +24,9 @@ async fn stopping_writes_the_audit_events_of_answered_requests() {
     let room = app.room_address(&p, "lobby").await;
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (client, url, p) = (
-            app.client.clone(),
-            app.url("/api/fabric/guests/tokens"),
-            p.clone(),
-        );
-        let body = json!({"allowed_addresses": [room]});
+        let (project, body) = (app.fabric(&p), json!({"allowed_addresses": [room]}));
         tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .basic_auth(&p.id, Some(&p.token))
-                .json(&body);
-            r.send().await.unwrap().status()
+            project.guest_token(body).await.status()
         }));
     }
     for t in tasks {
@@ -76,16 +60,12 @@ async fn guest_addresses_named_twice_count_once_in_first_seen_order() {
         rooms.push(app.room_address(&p, &format!("room {i}")).await);
     }
     let named = [3, 1, 3, 3, 0, 1, 2, 0, 2, 3].map(|i| &rooms[i]);
-    let g: Value = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({"allowed_addresses": named}),
-        )
+    let g = app
+        .fabric(&p)
+        .guest_token(json!({"allowed_addresses": named}))
         .await
-        .json()
-        .await
-        .unwrap();
+        .value()
+        .await;
     let v = introspect(&app, &p, g["token"].as_str().unwrap()).await;
     let want = [3, 1, 0, 2].map(|i| &rooms[i]);
     assert_eq!(v["allowed_addresses"], json!(want));
@@ -96,16 +76,7 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
     let app = spawn_app().await;
     let (p, other) = (app.project().await, app.project().await);
     let room = app.room_address(&p, "lobby").await;
-    let g: Value = app
-        .post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({"allowed_addresses": [room]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let g: Value = app.fabric(&p).guest(&[room.as_str()]).await;
     let access = g["token"].as_str().unwrap();
     let v = introspect(&app, &p, access).await;
     assert_eq!(v["active"], true);
@@ -121,9 +92,13 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
     assert_eq!(v.get("application_id"), Some(&Value::Null));
     // JSON bodies work too.
     let r = app
-        .post(&p, "/oauth2/introspect", json!({"token": access}))
-        .await;
-    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+        .fabric(&p)
+        .raw(Method::POST, fabric_path::INTROSPECT)
+        .json(&json!({"token": access}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.value().await["active"], true);
     let inactive = json!({"active": false});
     assert_eq!(
         introspect(&app, &other, access).await,
@@ -136,49 +111,23 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
         "refresh as access"
     );
     assert_eq!(introspect(&app, &p, "garbage").await, inactive);
-    let r = app
-        .client
-        .post(app.url("/oauth2/introspect"))
-        .form(&[("token", access)])
-        .send()
-        .await
-        .unwrap();
+    let r = app.fabric_anonymous().introspect(access).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Revocation by refresh token kills the access token too; unknown tokens answer 200.
     let r = app
-        .client
-        .post(app.url("/oauth2/revoke"))
-        .basic_auth(&p.id, Some(&p.token))
-        .form(&[("token", g["refresh_token"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
+        .fabric(&p)
+        .revoke(g["refresh_token"].as_str().unwrap())
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         introspect(&app, &p, access).await,
         inactive,
         "revoked family"
     );
-    let r = app
-        .client
-        .post(app.url("/oauth2/revoke"))
-        .basic_auth(&p.id, Some(&p.token))
-        .form(&[("token", "nope")])
-        .send()
-        .await
-        .unwrap();
+    let r = app.fabric(&p).revoke("nope").await;
     assert_eq!(r.status(), StatusCode::OK);
     // Expiry, by the manual clock.
-    let s: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "x"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let s: Value = app.fabric(&p).grant("x").await;
     assert_eq!(
         introspect(&app, &p, s["token"].as_str().unwrap()).await["active"],
         true
@@ -198,42 +147,27 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
     let state_store = app.admin.store.clone();
     let mut before = Vec::new();
     for i in 0..5 {
-        let t: Value = app
-            .post(
-                &p,
-                "/api/fabric/subscribers/tokens",
-                json!({"reference": format!("r{i}")}),
-            )
+        let t = app
+            .fabric(&p)
+            .subscriber_token(json!({"reference": format!("r{i}")}))
             .await
-            .json()
-            .await
-            .unwrap();
+            .value()
+            .await;
         before.push(t);
     }
     // Load: issue and refresh concurrently while keys rotate.
     let mut tasks = Vec::new();
     for i in 0..4 {
-        let (client, base, p) = (app.client.clone(), app.base.clone(), p.clone());
+        let project = app.fabric(&p);
         tasks.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
             for j in 0..15 {
-                let t: Value = client
-                    .post(format!("{base}/api/fabric/subscribers/tokens"))
-                    .basic_auth(&p.id, Some(&p.token))
-                    .json(&json!({"reference": format!("load{i}-{j}")}))
-                    .send()
+                let t = project
+                    .subscriber_token(json!({"reference": format!("load{i}-{j}")}))
                     .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let r = client
-                    .post(format!("{base}/api/fabric/subscribers/tokens/refresh"))
-                    .basic_auth(&p.id, Some(&p.token))
-                    .json(&json!({"refresh_token": t["refresh_token"]}))
-                    .send()
-                    .await
-                    .unwrap();
+                    .value()
+                    .await;
+                let r = project.refresh(&t["refresh_token"]).await;
                 statuses.push(r.status());
             }
             statuses
@@ -269,13 +203,7 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
             introspect(&app, &p, t["token"].as_str().unwrap()).await["active"],
             true
         );
-        let r = app
-            .post(
-                &p,
-                "/api/fabric/subscribers/tokens/refresh",
-                json!({"refresh_token": t["refresh_token"]}),
-            )
-            .await;
+        let r = app.fabric(&p).refresh(&t["refresh_token"]).await;
         assert_eq!(
             r.status(),
             StatusCode::CREATED,
@@ -283,16 +211,7 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
         );
     }
     // New tokens use the new keys.
-    let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "after"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("after").await;
     let kid = header(t["token"].as_str().unwrap())["kid"]
         .as_str()
         .unwrap()
@@ -312,26 +231,14 @@ async fn cleanup_returns_the_families_table_to_its_live_size() {
     let p = app.project().await;
     let room = app.room_address(&p, "lobby").await;
     for _ in 0..10 {
-        app.post(
-            &p,
-            "/api/fabric/guests/tokens",
-            json!({"allowed_addresses": [room]}),
-        )
-        .await;
+        app.fabric(&p)
+            .guest_token(json!({"allowed_addresses": [room]}))
+            .await;
     }
     let store = app.admin.store.clone();
     assert_eq!(store.count_families().await.unwrap(), 10);
     app.clock.advance(3600);
-    let live: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "live"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let live: Value = app.fabric(&p).grant("live").await;
     app.maintenance().purge().await.unwrap();
     assert_eq!(
         store.count_families().await.unwrap(),
@@ -345,13 +252,7 @@ async fn cleanup_returns_the_families_table_to_its_live_size() {
         1,
         "only the live family remains"
     );
-    let r = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": live["refresh_token"]}),
-        )
-        .await;
+    let r = app.fabric(&p).refresh(&live["refresh_token"]).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -383,13 +284,8 @@ async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() 
         let app = spawn_with(|c| c.audit_retention_days = days).await;
         let p = app.project().await;
         let room = app.room_address(&p, "lobby").await;
-        let grant = || {
-            app.post(
-                &p,
-                "/api/fabric/guests/tokens",
-                json!({"allowed_addresses": [room]}),
-            )
-        };
+        let project = app.fabric(&p);
+        let grant = || project.guest_token(json!({"allowed_addresses": [room]}));
         grant().await;
         let old = audit_after_grants(&app, &p.id, 1).await;
         app.clock.advance(2 * 24 * 3600);
@@ -418,37 +314,19 @@ async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() 
 async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
     let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
-    let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "aud", "password": "a secret pw"}),
-        )
+    let t = app
+        .fabric(&p)
+        .subscriber_token(json!({"reference": "aud", "password": "a secret pw"}))
         .await
-        .json()
-        .await
-        .unwrap();
-    app.post(
-        &p,
-        "/api/fabric/subscribers/tokens/refresh",
-        json!({"refresh_token": t["refresh_token"]}),
-    )
-    .await;
-    app.post(
-        &p,
-        "/api/fabric/subscribers/tokens/refresh",
-        json!({"refresh_token": t["refresh_token"]}),
-    )
-    .await;
+        .value()
+        .await;
+    app.fabric(&p).refresh(&t["refresh_token"]).await;
+    app.fabric(&p).refresh(&t["refresh_token"]).await;
     let (sid, _) = app.subscriber(&p, "pw@example.com").await;
     let r = app
-        .client
-        .put(app.url(&format!("/api/fabric/resources/subscribers/{sid}")))
-        .basic_auth(&p.id, Some(&p.token))
-        .json(&json!({"password": "another secret"}))
-        .send()
-        .await
-        .unwrap();
+        .fabric(&p)
+        .update_subscriber(&sid, json!({"password": "another secret"}))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let pid = p.id.parse().unwrap();
     let (extra, extra_secret) = app.admin.new_api_token(pid, "ci").await.unwrap();
@@ -512,27 +390,13 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
 async fn metrics_count_requests_tokens_refreshes_introspections_and_keys() {
     let app = spawn_with(|c| c.refresh_grace = std::time::Duration::ZERO).await;
     let p = app.project().await;
-    let t: Value = app
-        .post(
-            &p,
-            "/api/fabric/subscribers/tokens",
-            json!({"reference": "m"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.fabric(&p).grant("m").await;
     for _ in 0..2 {
-        app.post(
-            &p,
-            "/api/fabric/subscribers/tokens/refresh",
-            json!({"refresh_token": t["refresh_token"]}),
-        )
-        .await;
+        app.fabric(&p).refresh(&t["refresh_token"]).await;
     }
     introspect(&app, &p, t["token"].as_str().unwrap()).await;
     introspect(&app, &p, "garbage").await;
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let r = app.metrics().await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"]
         .to_str()
