@@ -417,9 +417,11 @@ const V1_500: Reply = v1_err(
 );
 
 /// The refresh id, as `PATCH /v1/tokens/access-token/refresh` and
-/// `DELETE /v1/tokens/refresh-token` read it whatever the `Content-Type`.
+/// `DELETE /v1/tokens/refresh-token` read it whatever the `Content-Type`. The document lists
+/// JSON and plain text rather than `*/*`: the server reads JSON or a bare id, not any encoding
+/// of the schema (a YAML string, say, is malformed), and `*/*` promised that.
 const REFRESH_ID_BODY: Option<RequestBody> = Some(RequestBody {
-    media: &[JSON, "*/*"],
+    media: &[JSON, "text/plain"],
     schema: Schema::Ref("RefreshTokenIdBody"),
     required: true,
 });
@@ -2360,7 +2362,8 @@ fn accounts_token_schemas(s: &mut Map<String, Value>) {
                             \"<id>\"}`, or bare (not JSON; surrounding whitespace is trimmed), \
                             whatever the `Content-Type`.",
             "oneOf": [
-                { "type": "string", "pattern": format!("^\\s*{UUID_PATTERN}\\s*$"),
+                { "type": "string",
+                  "pattern": format!("^[\\t\\n\\x0B\\f\\r ]*{UUID_PATTERN}[\\t\\n\\x0B\\f\\r ]*$"),
                   "examples": ["4f8a0c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b"] },
                 schema_ref("RefreshTokenId"),
             ],
