@@ -111,7 +111,8 @@ impl Admin {
         &self,
         name: &str,
     ) -> Result<(Project, ApiToken, Secret<String>), AdminError> {
-        if name.trim().is_empty() || name.len() > 256 || name.contains('\0') {
+        // Characters, not bytes, as the message (and the OpenAPI `maxLength`) says.
+        if name.trim().is_empty() || name.chars().count() > 256 || name.contains('\0') {
             return Err(AdminError::Invalid(
                 "the project name must be 1 to 256 characters, without NUL".into(),
             ));
@@ -183,7 +184,7 @@ impl Admin {
         project: ProjectId,
         name: &str,
     ) -> Result<(ApiToken, Secret<String>), AdminError> {
-        if name.len() > 256 || name.contains('\0') {
+        if name.chars().count() > 256 || name.contains('\0') {
             return Err(AdminError::Invalid(
                 "the token name must be at most 256 characters, without NUL".into(),
             ));

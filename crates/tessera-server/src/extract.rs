@@ -121,7 +121,9 @@ pub struct Fields {
     pub errors: Vec<FieldError>,
 }
 
-/// The longest free-text field we store; longer values are refused, not truncated.
+/// The longest free-text field we store, in characters; longer values are refused, not
+/// truncated. Characters, not bytes: the error message says characters, and the OpenAPI
+/// document's `maxLength` (JSON Schema counts code points) must mean the same limit.
 const MAX_TEXT: usize = 1024;
 
 impl Fields {
@@ -154,7 +156,7 @@ impl Fields {
                     .push(FieldError::invalid(name, "must not contain NUL characters"));
                 None
             }
-            Some(Value::String(s)) if s.len() <= MAX_TEXT => Some(s.clone()),
+            Some(Value::String(s)) if s.chars().count() <= MAX_TEXT => Some(s.clone()),
             Some(Value::String(_)) => {
                 self.errors.push(FieldError::invalid(
                     name,
@@ -196,7 +198,8 @@ impl Fields {
         }
     }
 
-    /// A password: absent or empty means unchanged; otherwise 8 to 72 characters.
+    /// A password: absent or empty means unchanged; otherwise 8 to 72 characters (both bounds
+    /// in characters, as the messages and the document's `minLength`/`maxLength` say).
     pub fn password(&mut self, name: &str) -> Option<String> {
         let pw = self.string(name).filter(|p| !p.is_empty())?;
         let n = pw.chars().count();
@@ -206,7 +209,7 @@ impl Fields {
                 "is too short (minimum is 8 characters)",
             ));
             None
-        } else if pw.len() > 72 {
+        } else if n > 72 {
             // argon2 would take more, but the original caps at 72 (a bcrypt heritage) and
             // clients expect the same answer.
             self.errors.push(FieldError::invalid(

@@ -123,6 +123,10 @@ pub struct RequestBody {
     pub media: &'static [&'static str],
     /// The body's schema.
     pub schema: Schema,
+    /// Whether a body must be sent. `false` where the server reads a missing (empty) body as
+    /// an empty object and can succeed on it (a merge that changes nothing, an optional name),
+    /// so the document does not call a request it accepts invalid.
+    pub required: bool,
 }
 
 /// A response header.
@@ -232,6 +236,16 @@ const fn json_body(schema: &'static str) -> Option<RequestBody> {
     Some(RequestBody {
         media: JSON_ONLY,
         schema: Schema::Ref(schema),
+        required: true,
+    })
+}
+
+/// A JSON body the operation may also be called without (see [`RequestBody::required`]).
+const fn optional_json_body(schema: &'static str) -> Option<RequestBody> {
+    Some(RequestBody {
+        media: JSON_ONLY,
+        schema: Schema::Ref(schema),
+        required: false,
     })
 }
 
@@ -321,7 +335,7 @@ const PAGE_NUMBER: Param = Param {
     location: Location::Query,
     description: "0-based page number; pages after the first need `page_token`. Follow \
                   `links.next` rather than building it.",
-    schema: Schema::Inline(non_negative),
+    schema: Schema::Inline(page_number_schema),
 };
 const PAGE_TOKEN: Param = Param {
     name: "page_token",
@@ -403,10 +417,13 @@ const V1_500: Reply = v1_err(
 );
 
 /// The refresh id, as `PATCH /v1/tokens/access-token/refresh` and
-/// `DELETE /v1/tokens/refresh-token` read it whatever the `Content-Type`.
+/// `DELETE /v1/tokens/refresh-token` read it whatever the `Content-Type`. The document lists
+/// JSON and plain text rather than `*/*`: the server reads JSON or a bare id, not any encoding
+/// of the schema (a YAML string, say, is malformed), and `*/*` promised that.
 const REFRESH_ID_BODY: Option<RequestBody> = Some(RequestBody {
-    media: &[JSON, "*/*"],
+    media: &[JSON, "text/plain"],
     schema: Schema::Ref("RefreshTokenIdBody"),
+    required: true,
 });
 
 const V1_PAGE_NUMBER: Param = Param {
@@ -617,6 +634,7 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(RequestBody {
             media: JSON_ONLY,
             schema: Schema::Inline(subscriber_create_request),
+            required: true,
         }),
         responses: &[
             ok(
@@ -661,7 +679,7 @@ pub static OPERATIONS: &[Operation] = &[
         tag: "Subscribers",
         auth: BASIC,
         params: &[SUBSCRIBER_ID],
-        request: json_body("SubscriberRequest"),
+        request: optional_json_body("SubscriberRequest"),
         responses: &[
             ok(
                 200,
@@ -749,6 +767,7 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(RequestBody {
             media: JSON_ONLY,
             schema: Schema::Inline(room_create_request),
+            required: true,
         }),
         responses: &[
             ok(201, "The new room.", Schema::Ref("ConferenceRoomResponse")),
@@ -785,7 +804,7 @@ pub static OPERATIONS: &[Operation] = &[
         tag: "Conference rooms",
         auth: BASIC,
         params: &[ROOM_ID],
-        request: json_body("ConferenceRoomRequest"),
+        request: optional_json_body("ConferenceRoomRequest"),
         responses: &[
             ok(
                 200,
@@ -1006,6 +1025,8 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(RequestBody {
             media: &[FORM, JSON],
             schema: Schema::Ref("IntrospectionRequest"),
+            // An empty body is answered like a missing `token`.
+            required: false,
         }),
         responses: &[
             ok(
@@ -1032,6 +1053,8 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(RequestBody {
             media: &[FORM, JSON],
             schema: Schema::Ref("RevocationRequest"),
+            // An empty body is answered like a missing `token`.
+            required: false,
         }),
         responses: &[
             Reply {
@@ -1206,6 +1229,7 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(RequestBody {
             media: JSON_ONLY,
             schema: Schema::Inline(user_create_array),
+            required: true,
         }),
         responses: &[
             ok(
@@ -1235,7 +1259,7 @@ pub static OPERATIONS: &[Operation] = &[
         tag: "Management",
         auth: ACCOUNTS,
         params: &[USER_ID],
-        request: json_body("UserPatch"),
+        request: optional_json_body("UserPatch"),
         responses: &[
             ok(200, "The updated user.", Schema::Ref("User")),
             V1_400,
@@ -1369,7 +1393,7 @@ pub static OPERATIONS: &[Operation] = &[
         tag: "Management",
         auth: ACCOUNTS,
         params: &[PROJECT_ID],
-        request: json_body("ApiTokenCreate"),
+        request: optional_json_body("ApiTokenCreate"),
         responses: &[
             ok(
                 201,
@@ -1574,9 +1598,46 @@ fn string() -> Value {
     json!({ "type": "string" })
 }
 
-/// Free text as `Fields::string` reads it: longer values are refused, not truncated.
+/// A string without NUL, which `Fields::string` refuses (not every store can keep it).
+const NO_NUL: &str = "^[^\\x00]*$";
+
+/// A string with at least one character that is not white space and no NUL: what the server
+/// reads as present after trimming a required name. The white space is Rust's
+/// `char::is_whitespace`, spelled out because `\s` means different sets in different regex
+/// dialects (Python's includes U+001C to U+001F, ECMAScript's lacks U+0085).
+const NOT_BLANK: &str = concat!(
+    "^[^\\x00]*",
+    "[^\\x00\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]",
+    "[^\\x00]*$"
+);
+
+/// `v`, or `null`: Fabric bodies read a `null` member as an absent one (the SDKs send `None`
+/// as `null`), so every optional member of a Fabric request accepts it.
+fn or_null(mut v: Value) -> Value {
+    match v.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = std::mem::take(t);
+            v["type"] = json!([t, "null"]);
+        }
+        Some(Value::Array(ts)) => ts.push("null".into()),
+        _ => {}
+    }
+    if let Some(Value::Array(e)) = v.get_mut("enum") {
+        e.push(Value::Null);
+    }
+    v
+}
+
+/// A required Fabric name: present, not blank, at most 1024 characters.
+fn name_text(description: &str) -> Value {
+    json!({ "type": "string", "maxLength": 1024, "pattern": NOT_BLANK,
+            "description": description })
+}
+
+/// Free text as `Fields::string` reads it: at most 1024 characters (longer values are refused,
+/// not truncated) and no NUL.
 fn text(description: &str) -> Value {
-    let mut v = json!({ "type": "string", "maxLength": 1024 });
+    let mut v = json!({ "type": "string", "maxLength": 1024, "pattern": NO_NUL });
     if !description.is_empty() {
         v["description"] = description.into();
     }
@@ -1599,13 +1660,22 @@ fn positive() -> Value {
     json!({ "type": "integer", "minimum": 1 })
 }
 
+/// A page number as the server parses it: a `u64`.
+fn page_number_schema() -> Value {
+    json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX })
+}
+
 fn page_size_schema() -> Value {
     json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 })
 }
 
+/// `PA` and a hyphenated UUID, which is all the server parses back.
 fn page_token_schema() -> Value {
-    json!({ "type": "string", "pattern": "^PA[0-9a-fA-F-]{36}$" })
+    json!({ "type": "string", "pattern": format!("^PA{UUID_PATTERN}$") })
 }
+
+/// A hyphenated UUID, unanchored.
+const UUID_PATTERN: &str = "[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}";
 
 fn address_types() -> Vec<&'static str> {
     [
@@ -1632,9 +1702,10 @@ fn expiry(description: &str) -> Value {
         "description": format!(
             "{description} Unix seconds (an integral float or a numeric string is accepted \
              too) or an RFC 3339 date-time; it must lie in the future and at most the \
-             configured maximum lifetime ahead (24 h by default)."
+             configured maximum lifetime ahead (24 h by default), e.g. now + 3600. The \
+             window moves with the clock, so the schema cannot state it and gives no example: \
+             any fixed instant is refused once it has passed."
         ),
-        "examples": [1800007200, "2027-01-15T08:00:00Z"],
     })
 }
 
@@ -1661,26 +1732,35 @@ fn profile_properties(tz: &str) -> Map<String, Value> {
         "region",
         "company_name",
     ] {
-        m.insert(f.into(), text(""));
+        m.insert(f.into(), or_null(text("")));
     }
-    m.insert(tz.into(), text("The subscriber's time zone."));
+    m.insert(tz.into(), or_null(text("The subscriber's time zone.")));
     m
 }
 
 fn password() -> Value {
-    json!({
+    or_null(json!({
         "type": "string",
         "maxLength": 72,
-        "description": "8 to 72 characters; empty or absent leaves the password unchanged.",
-    })
+        "pattern": NO_NUL,
+        "anyOf": [{ "const": "" }, { "minLength": 8 }],
+        "description": "8 to 72 characters; empty, null or absent leaves the password \
+                        unchanged.",
+    }))
 }
 
 fn subscriber_create_request() -> Value {
-    json!({ "allOf": [schema_ref("SubscriberRequest"), { "required": ["email"] }] })
+    json!({ "allOf": [
+        schema_ref("SubscriberRequest"),
+        { "required": ["email"], "properties": { "email": { "type": "string" } } },
+    ] })
 }
 
 fn room_create_request() -> Value {
-    json!({ "allOf": [schema_ref("ConferenceRoomRequest"), { "required": ["name"] }] })
+    json!({ "allOf": [
+        schema_ref("ConferenceRoomRequest"),
+        { "required": ["name"], "properties": { "name": { "type": "string" } } },
+    ] })
 }
 
 fn token_schemas(s: &mut Map<String, Value>) {
@@ -1688,7 +1768,7 @@ fn token_schemas(s: &mut Map<String, Value>) {
     t1.insert(
         "reference".into(),
         json!({
-            "type": "string", "minLength": 1, "maxLength": 1024,
+            "type": "string", "maxLength": 1024, "pattern": NOT_BLANK,
             "description": "Identifies the subscriber in the project, often an email. A new \
                             subscriber gets it as its email; an existing one (matched by the \
                             reference it was created with, then by email, then by id; ASCII \
@@ -1698,26 +1778,31 @@ fn token_schemas(s: &mut Map<String, Value>) {
     );
     t1.insert(
         "expire_at".into(),
-        expiry("When the access token expires; two hours from now by default."),
+        or_null(expiry(
+            "When the access token expires; two hours from now by default.",
+        )),
     );
-    t1.insert("expires_at".into(), expiry("Alias of `expire_at`."));
+    t1.insert(
+        "expires_at".into(),
+        or_null(expiry("Alias of `expire_at`.")),
+    );
     t1.insert(
         "application_id".into(),
-        json!({ "type": "string", "format": "uuid",
-                "description": "An application of the project to bind the token to." }),
+        or_null(json!({ "type": "string", "format": "uuid",
+                "description": "An application of the project to bind the token to." })),
     );
     t1.insert("password".into(), password());
     t1.extend(profile_properties("time_zone"));
     t1.insert(
         "fingerprint".into(),
-        json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{43}$",
-                "description": "Binds the token to a device (base64url of 32 bytes)." }),
+        or_null(json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{43}$",
+                "description": "Binds the token to a device (base64url of 32 bytes)." })),
     );
     t1.insert(
         "scope".into(),
-        json!({ "type": "string", "enum": [SCOPE_SAT_REFRESH],
+        or_null(json!({ "type": "string", "enum": [SCOPE_SAT_REFRESH],
                 "description": "Lets the holder refresh from the browser; without \
-                                `fingerprint` the token lives at most 60 s." }),
+                                `fingerprint` the token lives at most 60 s." })),
     );
     s.insert(
         "SubscriberTokenRequest".into(),
@@ -1746,7 +1831,11 @@ fn token_schemas(s: &mut Map<String, Value>) {
         json!({
             "type": "object",
             "required": ["refresh_token"],
-            "properties": { "refresh_token": string() },
+            "properties": { "refresh_token": {
+                "type": "string", "pattern": NOT_BLANK,
+                "description": "A refresh token this project issued; any other is a 422 \
+                                `token_invalid`.",
+            } },
         }),
     );
     s.insert(
@@ -1773,9 +1862,9 @@ fn token_schemas(s: &mut Map<String, Value>) {
                     "description": "Address ids of the project the guest may reach \
                                     (duplicates count once).",
                 },
-                "expire_at": expiry("When the access token expires; two hours from now by \
-                                     default."),
-                "expires_at": expiry("Alias of `expire_at`."),
+                "expire_at": or_null(expiry("When the access token expires; two hours from \
+                                             now by default.")),
+                "expires_at": or_null(expiry("Alias of `expire_at`.")),
             },
         }),
     );
@@ -1787,9 +1876,9 @@ fn token_schemas(s: &mut Map<String, Value>) {
             "properties": {
                 "address_id": { "type": "string", "format": "uuid",
                                 "description": "A subscriber address." },
-                "expires_at": expiry("When the token expires (note the `s`); two hours from \
-                                      now by default."),
-                "expire_at": expiry("Alias of `expires_at`."),
+                "expires_at": or_null(expiry("When the token expires (note the `s`); two \
+                                              hours from now by default.")),
+                "expire_at": or_null(expiry("Alias of `expires_at`.")),
             },
         }),
     );
@@ -1820,17 +1909,17 @@ fn resource_schemas(s: &mut Map<String, Value>) {
     let mut req = Map::new();
     req.insert(
         "email".into(),
-        json!({ "type": "string", "minLength": 1, "maxLength": 1024,
-                "description": "Unique in the project; required on create." }),
+        or_null(name_text("Unique in the project; required on create.")),
     );
     req.insert("password".into(), password());
     req.extend(profile_properties("timezone"));
-    req.insert("time_zone".into(), text("Alias of `timezone`."));
+    req.insert("time_zone".into(), or_null(text("Alias of `timezone`.")));
     s.insert(
         "SubscriberRequest".into(),
         json!({
             "type": "object",
-            "description": "Unknown members are ignored. On update only the members sent change.",
+            "description": "Unknown members are ignored. On update only the members sent change; \
+                            a null member counts as absent.",
             "properties": req,
         }),
     );
@@ -1868,10 +1957,9 @@ fn resource_schemas(s: &mut Map<String, Value>) {
             "description": "Members other than `name` and `display_name` are stored as given \
                             (except `id` and `type`). On update only the members sent change.",
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 1024,
-                          "description": "Required on create; names the address \
-                                          (`/public/<name>`)." },
-                "display_name": text("Defaults to `name`."),
+                "name": or_null(name_text("Required on create; names the address \
+                                           (`/public/<name>`).")),
+                "display_name": or_null(text("Defaults to `name`.")),
             },
             "additionalProperties": true,
         }),
@@ -2041,28 +2129,34 @@ fn error_and_service_schemas(s: &mut Map<String, Value>) {
             "properties": { "status": { "const": "ok" } },
         }),
     );
+    // Any hint is accepted: the RFCs let a server ignore hints it does not know (the hint
+    // registry is open), and the token itself says what it is.
     let token_hint = json!({
         "type": "string",
-        "enum": ["access_token", "refresh_token"],
+        "examples": ["access_token", "refresh_token"],
         "description": "Accepted and ignored, as RFC 7009 allows; the token itself says \
                         what it is.",
+    });
+    let token = json!({
+        "type": "string",
+        "description": "The token. The RFCs require it; a missing or unreadable one (or an \
+                        empty body) is answered as an unknown token, not as an error.",
     });
     s.insert(
         "IntrospectionRequest".into(),
         json!({
             "type": "object",
-            "required": ["token"],
             "description": "A form (`token=…`), as RFC 7662 specifies, or the same members \
-                            as a JSON object.",
-            "properties": { "token": string(), "token_type_hint": token_hint },
+                            as a JSON object. `token` must not be given twice (400).",
+            "properties": { "token": token, "token_type_hint": token_hint },
         }),
     );
     s.insert(
         "RevocationRequest".into(),
         json!({
             "type": "object",
-            "required": ["token"],
-            "properties": { "token": string(), "token_type_hint": token_hint },
+            "description": "As for introspection.",
+            "properties": { "token": token, "token_type_hint": token_hint },
         }),
     );
     let kinds = [
@@ -2102,7 +2196,7 @@ fn error_and_service_schemas(s: &mut Map<String, Value>) {
 // ---- Schemas of the Accounts API (/v1) -------------------------------------------------------
 
 fn v1_page_number_schema() -> Value {
-    json!({ "type": "integer", "minimum": 0, "default": 0 })
+    json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX, "default": 0 })
 }
 
 fn v1_page_size_schema() -> Value {
@@ -2113,8 +2207,14 @@ fn nullable_date_time() -> Value {
     json!({ "type": ["string", "null"], "format": "date-time" })
 }
 
+/// What `since` parses: Unix seconds (an `i64`, so at most 18 digits here to stay clear of
+/// overflow) or an RFC 3339 date-time.
 fn since_schema() -> Value {
-    json!({ "type": "string", "examples": ["2027-01-15T08:00:00Z", "1800000000"] })
+    json!({
+        "type": "string",
+        "anyOf": [{ "pattern": "^[+-]?[0-9]{1,18}$" }, { "format": "date-time" }],
+        "examples": ["2027-01-15T08:00:00Z", "1800000000"],
+    })
 }
 
 fn access_token() -> Value {
@@ -2129,7 +2229,7 @@ fn access_token() -> Value {
 }
 
 fn user_create_array() -> Value {
-    json!({ "type": "array", "items": schema_ref("UserCreate") })
+    json!({ "type": "array", "items": schema_ref("UserCreate"), "minItems": 1, "maxItems": 100 })
 }
 
 /// A page whose `elements` are `item`s.
@@ -2226,7 +2326,12 @@ fn accounts_token_schemas(s: &mut Map<String, Value>) {
             "description": "Either `apiKey`, or `username` and `password`; `apiKey` wins when \
                             both are sent. Empty strings count as absent; unknown members are \
                             ignored.",
-            "anyOf": [{ "required": ["apiKey"] }, { "required": ["username", "password"] }],
+            "anyOf": [
+                { "required": ["apiKey"], "properties": { "apiKey": { "minLength": 1 } } },
+                { "required": ["username", "password"],
+                  "properties": { "username": { "minLength": 1 },
+                                  "password": { "minLength": 1 } } },
+            ],
             "properties": {
                 "username": string(),
                 "password": { "type": "string", "format": "password" },
@@ -2244,7 +2349,7 @@ fn accounts_token_schemas(s: &mut Map<String, Value>) {
             "required": ["id"],
             "properties": {
                 "id": { "type": "string",
-                        "pattern": "^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$",
+                        "pattern": format!("^{UUID_PATTERN}$"),
                         "description": "The refresh id (UUID-shaped). Reusable until 24 h \
                                         after the login, unless invalidated." },
             },
@@ -2257,7 +2362,9 @@ fn accounts_token_schemas(s: &mut Map<String, Value>) {
                             \"<id>\"}`, or bare (not JSON; surrounding whitespace is trimmed), \
                             whatever the `Content-Type`.",
             "oneOf": [
-                { "type": "string", "examples": ["4f8a0c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b"] },
+                { "type": "string",
+                  "pattern": format!("^[\\t\\n\\x0B\\f\\r ]*{UUID_PATTERN}[\\t\\n\\x0B\\f\\r ]*$"),
+                  "examples": ["4f8a0c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b"] },
                 schema_ref("RefreshTokenId"),
             ],
         }),
@@ -2320,8 +2427,10 @@ fn user_schemas(s: &mut Map<String, Value>) {
             "required": ["id"],
             "properties": {
                 "id": { "type": "string",
+                        "enum": Role::ALL.map(Role::id).into_iter()
+                            .chain(Role::ALL.map(Role::as_str)).collect::<Vec<_>>(),
                         "description": "A role's `id` from `GET /v1/roles`; its `name` is \
-                                        accepted too." },
+                                        accepted too (both ASCII case-insensitively)." },
             },
         }),
     );
@@ -2362,13 +2471,20 @@ fn user_schemas(s: &mut Map<String, Value>) {
         json!({
             "type": "object",
             "required": ["name", "type", "role"],
+            // A USER needs a password, a SERVICE user must not send one ("" counts as none).
+            "if": { "required": ["type"], "properties": { "type": { "const": "SERVICE" } } },
+            "then": { "properties": { "password": { "const": "" } } },
+            "else": { "required": ["password"],
+                      "properties": { "password": { "minLength": 1 } } },
             "properties": {
-                "name": { "type": "string", "pattern": "^\\S+$",
+                "name": { "type": "string", "pattern": format!("^{USERNAME_CHARS}+$"),
                           "description": "The login name, unique (ASCII \
                                           case-insensitively and otherwise byte for byte): 1 \
                                           to 256 bytes without whitespace or control \
                                           characters." },
-                "domain": string(),
+                "domain": { "type": ["string", "null"],
+                            "pattern": format!("^{USERNAME_CHARS}*$"),
+                            "description": "Empty or null for none; otherwise like `name`." },
                 "type": user_type,
                 "role": schema_ref("RoleReference"),
                 "password": { "type": "string", "format": "password",
@@ -2381,15 +2497,23 @@ fn user_schemas(s: &mut Map<String, Value>) {
         "UserPatch".into(),
         json!({
             "type": "object",
-            "description": "`disabled`, `role` or both.",
+            "description": "`disabled`, `role`, both, or neither (nothing changes); a null \
+                            member counts as absent.",
             "properties": {
-                "disabled": { "type": "boolean",
+                "disabled": { "type": ["boolean", "null"],
                               "description": "Disabling invalidates the user's refresh ids." },
-                "role": schema_ref("RoleReference"),
+                "role": { "anyOf": [schema_ref("RoleReference"), { "type": "null" }] },
             },
         }),
     );
 }
+
+/// A character `valid_username` allows: neither a control character (Unicode Cc) nor white
+/// space (Rust's `char::is_whitespace`), spelled out for the same reason as [`NOT_BLANK`].
+const USERNAME_CHARS: &str = concat!(
+    "[^\\x00-\\x20\\x7F-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F",
+    "\\u3000]"
+);
 
 fn project_schemas(s: &mut Map<String, Value>) {
     s.insert(
@@ -2397,7 +2521,10 @@ fn project_schemas(s: &mut Map<String, Value>) {
         json!({
             "type": "object",
             "required": ["name"],
-            "properties": { "name": string() },
+            "properties": { "name": {
+                "type": "string", "maxLength": 256, "pattern": NOT_BLANK,
+                "description": "1 to 256 characters, not all white space, without NUL.",
+            } },
         }),
     );
     s.insert(
@@ -2428,7 +2555,10 @@ fn project_schemas(s: &mut Map<String, Value>) {
         json!({
             "type": "object",
             "description": "The body may also be empty.",
-            "properties": { "name": string() },
+            "properties": { "name": {
+                "type": ["string", "null"], "maxLength": 256, "pattern": NO_NUL,
+                "description": "At most 256 characters, without NUL; empty by default.",
+            } },
         }),
     );
     s.insert(
@@ -2626,7 +2756,7 @@ fn operation(op: &Operation) -> Value {
             .iter()
             .map(|m| ((*m).to_string(), json!({ "schema": body.schema.build() })))
             .collect();
-        v["requestBody"] = json!({ "required": true, "content": content });
+        v["requestBody"] = json!({ "required": body.required, "content": content });
     }
     v
 }

@@ -8,5 +8,6 @@ mod helpers;
 mod lifecycle;
 mod openapi;
 mod resources;
+mod schema_limits;
 mod store_contract;
 mod tokens;

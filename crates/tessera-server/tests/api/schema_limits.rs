@@ -1,0 +1,252 @@
+//! Limits the OpenAPI document states are the limits the server enforces (found by running
+//! Schemathesis with every check, which sends what the document allows and expects it taken).
+//!
+//! JSON Schema's `minLength`/`maxLength` count characters (code points), so every length the
+//! server checks is counted in characters too: a limit in bytes cannot be written in the
+//! document, and a 1024-character name of accented letters would be "valid" yet refused.
+//!
+//! The helpers are local to this file on purpose: it starts the real application itself and
+//! depends on nothing but the crate's public API.
+
+use std::sync::Arc;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use tessera_core::admin::{Actor, Admin};
+use tessera_core::crypto::MasterKey;
+use tessera_core::ids::ProjectId;
+use tessera_core::{ManualClock, UnixTime};
+use tessera_server::config::Database;
+use tessera_server::Config;
+
+/// A running server, its admin handle and one project's Basic credentials.
+struct App {
+    base: String,
+    client: Client,
+    admin: Admin,
+    project: (String, String),
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = MasterKey::generate();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: Database::Sqlite(dir.path().join("tessera.db")),
+        master_key: Some(key),
+        ..Config::default()
+    };
+    let clock = ManualClock::new(UnixTime(1_800_000_000));
+    let state = tessera_server::prepare(config.clone(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let admin = Admin {
+        store: state.service.store().clone(),
+        master: state.service.master().clone(),
+        clock: Arc::new(clock),
+        actor: Actor::Cli,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    // The server runs until the test's runtime ends.
+    tokio::spawn(async move {
+        tessera_server::serve(listener, state, std::future::pending())
+            .await
+            .unwrap();
+    });
+    let (p, _, secret) = admin.new_project("limits").await.unwrap();
+    App {
+        base,
+        client: Client::new(),
+        admin,
+        project: (p.id.to_string(), secret.into_inner()),
+        _dir: dir,
+    }
+}
+
+impl App {
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(&self.project.0, Some(&self.project.1))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Two bytes in UTF-8, one character.
+fn accented(n: usize) -> String {
+    "é".repeat(n)
+}
+
+/// Free text is limited to 1024 characters, not 1024 bytes: 1024 `é` (2048 bytes) used to be
+/// refused as "too long (maximum is 1024 characters)".
+#[tokio::test]
+async fn fabric_text_limit_counts_characters() {
+    let app = start().await;
+    let (s, body) = app
+        .post(
+            "/api/fabric/resources/subscribers",
+            json!({ "email": accented(1024), "first_name": accented(1024) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["subscriber"]["first_name"], accented(1024));
+
+    let (s, body) = app
+        .post(
+            "/api/fabric/resources/subscribers",
+            json!({ "email": "a@example.com", "first_name": accented(1025) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["attribute"], "first_name");
+
+    let (s, body) = app
+        .post(
+            "/api/fabric/resources/conference_rooms",
+            json!({ "name": accented(1024) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+}
+
+/// A password is 8 to 72 characters; 72 `é` (144 bytes) used to be refused as too long.
+#[tokio::test]
+async fn fabric_password_limit_counts_characters() {
+    let app = start().await;
+    let (s, body) = app
+        .post(
+            "/api/fabric/resources/subscribers",
+            json!({ "email": "pw@example.com", "password": accented(72) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = app
+        .post(
+            "/api/fabric/resources/subscribers",
+            json!({ "email": "pw2@example.com", "password": accented(73) }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["attribute"], "password");
+}
+
+/// Project and API token names are at most 256 characters, not bytes.
+#[tokio::test]
+async fn project_and_token_names_count_characters() {
+    let app = start().await;
+    let (project, _, _) = app.admin.new_project(&accented(256)).await.unwrap();
+    assert!(app.admin.new_project(&accented(257)).await.is_err());
+    let id: ProjectId = project.id;
+    app.admin.new_api_token(id, &accented(256)).await.unwrap();
+    assert!(app.admin.new_api_token(id, &accented(257)).await.is_err());
+}
+
+/// The document's request schemas say what the server does with the inputs Schemathesis found
+/// misdescribed: optional bodies, `null` members, blank names, page tokens, hints and roles.
+#[tokio::test]
+async fn document_states_what_the_server_accepts() {
+    let app = start().await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    let schemas = &doc["components"]["schemas"];
+
+    // A merge with nothing in it succeeds, so these bodies are optional…
+    for (path, method) in [
+        ("/api/fabric/resources/subscribers/{id}", "put"),
+        ("/api/fabric/resources/conference_rooms/{id}", "put"),
+        ("/oauth2/introspect", "post"),
+        ("/oauth2/revoke", "post"),
+        ("/v1/users/{id}", "patch"),
+        ("/v1/projects/{id}/api-tokens", "post"),
+    ] {
+        assert_eq!(
+            paths[path][method]["requestBody"]["required"], false,
+            "{method} {path}"
+        );
+    }
+    // …and a body the operation cannot do without stays required.
+    assert_eq!(
+        paths["/api/fabric/guests/tokens"]["post"]["requestBody"]["required"],
+        true
+    );
+    // And the server really does answer an empty merge with 200.
+    let (s, room) = app
+        .post(
+            "/api/fabric/resources/conference_rooms",
+            json!({ "name": "r" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let r = app
+        .client
+        .put(format!(
+            "{}/api/fabric/resources/conference_rooms/{}",
+            app.base,
+            room["id"].as_str().unwrap()
+        ))
+        .basic_auth(&app.project.0, Some(&app.project.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Null counts as absent in Fabric bodies, so optional members accept it.
+    let room_req = &schemas["ConferenceRoomRequest"]["properties"];
+    assert_eq!(room_req["display_name"]["type"], json!(["string", "null"]));
+    let (s, body) = app
+        .post(
+            "/api/fabric/resources/conference_rooms",
+            json!({ "name": "n", "display_name": null }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // A required name is not blank: the server trims it.
+    assert!(room_req["name"]["pattern"].is_string());
+    let (s, _) = app
+        .post(
+            "/api/fabric/resources/conference_rooms",
+            json!({ "name": "\r" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // A password is empty or 8 characters at least.
+    let pw = &schemas["SubscriberRequest"]["properties"]["password"];
+    assert_eq!(pw["anyOf"], json!([{ "const": "" }, { "minLength": 8 }]));
+    // Hints are open-ended (RFC 7009 lets a server ignore unknown ones).
+    assert!(schemas["IntrospectionRequest"]["properties"]["token_type_hint"]["enum"].is_null());
+    // A role reference names a role.
+    assert!(schemas["RoleReference"]["properties"]["id"]["enum"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("ADMIN")));
+    // A page token is `PA` and a UUID: 36 hex digits and dashes in any order are not one.
+    let pattern = paths["/api/fabric/resources"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "page_token")
+        .unwrap()["schema"]["pattern"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(pattern.contains("{8}(-"), "{pattern}");
+    // No expiry example: any fixed instant is refused once it has passed.
+    let expire_at = &schemas["GuestTokenRequest"]["properties"]["expire_at"];
+    assert!(expire_at["examples"].is_null(), "{expire_at}");
+}
