@@ -15,7 +15,6 @@ use tessera_core::json::{any_byte, ObjectWriter};
 use crate::error::FabricError;
 use crate::extract::{ProjectAuth, RawBody};
 use crate::fabric::json_response;
-use crate::json_body::JsonError;
 use crate::state::AppState;
 
 /// The OAuth 2.0 routes.
@@ -67,10 +66,20 @@ fn token_param(headers: &HeaderMap, body: &Bytes) -> Result<Option<String>, Fabr
         .unwrap_or("")
         .to_ascii_lowercase();
     if ct.starts_with("application/json") {
+        // An empty body names no token (answered like a missing one); anything else must be
+        // an object whose `token`, if given, is a string: RFC 6749 §5.2's
+        // `invalid_request` otherwise, rather than a silent "inactive" that hides a client's
+        // bug.
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
         return match crate::json_body::parse(body) {
-            Ok(Value::Object(m)) => Ok(m.get("token").and_then(Value::as_str).map(str::to_string)),
-            Err(JsonError::Duplicate { .. }) => Err(FabricError::BadRequest),
-            _ => Ok(None),
+            Ok(Value::Object(m)) => match m.get("token") {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(t)) => Ok(Some(t.clone())),
+                Some(_) => Err(FabricError::BadRequest),
+            },
+            Ok(_) | Err(_) => Err(FabricError::BadRequest),
         };
     }
     let Ok(text) = std::str::from_utf8(body) else {
@@ -162,7 +171,21 @@ mod tests {
         assert!(param(&h, "token=a&%74oken=b").is_err());
         h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
         assert_eq!(param(&h, r#"{"token":"t"}"#).unwrap().as_deref(), Some("t"));
-        assert_eq!(param(&h, "[").unwrap(), None);
         assert!(param(&h, r#"{"token":"a","token":"b"}"#).is_err());
+        // Not an object, not JSON, or a token that is not a string: a malformed request.
+        for bad in [
+            "[",
+            "[null]",
+            "\"t\"",
+            "5",
+            r#"{"token": 5}"#,
+            r#"{"token": {}}"#,
+        ] {
+            assert!(param(&h, bad).is_err(), "{bad}");
+        }
+        // No body, or no token in it: nothing to look at, answered as inactive.
+        assert_eq!(param(&h, "").unwrap(), None);
+        assert_eq!(param(&h, "{}").unwrap(), None);
+        assert_eq!(param(&h, r#"{"token": null}"#).unwrap(), None);
     }
 }

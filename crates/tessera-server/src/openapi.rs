@@ -280,6 +280,11 @@ const fn invalid(description: &'static str) -> Reply {
 
 const E400_BODY: Reply = err(400, "The body is not valid JSON.");
 const E400_QUERY: Reply = err(400, "The query string cannot be decoded.");
+const E400_OAUTH: Reply = err(
+    400,
+    "A malformed request (RFC 6749 §5.2 `invalid_request`): a JSON body that is not an object \
+     or names a member twice, a `token` that is not a string, or a form naming `token` twice.",
+);
 const E401: Reply = Reply {
     status: 401,
     description: "Credentials are missing or wrong.",
@@ -1031,9 +1036,11 @@ pub static OPERATIONS: &[Operation] = &[
         responses: &[
             ok(
                 200,
-                "The token's state. A missing or unreadable `token` is inactive, not an error.",
+                "The token's state. A missing `token` or one Tessera did not issue is \
+                 inactive, not an error.",
                 Schema::Ref("IntrospectionResponse"),
             ),
+            E400_OAUTH,
             E401,
             E413,
             E500,
@@ -1063,6 +1070,7 @@ pub static OPERATIONS: &[Operation] = &[
                 body: None,
                 headers: &[],
             },
+            E400_OAUTH,
             E401,
             E413,
             E500,

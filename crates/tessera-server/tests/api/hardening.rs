@@ -609,3 +609,43 @@ async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
     let t: Value = app.fabric(&p).grant("a@example.com").await;
     assert_eq!(t["subscriber_id"], sid);
 }
+
+/// RFC 6749 §5.2 `invalid_request` for a malformed introspection or revocation: before, a
+/// JSON body that was not an object (or whose `token` was not a string) was answered as an
+/// unknown token (`{"active": false}` / 200), hiding the client's bug.
+#[tokio::test]
+async fn oauth_endpoints_refuse_a_json_body_that_is_not_an_object() {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    for path in [fabric_path::INTROSPECT, fabric_path::REVOKE] {
+        for body in [
+            "[null, null]",
+            "\"tok\"",
+            "{\"token\": 5}",
+            "{\"token\": \"a\"",
+        ] {
+            let r = app
+                .fabric(&p)
+                .raw(reqwest::Method::POST, path)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+            assert_eq!(r.value().await, json!({"error": "Bad Request"}));
+        }
+        // An empty body or one without a token still names nothing: not an error.
+        for body in ["", "{}"] {
+            let r = app
+                .fabric(&p)
+                .raw(reqwest::Method::POST, path)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path} {body:?}");
+        }
+    }
+}
