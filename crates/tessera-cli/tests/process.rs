@@ -1056,6 +1056,22 @@ fn tessera(args: &[&str], master_key: Option<&str>) -> std::process::Output {
     cmd.output().expect("tessera runs")
 }
 
+/// `tessera admin keys export --purpose PURPOSE` on `database` with `master_key`.
+fn keys_export(database: &str, purpose: &str, master_key: &str) -> std::process::Output {
+    tessera(
+        &[
+            "admin",
+            "keys",
+            "export",
+            "--purpose",
+            purpose,
+            "--database",
+            database,
+        ],
+        Some(master_key),
+    )
+}
+
 /// Fails the test with the command's stderr unless it succeeded.
 fn assert_succeeded(out: &std::process::Output) {
     assert!(
@@ -1446,18 +1462,7 @@ async fn exported_access_keys_verify_a_token_the_server_issued() {
     assert_eq!(status, 201, "{body}");
     let token = body["token"].as_str().unwrap().to_string();
 
-    let out = tessera(
-        &[
-            "admin",
-            "keys",
-            "export",
-            "--purpose",
-            "access",
-            "--database",
-            &database,
-        ],
-        Some(MASTER_KEY),
-    );
+    let out = keys_export(&database, "access", MASTER_KEY);
     assert_succeeded(&out);
     let export = String::from_utf8(out.stdout).unwrap();
     let verifier = Verifier::from_export(&export, 5).expect("the export loads");
@@ -1476,31 +1481,9 @@ async fn exported_access_keys_verify_a_token_the_server_issued() {
     // The refresh token is not an access token, and nothing but access keys is exported.
     let refresh = body["refresh_token"].as_str().unwrap();
     assert!(verifier.verify(refresh, now).is_err());
-    let out = tessera(
-        &[
-            "admin",
-            "keys",
-            "export",
-            "--purpose",
-            "signing",
-            "--database",
-            &database,
-        ],
-        Some(MASTER_KEY),
-    );
+    let out = keys_export(&database, "signing", MASTER_KEY);
     assert!(!out.status.success());
     // Another master key exports nothing.
-    let out = tessera(
-        &[
-            "admin",
-            "keys",
-            "export",
-            "--purpose",
-            "access",
-            "--database",
-            &database,
-        ],
-        Some(OTHER_MASTER_KEY),
-    );
+    let out = keys_export(&database, "access", OTHER_MASTER_KEY);
     assert!(refused(&out).contains("not the master key"));
 }

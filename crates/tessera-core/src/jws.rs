@@ -308,7 +308,7 @@ pub fn public_keys(ring: &KeyRing, alg: SigningAlg) -> Vec<PublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyring::{KeyMaterial, KeyState};
+    use crate::keyring::{test_key, KeyMaterial, KeyState};
     use ed25519_dalek::{Signer, Verifier};
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
@@ -475,18 +475,8 @@ mod tests {
     fn the_legacy_path_admits_no_forgery() {
         let alg = SigningAlg::Hs256;
         let r = KeyRing::new([
-            KeyMaterial {
-                kid: "s-old".into(),
-                purpose: KeyPurpose::Signing,
-                state: KeyState::Active,
-                material: [7; 32],
-            },
-            KeyMaterial {
-                kid: "s-new".into(),
-                purpose: KeyPurpose::Signing,
-                state: KeyState::Pending,
-                material: [8; 32],
-            },
+            test_key("s-old", KeyPurpose::Signing, KeyState::Active, 7),
+            test_key("s-new", KeyPurpose::Signing, KeyState::Pending, 8),
         ]);
         r.accept_legacy_signatures(["s-old".to_string()], UnixTime(1000));
         let refused = |t: &str, now: i64| {
@@ -559,24 +549,9 @@ mod tests {
     #[test]
     fn only_ed25519_keys_are_published_and_they_verify_what_the_ring_signs() {
         let r = KeyRing::new([
-            KeyMaterial {
-                kid: "s-2".into(),
-                purpose: KeyPurpose::Signing,
-                state: KeyState::Active,
-                material: [2; 32],
-            },
-            KeyMaterial {
-                kid: "s-1".into(),
-                purpose: KeyPurpose::Signing,
-                state: KeyState::Retired,
-                material: [1; 32],
-            },
-            KeyMaterial {
-                kid: "a-1".into(),
-                purpose: KeyPurpose::Access,
-                state: KeyState::Active,
-                material: [3; 32],
-            },
+            test_key("s-2", KeyPurpose::Signing, KeyState::Active, 2),
+            test_key("s-1", KeyPurpose::Signing, KeyState::Retired, 1),
+            test_key("a-1", KeyPurpose::Access, KeyState::Active, 3),
         ]);
         assert!(public_keys(&r, SigningAlg::Hs256).is_empty());
         let keys = public_keys(&r, SigningAlg::EdDsa);

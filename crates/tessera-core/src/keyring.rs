@@ -105,6 +105,17 @@ pub struct KeyMaterial {
     pub material: [u8; 32],
 }
 
+/// A key for tests: `byte` repeated as its material.
+#[cfg(test)]
+pub(crate) fn test_key(kid: &str, purpose: KeyPurpose, state: KeyState, byte: u8) -> KeyMaterial {
+    KeyMaterial {
+        kid: kid.into(),
+        purpose,
+        state,
+        material: [byte; 32],
+    }
+}
+
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyMaterial")
@@ -351,14 +362,7 @@ mod tests {
         }
     }
 
-    fn key(kid: &str, purpose: KeyPurpose, state: KeyState, byte: u8) -> KeyMaterial {
-        KeyMaterial {
-            kid: kid.into(),
-            purpose,
-            state,
-            material: [byte; 32],
-        }
-    }
+    use super::test_key as key;
 
     #[test]
     fn the_active_key_seals_and_every_loaded_key_of_its_purpose_is_found() {

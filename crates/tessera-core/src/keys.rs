@@ -97,11 +97,14 @@ pub fn unwrap_all(
 }
 
 /// Makes sure every purpose has an active key (creating one on first start), then loads the
-/// ring.
+/// ring. Accounts tokens signed before JWS subkeys (by a build older than the master-key
+/// check `check`, which came in the same release) keep verifying until they expire: only with
+/// the signing keys that existed before the check was recorded, and only if issued before it.
 pub async fn load_ring(
     store: &dyn Store,
     master: &MasterKey,
     clock: &dyn Clock,
+    check: &MasterKeyCheck,
 ) -> Result<KeyRing, KeyLoadError> {
     let mut stored = store.list_keys().await?;
     for purpose in KeyPurpose::ALL {
@@ -126,5 +129,11 @@ pub async fn load_ring(
             stored.push(key);
         }
     }
-    Ok(KeyRing::new(unwrap_all(master, &stored)?))
+    let ring = KeyRing::new(unwrap_all(master, &stored)?);
+    let legacy = stored
+        .iter()
+        .filter(|k| k.purpose == KeyPurpose::Signing && k.created_at < check.recorded_at)
+        .map(|k| k.kid.clone());
+    ring.accept_legacy_signatures(legacy, check.recorded_at);
+    Ok(ring)
 }

@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
 use crate::jws::{self, AccountsClaims, JwsError, SigningAlg};
-use crate::keyring::{KeyMaterial, KeyState};
+use crate::keyring::{test_key, KeyMaterial, KeyState};
 // The crate directly, not `crypto`'s wrapper: an independent way to make ciphertexts.
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -596,25 +596,10 @@ fn the_header_profile_is_enforced_before_any_plaintext_is_trusted() {
 
 fn accounts_ring() -> KeyRing {
     KeyRing::new([
-        KeyMaterial {
-            kid: "s-new".into(),
-            purpose: KeyPurpose::Signing,
-            state: KeyState::Active,
-            material: [0x5a; 32],
-        },
-        KeyMaterial {
-            kid: "s-old".into(),
-            purpose: KeyPurpose::Signing,
-            state: KeyState::Retired,
-            material: [0x5b; 32],
-        },
+        test_key("s-new", KeyPurpose::Signing, KeyState::Active, 0x5a),
+        test_key("s-old", KeyPurpose::Signing, KeyState::Retired, 0x5b),
         // Same material under a Fabric purpose: a `kid` may not reach across purposes.
-        KeyMaterial {
-            kid: "a-new".into(),
-            purpose: KeyPurpose::Access,
-            state: KeyState::Active,
-            material: [0x5a; 32],
-        },
+        test_key("a-new", KeyPurpose::Access, KeyState::Active, 0x5a),
     ])
 }
 

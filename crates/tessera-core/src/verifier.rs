@@ -178,14 +178,7 @@ mod tests {
     use crate::ids::{FamilyId, ProjectId, TokenId};
     use crate::token::PrincipalKind;
 
-    fn key(kid: &str, purpose: KeyPurpose, state: KeyState, byte: u8) -> KeyMaterial {
-        KeyMaterial {
-            kid: kid.into(),
-            purpose,
-            state,
-            material: [byte; 32],
-        }
-    }
+    use crate::keyring::test_key as key;
 
     #[test]
     fn an_export_loads_into_a_verifier_that_checks_tokens() {

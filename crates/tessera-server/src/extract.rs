@@ -311,6 +311,12 @@ impl Fields {
 /// (Bearer SAT). The same as the directory's reader, whose rules decide what each may see.
 pub use tessera_core::directory::Reader as Caller;
 
+/// The `user:secret` text of HTTP Basic credentials (what follows `Basic `), if it is base64
+/// of UTF-8. Shared by authentication and the refusal log, which keeps only the user.
+pub(crate) fn decode_basic(encoded: &str) -> Option<String> {
+    String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()
+}
+
 async fn authenticate(
     parts: &Parts,
     state: &AppState,
@@ -326,10 +332,7 @@ async fn authenticate(
         .split_once(' ')
         .ok_or(FabricError::Unauthorized)?;
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD
-            .decode(rest.trim())
-            .map_err(|_| FabricError::Unauthorized)?;
-        let text = String::from_utf8(decoded).map_err(|_| FabricError::Unauthorized)?;
+        let text = decode_basic(rest).ok_or(FabricError::Unauthorized)?;
         let (user, secret) = text.split_once(':').ok_or(FabricError::Unauthorized)?;
         let project: ProjectId = user.parse().map_err(|_| FabricError::Unauthorized)?;
         state.service.authenticate_project(project, secret).await?;

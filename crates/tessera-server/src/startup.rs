@@ -16,7 +16,6 @@ use tessera_core::audit::AuditLog;
 use tessera_core::cache::CachedStore;
 use tessera_core::crypto::MasterKey;
 use tessera_core::directory::Directory;
-use tessera_core::keyring::KeyPurpose;
 use tessera_core::keys::{check_master_key, holds_keys, load_ring, KeyLoadError};
 use tessera_core::maintenance::{KeyPolicy, Maintenance};
 use tessera_core::metrics::{Metrics, Stopwatch};
@@ -208,18 +207,7 @@ pub async fn prepare_opened(
         clock.clone(),
         whole_seconds(config.cache_ttl),
     ));
-    let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref()).await?);
-    // Accounts tokens signed before JWS subkeys (by a build older than the master-key check,
-    // which came in the same release) keep verifying until they expire: only with the signing
-    // keys that existed before the check was recorded, and only if issued before then.
-    let legacy_kids = store
-        .list_keys()
-        .await
-        .map_err(KeyLoadError::from)?
-        .into_iter()
-        .filter(|k| k.purpose == KeyPurpose::Signing && k.created_at < check.recorded_at)
-        .map(|k| k.kid);
-    ring.accept_legacy_signatures(legacy_kids, check.recorded_at);
+    let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref(), &check).await?);
     let policy = TokenPolicy {
         refresh_grace: whole_seconds(config.refresh_grace),
         access_lifetime: whole_seconds(config.access_token_lifetime),

@@ -35,13 +35,9 @@ pub fn is_refusal(status: u16) -> bool {
 /// The principal a request names in its `Authorization` header, without its secret: the
 /// user part of Basic credentials (a project id), or only the scheme for a Bearer token.
 fn header_principal(auth: Option<&axum::http::HeaderValue>) -> Option<String> {
-    use base64::Engine;
     let (scheme, rest) = auth?.to_str().ok()?.trim().split_once(' ')?;
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()?;
-        let text = String::from_utf8(decoded).ok()?;
+        let text = crate::extract::decode_basic(rest)?;
         let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
         Some(format!("project:{}", shorten(user)))
     } else if scheme.eq_ignore_ascii_case("bearer") {

@@ -617,13 +617,17 @@ async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
 async fn oauth_endpoints_refuse_a_json_body_that_is_not_an_object() {
     let app = spawn_app().await;
     let p = app.project().await;
+    // Malformed: 400. An empty body or one without a token still names nothing: not an error.
+    let cases = [
+        ("[null, null]", StatusCode::BAD_REQUEST),
+        ("\"tok\"", StatusCode::BAD_REQUEST),
+        ("{\"token\": 5}", StatusCode::BAD_REQUEST),
+        ("{\"token\": \"a\"", StatusCode::BAD_REQUEST),
+        ("", StatusCode::OK),
+        ("{}", StatusCode::OK),
+    ];
     for path in [fabric_path::INTROSPECT, fabric_path::REVOKE] {
-        for body in [
-            "[null, null]",
-            "\"tok\"",
-            "{\"token\": 5}",
-            "{\"token\": \"a\"",
-        ] {
+        for (body, status) in cases {
             let r = app
                 .fabric(&p)
                 .raw(reqwest::Method::POST, path)
@@ -632,20 +636,10 @@ async fn oauth_endpoints_refuse_a_json_body_that_is_not_an_object() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
-            assert_eq!(r.value().await, json!({"error": "Bad Request"}));
-        }
-        // An empty body or one without a token still names nothing: not an error.
-        for body in ["", "{}"] {
-            let r = app
-                .fabric(&p)
-                .raw(reqwest::Method::POST, path)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK, "{path} {body:?}");
+            assert_eq!(r.status(), status, "{path} {body:?}");
+            if status == StatusCode::BAD_REQUEST {
+                assert_eq!(r.value().await, json!({"error": "Bad Request"}));
+            }
         }
     }
 }
