@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::prometheus_text::{self, CONTENT_TYPE};
 use prometheus_client::encoding::{
@@ -30,10 +29,11 @@ use tessera_core::UnixTime;
 
 use crate::error::FabricError;
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
 
 /// The metrics route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().route("/metrics", get(metrics))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, FabricError> {

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use tessera_core::json::{any_byte, ObjectWriter};
@@ -16,10 +16,11 @@ use crate::error::FabricError;
 use crate::extract::{ProjectAuth, RawBody};
 use crate::fabric::json_response;
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
 
 /// The OAuth 2.0 routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/oauth2/introspect", post(introspect))
         .route("/oauth2/revoke", post(revoke))
 }

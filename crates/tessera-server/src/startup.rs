@@ -9,7 +9,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
 use axum::Router;
 use tessera_core::accounts::{AccountsPolicy, AccountsService, LockoutPolicy};
 use tessera_core::audit::AuditLog;
@@ -28,7 +27,7 @@ use tessera_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 use crate::config::{whole_seconds, Config, Database};
-use crate::error::{self, FabricError, Refusal};
+use crate::error::{self, Refusal};
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, Shared};
 
@@ -435,18 +434,8 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
 /// The whole router.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.body_limit;
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .merge(crate::fabric::routes())
-        .merge(crate::openapi::routes())
-        .merge(crate::oauth2::routes())
-        .merge(crate::metrics::routes())
-        .nest("/v1", crate::accounts::routes())
-        .fallback(|| async { FabricError::NotFound })
-        .method_not_allowed_fallback(|| async { FabricError::MethodNotAllowed })
+    let (router, _) = crate::openapi::api();
+    router
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 use tessera_core::accounts::valid_username;
 use tessera_core::ids::{ApiTokenId, OperatorId, ProjectId};
@@ -22,10 +22,11 @@ use super::{malformed, Caller, V1Json, V1Path};
 use crate::error::V1Error;
 use crate::state::AppState;
 use tessera_core::admin::{Actor, Admin};
+use utoipa_axum::router::OpenApiRouter;
 
 /// The management routes (under `/v1`).
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/roles", get(list_roles))
         .route("/users", get(list_users).post(create_users))
         .route(

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -29,17 +29,16 @@ use crate::error::{FabricError, V1Error};
 use crate::extract::RawBody;
 use crate::json_body::JsonError;
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
 
 /// The `/v1` routes (nested under `/v1` by the router).
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/tokens", post(create_token))
         .route("/tokens/access-token/refresh", patch(refresh))
         .route("/tokens/refresh-token", axum::routing::delete(invalidate))
         .route("/tokens/jwks", get(jwks))
         .merge(manage::routes())
-        .fallback(|| async { V1Error::NotFound("NOT_FOUND", "No such endpoint.".into()) })
-        .method_not_allowed_fallback(|| async { V1Error::MethodNotAllowed })
 }
 
 /// A raw body, read by the Fabric dialect's [`RawBody`] and its rejections restated in this

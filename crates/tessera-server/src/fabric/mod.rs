@@ -7,8 +7,7 @@ mod tokens;
 use axum::extract::MatchedPath;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::get;
 use serde_json::{json, Map, Value};
 use tessera_core::json::ObjectWriter;
 use tessera_core::model::{Address, Page, PageOf, Resource, ResourceKind};
@@ -17,20 +16,19 @@ use uuid::Uuid;
 
 use crate::error::{FabricError, FieldError};
 use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Every Fabric route.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> OpenApiRouter<AppState> {
     use resources::*;
     use tokens::*;
-    Router::new()
-        .route("/api/fabric/subscribers/tokens", post(subscriber_token))
-        .route(
-            "/api/fabric/subscribers/tokens/refresh",
-            post(refresh_token),
-        )
-        .route("/api/fabric/guests/tokens", post(guest_token))
-        .route("/api/fabric/subscriber/invites", post(invite_token))
-        .route("/api/fabric/embeds/tokens", post(embed_token))
+    OpenApiRouter::new()
+        .routes(routes!(subscriber_token))
+        .routes(routes!(refresh_token))
+        .routes(routes!(guest_token))
+        .routes(routes!(invite_token))
+        .routes(routes!(embed_token))
         .route("/api/fabric/resources", get(list_resources))
         .route(
             "/api/fabric/resources/subscribers",
