@@ -139,7 +139,7 @@ impl PartialSchema for SubscriberTokenRequest {
 impl ToSchema for SubscriberTokenRequest {}
 
 /// The subscriber's id and tokens.
-// Written by hand by `token_pair`; `token_answers_match_their_schemas` holds the two equal.
+// Written by hand by `token_pair`; Schemathesis checks every answer against this schema.
 #[derive(ToSchema)]
 #[allow(dead_code)] // Describes what `token_pair` writes by hand.
 pub(crate) struct SubscriberTokenResponse {

@@ -1575,15 +1575,6 @@ pub static OPERATIONS: &[Operation] = &[
     },
 ];
 
-/// Every `(method, path)` the table documents, e.g. `("GET", "/api/fabric/addresses/{id}")`,
-/// for tests that compare it with what the router serves.
-pub fn route_table() -> Vec<(&'static str, &'static str)> {
-    OPERATIONS
-        .iter()
-        .map(|op| (op.method.as_str(), op.path))
-        .collect()
-}
-
 // ---- Schema builders -------------------------------------------------------------------------
 
 fn subscriber_create_request() -> Value {
