@@ -3,15 +3,16 @@
 //! widgets and session families.
 //!
 //! [`CachedStore`] stands in front of those two concerns only ([`CachedStore::in_front_of`]);
-//! operators, keys, audit and transfer go to the backend directly. The cached reads answer from
-//! memory while an entry is younger than the time-to-live. Every write that passes through the wrapper
-//! and could change a cached answer evicts it first-hand (a revoked family, a revoked API token,
-//! a deleted project or resource), so on the node that made a change it shows at once. Writes
-//! made elsewhere — another node on the same PostgreSQL, or `tessera admin` on the same SQLite
-//! file — show within the TTL plus one second ([`REREAD_GRACE_MS`]: while one request reads an
-//! expired entry again, the others still answer from it). That is the documented staleness
-//! bound. Decisions that must be exact are never made from the cache: refresh rotation and
-//! reuse detection always go to the database.
+//! operators, keys, audit and transfer go to the backend directly (an import only succeeds into an
+//! empty database, of which no cache holds anything). The cached reads answer from memory while an
+//! entry is younger than the time-to-live. Every write that passes through the wrapper and could
+//! change a cached answer evicts it first-hand (a revoked family, a revoked API token, a deleted
+//! project or resource), so on the node that made a change it shows at once. Writes made elsewhere
+//! — another node on the same PostgreSQL, or `tessera admin` on the same SQLite file — show within
+//! the TTL plus one second ([`REREAD_GRACE_MS`]: while one request reads an expired entry again,
+//! the others still answer from it). That is the documented staleness bound. Decisions that must be
+//! exact are never made from the cache: refresh rotation and reuse detection always go to the
+//! database.
 //!
 //! Each cache is bounded; a full shard is emptied rather than tracked for recency, which keeps
 //! a lookup at one lock and one hash probe.

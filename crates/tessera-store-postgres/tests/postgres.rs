@@ -1075,6 +1075,14 @@ async fn every_call_is_timed_in_the_shared_metrics() {
 
 // --- the differential run ---
 
+/// The keys after the script's key life cycle: kid, state and seal count.
+const KEYS_AFTER_LIFE_CYCLE: [(&str, KeyState, i64); 4] = [
+    ("K0", KeyState::Retired, 0),
+    ("k1", KeyState::Destroyed, 0),
+    ("k2", KeyState::Active, 8),
+    ("s1", KeyState::Active, 2),
+];
+
 /// Kid, state and seal count of each key, by kid.
 fn key_states(keys: &[StoredKey]) -> Vec<(&str, KeyState, i64)> {
     let mut states: Vec<_> = keys
@@ -1155,7 +1163,11 @@ async fn script(s: &Stores) -> Vec<String> {
             .create_project(project(4, 1), token(15, ProjectId(id(4)), 11, 1)),
         Err(StoreError::Conflict(_))
     );
-    let _ = check!("get p1", s.directory.get_project(p1.id), Ok(p) if *p == p1);
+    let _ = check!(
+        "get p1",
+        s.directory.get_project(p1.id),
+        Ok(p) if *p == p1
+    );
     let _ = check!(
         "get missing",
         s.directory.get_project(missing),
@@ -1176,8 +1188,11 @@ async fn script(s: &Stores) -> Vec<String> {
         s.directory.create_api_token(token(18, missing, 18, 90)),
         Err(StoreError::NotFound)
     );
-    let _ =
-        check!("list tokens", s.directory.list_api_tokens(p1.id), Ok(tokens) if tokens.len() == 2);
+    let _ = check!(
+        "list tokens",
+        s.directory.list_api_tokens(p1.id),
+        Ok(tokens) if tokens.len() == 2
+    );
     let _ = check!(
         "revoke",
         s.directory.revoke_api_token(ApiTokenId(id(16)), t(150)),
@@ -1193,7 +1208,11 @@ async fn script(s: &Stores) -> Vec<String> {
         s.directory.revoke_api_token(ApiTokenId(id(19)), t(250)),
         Err(StoreError::NotFound)
     );
-    let _ = check!("find live", s.directory.find_api_token(p1.id, [11; 32]), Ok(Some(found)) if found.id == ApiTokenId(id(11)));
+    let _ = check!(
+        "find live",
+        s.directory.find_api_token(p1.id, [11; 32]),
+        Ok(Some(found)) if found.id == ApiTokenId(id(11))
+    );
     let _ = check!(
         "find revoked",
         s.directory.find_api_token(p1.id, [16; 32]),
@@ -1204,7 +1223,12 @@ async fn script(s: &Stores) -> Vec<String> {
         s.directory.find_api_token(p2.id, [11; 32]),
         Ok(None)
     );
-    let _ = check!("list tokens after", s.directory.list_api_tokens(p1.id), Ok(tokens) if tokens.iter().any(|k| k.id == ApiTokenId(id(16)) && k.revoked_at == Some(t(150))));
+    let _ = check!(
+        "list tokens after",
+        s.directory.list_api_tokens(p1.id),
+        Ok(tokens) if tokens.iter().any(|k| k.id == ApiTokenId(id(16))
+            && k.revoked_at == Some(t(150)))
+    );
 
     // Keys.
     let _ = rec!(
@@ -1277,7 +1301,11 @@ async fn script(s: &Stores) -> Vec<String> {
         ])
     );
     let _ = rec!("seal counts empty", s.keys.add_seal_counts(vec![]));
-    let _ = check!("list keys", s.keys.list_keys(), Ok(keys) if key_states(keys) == [("K0", KeyState::Retired, 0), ("k1", KeyState::Destroyed, 0), ("k2", KeyState::Active, 8), ("s1", KeyState::Active, 2)]);
+    let _ = check!(
+        "list keys",
+        s.keys.list_keys(),
+        Ok(keys) if key_states(keys) == KEYS_AFTER_LIFE_CYCLE
+    );
 
     // Resources.
     let alice = subscriber(100, p1.id, "Alice@Example.com");
@@ -1299,7 +1327,9 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "dup email",
-        s.directory.create_resource(subscriber(104, p1.id, "alice@EXAMPLE.com")), Err(StoreError::Conflict(c)) if c == "email");
+        s.directory.create_resource(subscriber(104, p1.id, "alice@EXAMPLE.com")),
+        Err(StoreError::Conflict(c)) if c == "email"
+    );
     let _ = check!(
         "same email other project",
         s.directory
@@ -1327,14 +1357,26 @@ async fn script(s: &Stores) -> Vec<String> {
             s.directory.get_resource(p1.id, ResourceId(id(n)))
         );
     }
-    let _ = check!("list all", s.directory.list_resources(p1.id, None, page(2, None)), Ok(page) if resource_ids(page) == [id(100), id(101)] && page.more);
+    let _ = check!(
+        "list all",
+        s.directory.list_resources(p1.id, None, page(2, None)),
+        Ok(page) if resource_ids(page) == [id(100), id(101)] && page.more
+    );
     let _ = check!(
         "list after",
-        s.directory.list_resources(p1.id, None, page(2, Some(id(101)))), Ok(page) if resource_ids(page) == [id(102), id(107)] && !page.more);
+        s.directory.list_resources(p1.id, None, page(2, Some(id(101)))),
+        Ok(page) if resource_ids(page) == [id(102), id(107)] && !page.more
+    );
     let _ = check!(
         "list rooms",
-        s.directory.list_resources(p1.id, Some(ResourceKind::Room), page(10, None)), Ok(page) if resource_ids(page) == [id(101)] && !page.more);
-    let _ = check!("list zero", s.directory.list_resources(p1.id, None, page(0, None)), Ok(page) if page.items.is_empty());
+        s.directory.list_resources(p1.id, Some(ResourceKind::Room), page(10, None)),
+        Ok(page) if resource_ids(page) == [id(101)] && !page.more
+    );
+    let _ = check!(
+        "list zero",
+        s.directory.list_resources(p1.id, None, page(0, None)),
+        Ok(page) if page.items.is_empty()
+    );
     let _ = check!(
         "update alice",
         s.directory.update_subscriber(
@@ -1347,7 +1389,9 @@ async fn script(s: &Stores) -> Vec<String> {
             },
             None,
             t(1200),
-        ), Ok(r) if r.display_name == "Alice A." && r.updated_at == t(1200));
+        ),
+        Ok(r) if r.display_name == "Alice A." && r.updated_at == t(1200)
+    );
     let _ = check!(
         "update alice email taken",
         s.directory.update_subscriber(
@@ -1359,7 +1403,9 @@ async fn script(s: &Stores) -> Vec<String> {
             },
             None,
             t(1201),
-        ), Err(StoreError::Conflict(c)) if c == "email");
+        ),
+        Err(StoreError::Conflict(c)) if c == "email"
+    );
     let _ = check!(
         "update alice wrong project",
         s.directory.update_subscriber(
@@ -1399,7 +1445,12 @@ async fn script(s: &Stores) -> Vec<String> {
             ResourceKind::Room,
             patch.clone(),
             t(1300)
-        ), Ok(r) if r.name == "lounge" && r.data["size"] == 3 && r.data.contains_key("tags") && r.updated_at == t(1300));
+        ),
+        Ok(r) if r.name == "lounge"
+            && r.data["size"] == 3
+            && r.data.contains_key("tags")
+            && r.updated_at == t(1300)
+    );
     let _ = check!(
         "update room as app",
         s.directory.update_room(
@@ -1429,7 +1480,11 @@ async fn script(s: &Stores) -> Vec<String> {
 
     // Addresses.
     let a = |n: u128| AddressId(id(n + 0x10_0000));
-    let _ = check!("address", s.directory.get_address(p1.id, a(101)), Ok(found) if found.name == "lounge" && found.resource_id == ResourceId(id(101)));
+    let _ = check!(
+        "address",
+        s.directory.get_address(p1.id, a(101)),
+        Ok(found) if found.name == "lounge" && found.resource_id == ResourceId(id(101))
+    );
     let _ = check!(
         "address other project",
         s.directory.get_address(p2.id, a(101)),
@@ -1461,14 +1516,18 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "addresses by name",
-        s.directory.list_addresses(p1.id, q(None, Some("App"), None, None), page(10, None)), Ok(page) if page.items.len() == 1 && page.items[0].id == a(102));
+        s.directory.list_addresses(p1.id, q(None, Some("App"), None, None), page(10, None)),
+        Ok(page) if page.items.len() == 1 && page.items[0].id == a(102)
+    );
     let _ = check!(
         "addresses of",
         s.directory.list_addresses(
             p1.id,
             q(None, None, Some(ResourceId(id(100))), None),
             page(10, None)
-        ), Ok(page) if page.items.len() == 1 && page.items[0].id == a(100));
+        ),
+        Ok(page) if page.items.len() == 1 && page.items[0].id == a(100)
+    );
     let _ = rec!(
         "addresses visible",
         s.directory.list_addresses(
@@ -1479,8 +1538,14 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "existing",
-        s.directory.existing_addresses(p1.id, &[a(102), a(103), a(100), a(999), a(102)]), Ok(ids) if *ids == [a(102), a(100), a(102)]);
-    let _ = check!("existing none", s.directory.existing_addresses(p1.id, &[]), Ok(ids) if ids.is_empty());
+        s.directory.existing_addresses(p1.id, &[a(102), a(103), a(100), a(999), a(102)]),
+        Ok(ids) if *ids == [a(102), a(100), a(102)]
+    );
+    let _ = check!(
+        "existing none",
+        s.directory.existing_addresses(p1.id, &[]),
+        Ok(ids) if ids.is_empty()
+    );
 
     // Grants and families.
     let f = |n| family(n, p1.id, PrincipalKind::Subscriber, Uuid::nil());
@@ -1491,7 +1556,9 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(200, p1.id, "Carol@Example.com", "carol@example.com", None),
             f(300),
             t(1400)
-        ), Ok(r) if *r == ResourceId(id(200)));
+        ),
+        Ok(r) if *r == ResourceId(id(200))
+    );
     let _ = check!(
         "grant same ref",
         s.families.grant_subscriber(
@@ -1499,7 +1566,9 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(201, p1.id, "CAROL@example.com", "Carol@Example.com", None),
             f(301),
             t(1401)
-        ), Ok(r) if *r == ResourceId(id(200)));
+        ),
+        Ok(r) if *r == ResourceId(id(200))
+    );
     let _ = check!(
         "grant by email",
         s.families.grant_subscriber(
@@ -1507,7 +1576,9 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(202, p1.id, "alice@example.COM", "alice@example.com", None),
             f(302),
             t(1402)
-        ), Ok(r) if *r == ResourceId(id(100)));
+        ),
+        Ok(r) if *r == ResourceId(id(100))
+    );
     let _ = check!(
         "grant by id",
         s.families.grant_subscriber(
@@ -1515,7 +1586,9 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(203, p1.id, &id(107).to_string(), "pw@example.com", None),
             f(303),
             t(1403)
-        ), Ok(r) if *r == ResourceId(id(107)));
+        ),
+        Ok(r) if *r == ResourceId(id(107))
+    );
     let _ = check!(
         "grant by id uppercase",
         s.families.grant_subscriber(
@@ -1529,7 +1602,9 @@ async fn script(s: &Stores) -> Vec<String> {
             ),
             f(304),
             t(1404)
-        ), Ok(r) if *r == ResourceId(id(107)));
+        ),
+        Ok(r) if *r == ResourceId(id(107))
+    );
     // dave's reference is erin's email: the reference match must win.
     let _ = check!(
         "grant dave",
@@ -1538,7 +1613,9 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(205, p1.id, "dave", "dave@example.com", None),
             f(305),
             t(1405)
-        ), Ok(r) if *r == ResourceId(id(205)));
+        ),
+        Ok(r) if *r == ResourceId(id(205))
+    );
     let _ = check!(
         "grant erin",
         s.families.grant_subscriber(
@@ -1546,7 +1623,9 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(206, p1.id, "erin@example.com", "erin@example.com", None),
             f(306),
             t(1406)
-        ), Ok(r) if *r == ResourceId(id(206)));
+        ),
+        Ok(r) if *r == ResourceId(id(206))
+    );
     let _ = rec!(
         "erin takes email dave",
         s.directory.update_subscriber(
@@ -1571,7 +1650,9 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(208, p1.id, "frank", "CAROL@example.com", None),
             f(308),
             t(1409)
-        ), Err(StoreError::Conflict(c)) if c == "email");
+        ),
+        Err(StoreError::Conflict(c)) if c == "email"
+    );
     let _ = check!(
         "grant reference taken",
         s.families.grant_subscriber(
@@ -1579,10 +1660,14 @@ async fn script(s: &Stores) -> Vec<String> {
             upsert(209, p1.id, "george", "george@example.com", None),
             f(309),
             t(1410)
-        ), Ok(r) if *r == ResourceId(id(209)));
+        ),
+        Ok(r) if *r == ResourceId(id(209))
+    );
     let _ = check!(
         "grant ref is other's ref",
-        s.directory.create_resource(subscriber(210, p1.id, "GEORGE")), Err(StoreError::Conflict(c)) if c == "reference");
+        s.directory.create_resource(subscriber(210, p1.id, "GEORGE")),
+        Err(StoreError::Conflict(c)) if c == "reference"
+    );
     let _ = check!(
         "grant dup family",
         s.families.grant_subscriber(
@@ -1611,7 +1696,9 @@ async fn script(s: &Stores) -> Vec<String> {
             ),
             f(310),
             t(1412)
-        ), Ok(r) if *r == ResourceId(id(200)));
+        ),
+        Ok(r) if *r == ResourceId(id(200))
+    );
     let _ = check!(
         "grant no project",
         s.families.grant_subscriber(
@@ -1668,16 +1755,26 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "rotate 1",
-        s.families.rotate_family(p1.id, g.id, 1, t(1500), t(9000)), Ok(RotateOutcome::Rotated(f)) if f.generation == 2 && f.rotated_at == Some(t(1500)) && f.tokens_expire_at == t(5000));
+        s.families.rotate_family(p1.id, g.id, 1, t(1500), t(9000)),
+        Ok(RotateOutcome::Rotated(f)) if f.generation == 2
+            && f.rotated_at == Some(t(1500))
+            && f.tokens_expire_at == t(5000)
+    );
     let _ = check!(
         "rotate 1 again",
-        s.families.rotate_family(p1.id, g.id, 1, t(1501), t(9000)), Ok(RotateOutcome::Stale(f)) if f.generation == 2);
+        s.families.rotate_family(p1.id, g.id, 1, t(1501), t(9000)),
+        Ok(RotateOutcome::Stale(f)) if f.generation == 2
+    );
     let _ = check!(
         "rotate 2",
-        s.families.rotate_family(p1.id, g.id, 2, t(1502), t(2500)), Ok(RotateOutcome::Rotated(f)) if f.generation == 3 && f.tokens_expire_at == t(2500));
+        s.families.rotate_family(p1.id, g.id, 2, t(1502), t(2500)),
+        Ok(RotateOutcome::Rotated(f)) if f.generation == 3 && f.tokens_expire_at == t(2500)
+    );
     let _ = check!(
         "rotate future gen",
-        s.families.rotate_family(p1.id, g.id, 7, t(1503), t(2500)), Ok(RotateOutcome::Stale(f)) if f.generation == 3);
+        s.families.rotate_family(p1.id, g.id, 7, t(1503), t(2500)),
+        Ok(RotateOutcome::Stale(f)) if f.generation == 3
+    );
     let _ = check!(
         "rotate wrong project",
         s.families.rotate_family(p2.id, g.id, 3, t(1503), t(2500)),
@@ -1719,7 +1816,11 @@ async fn script(s: &Stores) -> Vec<String> {
         s.families.rotate_family(p1.id, g.id, 3, t(1800), t(2500)),
         Ok(RotateOutcome::Dead)
     );
-    let _ = check!("get guest", s.families.get_family(g.id), Ok(f) if f.generation == 3 && f.revoked_at == Some(t(1600)));
+    let _ = check!(
+        "get guest",
+        s.families.get_family(g.id),
+        Ok(f) if f.generation == 3 && f.revoked_at == Some(t(1600))
+    );
     let _ = check!("count families", s.families.count_families(), Ok(11));
 
     // Deleting resources.
@@ -1749,7 +1850,11 @@ async fn script(s: &Stores) -> Vec<String> {
         ),
         Err(StoreError::NotFound)
     );
-    let _ = check!("carol's families", s.families.get_family(FamilyId(id(310))), Ok(f) if f.revoked_at == Some(t(1900)));
+    let _ = check!(
+        "carol's families",
+        s.families.get_family(FamilyId(id(310))),
+        Ok(f) if f.revoked_at == Some(t(1900))
+    );
     let _ = check!(
         "delete app",
         s.directory
@@ -1790,10 +1895,26 @@ async fn script(s: &Stores) -> Vec<String> {
             .append_audit(vec![ev(5, Some(p1.id), "e"), ev(40, Some(p1.id), "f")])
     );
     let _ = rec!("audit empty", s.audit.append_audit(vec![]));
-    let _ = check!("audit all", s.audit.audit_events(None, t(0), 0, 100), Ok(events) if actions(events) == ["a", "b", "c", "d", "e", "f"]);
-    let _ = check!("audit since", s.audit.audit_events(None, t(20), 0, 100), Ok(events) if actions(events) == ["b", "c", "d", "f"]);
-    let _ = check!("audit p1 page", s.audit.audit_events(Some(p1.id), t(10), 1, 2), Ok(events) if actions(events) == ["d", "f"]);
-    let _ = check!("audit huge offset", s.audit.audit_events(None, t(0), u64::MAX, 2), Ok(events) if events.is_empty());
+    let _ = check!(
+        "audit all",
+        s.audit.audit_events(None, t(0), 0, 100),
+        Ok(events) if actions(events) == ["a", "b", "c", "d", "e", "f"]
+    );
+    let _ = check!(
+        "audit since",
+        s.audit.audit_events(None, t(20), 0, 100),
+        Ok(events) if actions(events) == ["b", "c", "d", "f"]
+    );
+    let _ = check!(
+        "audit p1 page",
+        s.audit.audit_events(Some(p1.id), t(10), 1, 2),
+        Ok(events) if actions(events) == ["d", "f"]
+    );
+    let _ = check!(
+        "audit huge offset",
+        s.audit.audit_events(None, t(0), u64::MAX, 2),
+        Ok(events) if events.is_empty()
+    );
     let _ = check!("audit count", s.audit.count_audit_events(None, t(0)), Ok(6));
     let _ = check!(
         "audit count p1",
@@ -1808,7 +1929,9 @@ async fn script(s: &Stores) -> Vec<String> {
     let _ = rec!("op svc", s.operators.create_operator(svc.clone()));
     let _ = check!(
         "op dup name",
-        s.operators.create_operator(operator(502, "ALICE@local", None)), Err(StoreError::Conflict(c)) if c == "username");
+        s.operators.create_operator(operator(502, "ALICE@local", None)),
+        Err(StoreError::Conflict(c)) if c == "username"
+    );
     let _ = check!(
         "op dup key",
         s.operators
@@ -1821,25 +1944,41 @@ async fn script(s: &Stores) -> Vec<String> {
             .create_operator(operator(500, "third@local", None)),
         Err(StoreError::Conflict(_))
     );
-    let _ = check!("get op", s.operators.get_operator(alice_op.id), Ok(o) if *o == alice_op);
+    let _ = check!(
+        "get op",
+        s.operators.get_operator(alice_op.id),
+        Ok(o) if *o == alice_op
+    );
     let _ = check!(
         "get op missing",
         s.operators.get_operator(OperatorId(id(599))),
         Err(StoreError::NotFound)
     );
-    let _ = check!("find op", s.operators.find_operator("alice@LOCAL"), Ok(Some(o)) if o.id == alice_op.id);
+    let _ = check!(
+        "find op",
+        s.operators.find_operator("alice@LOCAL"),
+        Ok(Some(o)) if o.id == alice_op.id
+    );
     let _ = check!(
         "find op missing",
         s.operators.find_operator("bob@local"),
         Ok(None)
     );
-    let _ = check!("find op by key", s.operators.find_operator_by_key([7; 32]), Ok(Some(o)) if o.id == svc.id);
+    let _ = check!(
+        "find op by key",
+        s.operators.find_operator_by_key([7; 32]),
+        Ok(Some(o)) if o.id == svc.id
+    );
     let _ = check!(
         "find op by bad key",
         s.operators.find_operator_by_key([8; 32]),
         Ok(None)
     );
-    let _ = check!("list ops", s.operators.list_operators(), Ok(ops) if ops.len() == 2);
+    let _ = check!(
+        "list ops",
+        s.operators.list_operators(),
+        Ok(ops) if ops.len() == 2
+    );
     let session = |h: u8, op: OperatorId| OperatorSession {
         hash: [h; 32],
         operator_id: op,
@@ -1869,7 +2008,11 @@ async fn script(s: &Stores) -> Vec<String> {
             .create_operator_session(session(4, OperatorId(id(599)))),
         Err(StoreError::NotFound)
     );
-    let _ = check!("find session", s.operators.find_operator_session([1; 32]), Ok(Some(found)) if found.operator_id == alice_op.id);
+    let _ = check!(
+        "find session",
+        s.operators.find_operator_session([1; 32]),
+        Ok(Some(found)) if found.operator_id == alice_op.id
+    );
     let _ = check!(
         "delete session",
         s.operators.delete_operator_session([2; 32]),
@@ -1893,7 +2036,9 @@ async fn script(s: &Stores) -> Vec<String> {
                 disabled: None,
                 role: Some(Role::Admin)
             }
-        ), Ok(o) if o.role == Role::Admin && !o.disabled);
+        ),
+        Ok(o) if o.role == Role::Admin && !o.disabled
+    );
     let _ = check!(
         "session kept",
         s.operators.find_operator_session([1; 32]),
@@ -1907,7 +2052,9 @@ async fn script(s: &Stores) -> Vec<String> {
                 disabled: Some(true),
                 role: None
             }
-        ), Ok(o) if o.disabled);
+        ),
+        Ok(o) if o.disabled
+    );
     let _ = check!(
         "session gone",
         s.operators.find_operator_session([1; 32]),
@@ -1921,7 +2068,9 @@ async fn script(s: &Stores) -> Vec<String> {
                 disabled: Some(false),
                 role: None
             }
-        ), Ok(o) if !o.disabled);
+        ),
+        Ok(o) if !o.disabled
+    );
     let _ = check!(
         "update missing op",
         s.operators
@@ -1938,9 +2087,13 @@ async fn script(s: &Stores) -> Vec<String> {
         s.operators
             .set_operator_password(OperatorId(id(599)), "$argon2id$x".into())
     );
-    let _ = check!("op after", async {
+    let _ = check!(
+        "op after",
+        async {
         s.operators.get_operator(alice_op.id).await.map(|o| o.password_hash)
-    }, Ok(Some(h)) if h == "$argon2id$new");
+    },
+        Ok(Some(h)) if h == "$argon2id$new"
+    );
     let _ = check!("delete svc", s.operators.delete_operator(svc.id), Ok(()));
     let _ = check!(
         "delete svc again",
@@ -1992,8 +2145,16 @@ async fn script(s: &Stores) -> Vec<String> {
         }),
         Ok(())
     );
-    let _ = check!("find embed", s.directory.find_embed([60; 32]), Ok(Some(found)) if found.id == embed.id && found.addresses == embed.addresses);
-    let _ = check!("find embed empty", s.directory.find_embed([63; 32]), Ok(Some(found)) if found.addresses.is_empty() && !found.enabled);
+    let _ = check!(
+        "find embed",
+        s.directory.find_embed([60; 32]),
+        Ok(Some(found)) if found.id == embed.id && found.addresses == embed.addresses
+    );
+    let _ = check!(
+        "find embed empty",
+        s.directory.find_embed([63; 32]),
+        Ok(Some(found)) if found.addresses.is_empty() && !found.enabled
+    );
     let _ = check!(
         "find embed missing",
         s.directory.find_embed([61; 32]),
@@ -2001,8 +2162,16 @@ async fn script(s: &Stores) -> Vec<String> {
     );
 
     // Purge, then the project goes.
-    let _ = check!("purge", s.families.purge(purge_at(1700, 22, 1000)), Ok(c) if c.families == 10 && c.keys_destroyed == 0);
-    let _ = check!("purge more", s.families.purge(purge_at(5001, 1000, 1000)), Ok(c) if c.families == 1 && c.keys_destroyed == 1);
+    let _ = check!(
+        "purge",
+        s.families.purge(purge_at(1700, 22, 1000)),
+        Ok(c) if c.families == 10 && c.keys_destroyed == 0
+    );
+    let _ = check!(
+        "purge more",
+        s.families.purge(purge_at(5001, 1000, 1000)),
+        Ok(c) if c.families == 1 && c.keys_destroyed == 1
+    );
     let _ = rec!("keys after purge", s.keys.list_keys());
     let _ = check!("families after purge", s.families.count_families(), Ok(0));
     let _ = rec!(
@@ -2048,12 +2217,22 @@ async fn script(s: &Stores) -> Vec<String> {
         s.families.get_family(FamilyId(id(700))),
         Err(StoreError::NotFound)
     );
-    let _ = check!("p2 family kept", s.families.get_family(FamilyId(id(701))), Ok(f) if f.project_id == p2.id);
+    let _ = check!(
+        "p2 family kept",
+        s.families.get_family(FamilyId(id(701))),
+        Ok(f) if f.project_id == p2.id
+    );
     let _ = check!("families at end", s.families.count_families(), Ok(1));
-    let _ = check!("projects at end", s.directory.list_projects(), Ok(projects) if *projects == [p2.clone()]);
+    let _ = check!(
+        "projects at end",
+        s.directory.list_projects(),
+        Ok(projects) if *projects == [p2.clone()]
+    );
     let _ = check!(
         "p2 resources",
-        s.directory.list_resources(p2.id, None, page(10, None)), Ok(page) if resource_ids(page) == [id(103), id(105)]);
+        s.directory.list_resources(p2.id, None, page(10, None)),
+        Ok(page) if resource_ids(page) == [id(103), id(105)]
+    );
     let _ = check!(
         "audit kept",
         s.audit.count_audit_events(Some(p1.id), t(0)),

@@ -52,10 +52,7 @@ impl DirectoryStore for SqliteStore {
             let n = c
                 .execute("DELETE FROM projects WHERE id = ?1", [&id])
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
+            found(n)
         })
         .await
     }
@@ -86,11 +83,7 @@ impl DirectoryStore for SqliteStore {
                     params![id.to_string(), at.0],
                 )
                 .map_err(map_err)?;
-            if n == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
-            }
+            found(n)
         })
         .await
     }
@@ -166,9 +159,7 @@ impl DirectoryStore for SqliteStore {
         self.write("update_subscriber", move |c| {
             let n = update_subscriber_row(c, project, id, &patch, password_hash.as_deref(), at)
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             // Changing the password revokes the subscriber's sessions (security.md).
             if password_hash.is_some() {
                 revoke_subject(c, project, id, at).map_err(map_err)?;
@@ -234,9 +225,7 @@ impl DirectoryStore for SqliteStore {
                     params![id.to_string(), project.to_string(), kind.as_str()],
                 )
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             if kind == ResourceKind::Subscriber {
                 revoke_subject(c, project, id, at).map_err(map_err)?;
             }

@@ -73,11 +73,7 @@ impl KeyStore for SqliteStore {
                     params![kid, at.0],
                 )
                 .map_err(map_err)?;
-            if n == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
-            }
+            found(n)
         })
         .await
     }
@@ -91,11 +87,7 @@ impl KeyStore for SqliteStore {
                     [&kid],
                 )
                 .map_err(map_err)?;
-            if n == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
-            }
+            found(n)
         })
         .await
     }

@@ -305,6 +305,15 @@ impl SqliteStore {
     }
 }
 
+/// `NotFound` when a write changed no row (the record does not exist, in this project).
+fn found(n: usize) -> StoreResult<()> {
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// Maps SQLite errors to the store's small vocabulary.
 fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {

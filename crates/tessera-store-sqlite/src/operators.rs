@@ -86,9 +86,7 @@ impl OperatorStore for SqliteStore {
                     params![id, patch.disabled, patch.role.map(Role::as_str)],
                 )
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(n)?;
             if patch.disabled == Some(true) {
                 c.execute("DELETE FROM operator_sessions WHERE operator_id = ?1", [&id])
                     .map_err(map_err)?;
@@ -120,10 +118,7 @@ impl OperatorStore for SqliteStore {
             let n = c
                 .execute("DELETE FROM operators WHERE id = ?1", [id.to_string()])
                 .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
+            found(n)
         })
         .await
     }

@@ -43,6 +43,14 @@ fn project() -> (Project, ApiToken) {
     (p, t)
 }
 
+/// Asserts that a store call answers `NotFound`.
+async fn assert_not_found<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = StoreResult<T>>,
+) {
+    let answer = call.await;
+    assert!(matches!(answer, Err(StoreError::NotFound)), "{answer:?}");
+}
+
 fn rand_hash() -> [u8; 32] {
     tessera_core::crypto::random_bytes::<32>()
 }
@@ -106,21 +114,10 @@ fn upsert(
 ///
 /// [`TransferStore`]: tessera_core::store::TransferStore
 pub async fn contract(s: &Stores) {
-    key_store(s).await;
-    family_store(s).await;
-    directory_store(s).await;
-    operator_store(s).await;
-    audit_store(s).await;
-}
-
-/// [`tessera_core::store::KeyStore`].
-async fn key_store(s: &Stores) {
+    // KeyStore.
     master_key_checks(s).await;
     keys(s).await;
-}
-
-/// [`tessera_core::store::FamilyStore`].
-async fn family_store(s: &Stores) {
+    // FamilyStore.
     bulk_families(s).await;
     rotation(s).await;
     subscribers(s).await;
@@ -128,23 +125,14 @@ async fn family_store(s: &Stores) {
     concurrent_failures(s).await;
     bounded_purge(s).await;
     purge_and_delete(s).await;
-}
-
-/// [`tessera_core::store::DirectoryStore`].
-async fn directory_store(s: &Stores) {
+    // DirectoryStore.
     projects_and_tokens(s).await;
     resources_and_addresses(s).await;
     embeds(s).await;
-}
-
-/// [`tessera_core::store::OperatorStore`].
-async fn operator_store(s: &Stores) {
+    // OperatorStore.
     operators(s).await;
     operator_identities(s).await;
-}
-
-/// [`tessera_core::store::AuditStore`].
-async fn audit_store(s: &Stores) {
+    // AuditStore.
     audit(s).await;
 }
 
@@ -225,10 +213,7 @@ async fn assert_email_taken(s: &Stores, out: StoreResult<ResourceId>, family: Fa
         matches!(out, Err(StoreError::Conflict(ref c)) if c == "email"),
         "{out:?}"
     );
-    assert!(matches!(
-        s.families.get_family(family).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.families.get_family(family)).await;
 }
 
 /// Subscribers are upserted by reference (case-insensitively); emails are unique per project.
@@ -366,10 +351,7 @@ async fn subscribers(s: &Stores) {
         .revoked_at
         .is_some());
     // Another project sees none of it.
-    assert!(matches!(
-        s.directory.get_resource(ProjectId::random(), a).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.directory.get_resource(ProjectId::random(), a)).await;
 }
 
 /// Pairs of identifiers that only Unicode case mapping or normalisation would make one:
@@ -542,10 +524,7 @@ async fn bulk_families(s: &Stores) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(s.families.count_families().await.unwrap(), before + 3);
-    assert!(matches!(
-        s.families.get_family(fresh.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.families.get_family(fresh.id)).await;
 }
 
 /// A purge request for rows dead before `before`, keeping every key.
@@ -610,10 +589,7 @@ async fn bounded_purge(s: &Stores) {
     // Six dead families (five plus the overlong one) and three old events, two per round.
     assert_eq!(rounds, [(2, 2), (2, 1), (2, 0), (0, 0)]);
     for f in dead.iter().chain([&overlong]) {
-        assert!(matches!(
-            s.families.get_family(f.id).await,
-            Err(StoreError::NotFound)
-        ));
+        assert_not_found(s.families.get_family(f.id)).await;
     }
     let left = s.audit.audit_events(Some(p.id), past, 0, 10).await.unwrap();
     let actions: Vec<_> = left.iter().map(|e| e.action.as_str()).collect();
@@ -644,24 +620,12 @@ async fn purge_and_delete(s: &Stores) {
         .purge(purge_request(START.plus(11), None, 1000))
         .await
         .unwrap();
-    assert!(matches!(
-        s.families.get_family(dead.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.families.get_family(dead.id)).await;
     s.families.get_family(live.id).await.unwrap();
     s.directory.delete_project(p.id).await.unwrap();
-    assert!(matches!(
-        s.families.get_family(live.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.directory.get_project(p.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.directory.delete_project(p.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.families.get_family(live.id)).await;
+    assert_not_found(s.directory.get_project(p.id)).await;
+    assert_not_found(s.directory.delete_project(p.id)).await;
 }
 
 // --- DirectoryStore: projects, API tokens, resources, addresses, embeds ---
@@ -683,16 +647,8 @@ async fn projects_and_tokens(s: &Stores) {
         .unwrap();
     let listed = s.directory.list_api_tokens(p.id).await.unwrap();
     assert_eq!(listed[0].revoked_at, Some(START.plus(1)));
-    assert!(matches!(
-        s.directory
-            .revoke_api_token(ApiTokenId::random(), START)
-            .await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.directory.get_project(ProjectId::random()).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.directory.revoke_api_token(ApiTokenId::random(), START)).await;
+    assert_not_found(s.directory.get_project(ProjectId::random())).await;
 }
 
 /// A room of `project` named `name`, built at `clock`.
@@ -825,36 +781,20 @@ async fn resources_and_addresses(s: &Stores) {
     assert_eq!(found.items.len(), 1);
     assert_eq!(found.items[0].id, lobby.address.id);
     // The kind must match: a room is not updated or deleted as an application.
-    assert!(matches!(
-        d.update_room(
-            p.id,
-            lobby.resource.id,
-            ResourceKind::App,
-            RoomPatch::default(),
-            START
-        )
-        .await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        d.delete_resource(p.id, hall.resource.id, ResourceKind::App, START)
-            .await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(d.update_room(
+        p.id,
+        lobby.resource.id,
+        ResourceKind::App,
+        RoomPatch::default(),
+        START,
+    ))
+    .await;
+    assert_not_found(d.delete_resource(p.id, hall.resource.id, ResourceKind::App, START)).await;
     // Another project sees none of it.
     let other = ProjectId::random();
-    assert!(matches!(
-        d.get_resource(other, lobby.resource.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        d.get_address(other, lobby.address.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        d.address_owner(other, lobby.address.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(d.get_resource(other, lobby.resource.id)).await;
+    assert_not_found(d.get_address(other, lobby.address.id)).await;
+    assert_not_found(d.address_owner(other, lobby.address.id)).await;
     assert!(d
         .existing_addresses(other, &[lobby.address.id])
         .await
@@ -864,19 +804,9 @@ async fn resources_and_addresses(s: &Stores) {
     d.delete_resource(p.id, hall.resource.id, ResourceKind::Room, START)
         .await
         .unwrap();
-    assert!(matches!(
-        d.get_resource(p.id, hall.resource.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        d.get_address(p.id, hall.address.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        d.delete_resource(p.id, hall.resource.id, ResourceKind::Room, START)
-            .await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(d.get_resource(p.id, hall.resource.id)).await;
+    assert_not_found(d.get_address(p.id, hall.address.id)).await;
+    assert_not_found(d.delete_resource(p.id, hall.resource.id, ResourceKind::Room, START)).await;
 }
 
 /// Embed widgets are found by the hash of their public token, and only by it.
@@ -1002,14 +932,8 @@ async fn operators(s: &Stores) {
             .unwrap(),
         None
     );
-    assert!(matches!(
-        s.operators.delete_operator(op.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.operators.get_operator(op.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.operators.delete_operator(op.id)).await;
+    assert_not_found(s.operators.get_operator(op.id)).await;
     s.operators
         .delete_operator_session(session.hash)
         .await
@@ -1105,10 +1029,7 @@ async fn keys(s: &Stores) {
         .activate_key(&third.kid, START.plus(3))
         .await
         .is_err());
-    assert!(matches!(
-        s.keys.retire_key("no-such-kid", START).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.keys.retire_key("no-such-kid", START)).await;
 }
 
 /// The master-key check: absent on a new database, recorded once, and the first recorded
@@ -1410,10 +1331,7 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         owner
     );
     assert_eq!(cached.address_owner(q.id, addr).await.unwrap(), owner);
-    assert!(matches!(
-        cached.address_owner(p.id, addr).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.address_owner(p.id, addr)).await;
     // Deleted through the cache: gone at once.
     cached
         .delete_resource(q.id, room.resource.id, ResourceKind::Room, START)
@@ -1424,10 +1342,7 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         .await
         .unwrap()
         .is_empty());
-    assert!(matches!(
-        cached.address_owner(q.id, addr).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.address_owner(q.id, addr)).await;
     // Deleted behind its back: the owner answers until the TTL passes, then not.
     let hall = NewResource::build(
         clock.as_ref(),
@@ -1448,20 +1363,14 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         .unwrap();
     assert!(cached.address_owner(q.id, hall_addr).await.is_ok());
     clock.advance(1);
-    assert!(matches!(
-        cached.address_owner(q.id, hall_addr).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.address_owner(q.id, hall_addr)).await;
 
     // A deleted project takes its cached families with it.
     let h = family(q.id, PrincipalKind::Guest);
     cached.create_family(h.clone()).await.unwrap();
     cached.get_family(h.id).await.unwrap();
     cached.delete_project(q.id).await.unwrap();
-    assert!(matches!(
-        cached.get_family(h.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.get_family(h.id)).await;
 }
 
 // --- TransferStore: moving an installation (export_all / import_all) ---
