@@ -66,8 +66,8 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Assembles the service over the same store, clock, hashing threads and audit log as
-    /// the token service.
+    /// Assembles the service over the same directory store (cached, on a server), clock,
+    /// hashing threads and audit log as the token service.
     pub fn new(
         store: Arc<dyn DirectoryStore>,
         clock: Arc<dyn Clock>,
