@@ -534,14 +534,14 @@ async fn admin(db: DbArgs, create: bool, command: AdminCommand) {
         require_database(&config.database).unwrap_or_else(|e| fail(e));
     }
     // The database first, then its master key, checked against it before anything is written.
-    let store = open_store(&config.database, Default::default())
+    let stores = open_store(&config.database, Default::default())
         .await
         .unwrap_or_else(|e| fail(e));
-    let (master, _) = master_key_for(&config, store.as_ref(), &SystemClock)
+    let (master, _) = master_key_for(&config, stores.keys.as_ref(), &SystemClock)
         .await
         .unwrap_or_else(|e| fail(e));
     let admin = Admin {
-        store,
+        stores,
         master,
         clock: Arc::new(SystemClock),
         actor: Actor::Cli,

@@ -780,11 +780,11 @@ fn bench_output(dir: &std::path::Path, args: &[&str], key: MasterKeyFrom) -> std
 /// The names of the projects and the usernames of the operators `database` holds.
 async fn projects_and_operators(database: &str) -> (Vec<String>, Vec<String>) {
     let database = database.parse().unwrap();
-    let store = tessera_server::startup::open_store(&database, Default::default())
+    let stores = tessera_server::startup::open_store(&database, Default::default())
         .await
         .unwrap();
-    let projects = store.list_projects().await.unwrap();
-    let operators = store.list_operators().await.unwrap();
+    let projects = stores.directory.list_projects().await.unwrap();
+    let operators = stores.operators.list_operators().await.unwrap();
     (
         projects.into_iter().map(|p| p.name).collect(),
         operators.into_iter().map(|o| o.username).collect(),

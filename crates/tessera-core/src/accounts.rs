@@ -20,7 +20,7 @@ use crate::metrics::{Metrics, OPERATOR};
 use crate::model::{AuditEvent, Operator, OperatorKind, OperatorSession, Role};
 use crate::secret::Secret;
 use crate::service::{PasswordPool, ServiceError};
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Stores};
 
 /// The prefix of operator API keys.
 pub const API_KEY_PREFIX: &str = "tsk_";
@@ -290,7 +290,8 @@ pub fn valid_username(name: &str) -> bool {
 /// The Accounts token service. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct AccountsService {
-    store: Arc<dyn Store>,
+    /// Its own work needs only the operators; the whole set is for [`AccountsService::admin`].
+    stores: Stores,
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
     master: MasterKey,
@@ -306,7 +307,7 @@ impl AccountsService {
     /// subscriber passwords together never take more than its permits.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: Stores,
         keys: Arc<KeyRing>,
         clock: Arc<dyn Clock>,
         master: MasterKey,
@@ -317,7 +318,7 @@ impl AccountsService {
     ) -> Self {
         AccountsService {
             lockout: Lockout::new(policy.lockout.clone(), clock.clone()),
-            store,
+            stores,
             keys,
             clock,
             master,
@@ -341,6 +342,17 @@ impl AccountsService {
     /// The password pool.
     pub fn passwords(&self) -> &Arc<PasswordPool> {
         &self.passwords
+    }
+
+    /// Administration as `actor` over this node's stores (with their caches), master key and
+    /// clock: the management API's handlers act through it and never reach a store.
+    pub fn admin(&self, actor: crate::admin::Actor) -> crate::admin::Admin {
+        crate::admin::Admin {
+            stores: self.stores.clone(),
+            master: self.master.clone(),
+            clock: self.clock.clone(),
+            actor,
+        }
     }
 
     fn record(&self, action: &str, actor: String, subject: String) {
@@ -373,7 +385,8 @@ impl AccountsService {
             return Err(self.login_failed());
         }
         let found = self
-            .store
+            .stores
+            .operators
             .find_operator(username)
             .await?
             .filter(|o| o.kind == OperatorKind::User);
@@ -393,7 +406,12 @@ impl AccountsService {
         {
             // Parameters were raised since this hash was made; the next login checks the new one.
             let hash = self.passwords.hash(password).await?;
-            if let Err(e) = self.store.set_operator_password(op.id, hash).await {
+            if let Err(e) = self
+                .stores
+                .operators
+                .set_operator_password(op.id, hash)
+                .await
+            {
                 tracing::warn!(error = %e, "could not store a rehashed password");
             }
         }
@@ -411,7 +429,7 @@ impl AccountsService {
         if self.lockout.refused(&account, addr) {
             return Err(self.login_failed());
         }
-        match self.store.find_operator_by_key(hash).await? {
+        match self.stores.operators.find_operator_by_key(hash).await? {
             Some(op) if op.kind == OperatorKind::Service && !op.disabled => {
                 self.lockout.succeeded(&account, addr);
                 self.issue(op).await
@@ -433,7 +451,8 @@ impl AccountsService {
     async fn issue(&self, op: Operator) -> Result<OperatorTokens, AccountsError> {
         let now = self.clock.now();
         let refresh_id = Secret::new(new_refresh_id());
-        self.store
+        self.stores
+            .operators
             .create_operator_session(OperatorSession {
                 hash: self.master.credential_hash(refresh_id.expose()),
                 operator_id: op.id,
@@ -483,12 +502,18 @@ impl AccountsService {
         }
         let hash = self.master.credential_hash(&id.to_ascii_lowercase());
         let session = self
-            .store
+            .stores
+            .operators
             .find_operator_session(hash)
             .await?
             .filter(|s| s.expires_at > self.clock.now())
             .ok_or(AccountsError::RefreshNotFound)?;
-        let op = match self.store.get_operator(session.operator_id).await {
+        let op = match self
+            .stores
+            .operators
+            .get_operator(session.operator_id)
+            .await
+        {
             Ok(op) if !op.disabled => op,
             Ok(_) | Err(StoreError::NotFound) => return Err(AccountsError::RefreshNotFound),
             Err(e) => return Err(e.into()),
@@ -502,7 +527,7 @@ impl AccountsService {
     /// already minted from it stay valid until they expire (accounts-api.md A10).
     pub async fn invalidate(&self, id: &str) -> Result<(), AccountsError> {
         let hash = self.master.credential_hash(&id.to_ascii_lowercase());
-        self.store.delete_operator_session(hash).await?;
+        self.stores.operators.delete_operator_session(hash).await?;
         Ok(())
     }
 
@@ -517,7 +542,7 @@ impl AccountsService {
             self.policy.leeway,
         )
         .map_err(|_| AccountsError::Unauthorized)?;
-        match self.store.find_operator(&claims.sub).await? {
+        match self.stores.operators.find_operator(&claims.sub).await? {
             Some(op) if !op.disabled => Ok(op),
             _ => Err(AccountsError::Unauthorized),
         }
@@ -553,7 +578,7 @@ impl AccountsService {
             role,
             hash,
         );
-        self.store.create_operator(op.clone()).await?;
+        self.stores.operators.create_operator(op.clone()).await?;
         let actor = actor.map_or("admin".to_string(), |a| format!("operator:{}", a.id));
         self.record("operator.created", actor, format!("operator:{}", op.id));
         Ok((op, key))

@@ -21,7 +21,7 @@ use crate::model::{
     ApiToken, AuditEvent, Embed, NewResource, Operator, OperatorKind, OperatorPatch, Project,
     ResourceKind, Role, StoredKey,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Stores};
 use crate::Secret;
 
 /// The prefix of project API tokens.
@@ -66,8 +66,8 @@ impl Actor {
 /// What admin commands work with.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    /// The store.
-    pub store: Arc<dyn Store>,
+    /// The stores.
+    pub stores: Stores,
     /// The master key (for hashing new credentials).
     pub master: MasterKey,
     /// The clock.
@@ -124,10 +124,12 @@ impl Admin {
         };
         let (token, secret) = self.new_token(project.id, "default");
         let id = project.id;
-        self.store
+        self.stores
+            .directory
             .create_project(project.clone(), token.clone())
             .await?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![
                 self.audit(Some(id), "project.created", format!("project:{id}")),
                 self.audit(
@@ -142,11 +144,13 @@ impl Admin {
 
     /// Deletes a project and everything in it.
     pub async fn delete_project(&self, id: ProjectId) -> Result<(), AdminError> {
-        self.store
+        self.stores
+            .directory
             .delete_project(id)
             .await
             .map_err(not_found("project"))?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 Some(id),
                 "project.deleted",
@@ -164,11 +168,13 @@ impl Admin {
                 "An administrator cannot delete itself.".into(),
             ));
         }
-        self.store
+        self.stores
+            .operators
             .delete_operator(id)
             .await
             .map_err(not_found("operator"))?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 None,
                 "operator.deleted",
@@ -189,13 +195,18 @@ impl Admin {
                 "the token name must be at most 256 characters, without NUL".into(),
             ));
         }
-        self.store
+        self.stores
+            .directory
             .get_project(project)
             .await
             .map_err(not_found("project"))?;
         let (token, secret) = self.new_token(project, name);
-        self.store.create_api_token(token.clone()).await?;
-        self.store
+        self.stores
+            .directory
+            .create_api_token(token.clone())
+            .await?;
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 Some(project),
                 "api_token.created",
@@ -248,11 +259,18 @@ impl Admin {
             hash,
         );
         let id = op.id;
-        self.store.create_operator(op).await.map_err(|e| match e {
-            StoreError::Conflict(_) => AdminError::Invalid(format!("{username:?} already exists")),
-            other => AdminError::Store(other),
-        })?;
-        self.store
+        self.stores
+            .operators
+            .create_operator(op)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    AdminError::Invalid(format!("{username:?} already exists"))
+                }
+                other => AdminError::Store(other),
+            })?;
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 None,
                 "operator.created",
@@ -264,7 +282,7 @@ impl Admin {
 
     /// Every operator.
     pub async fn list_operators(&self) -> Result<Vec<Operator>, AdminError> {
-        Ok(self.store.list_operators().await?)
+        Ok(self.stores.operators.list_operators().await?)
     }
 
     /// Disables or enables an operator, or changes its role. An operator cannot disable or
@@ -281,11 +299,13 @@ impl Admin {
             ));
         }
         let op = self
-            .store
+            .stores
+            .operators
             .update_operator(id, patch)
             .await
             .map_err(not_found("user"))?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 None,
                 "operator.updated",
@@ -297,12 +317,13 @@ impl Admin {
 
     /// Every project.
     pub async fn list_projects(&self) -> Result<Vec<Project>, AdminError> {
-        Ok(self.store.list_projects().await?)
+        Ok(self.stores.directory.list_projects().await?)
     }
 
     /// One project.
     pub async fn project(&self, id: ProjectId) -> Result<Project, AdminError> {
-        self.store
+        self.stores
+            .directory
             .get_project(id)
             .await
             .map_err(not_found("project"))
@@ -311,7 +332,7 @@ impl Admin {
     /// A project's API tokens (never their secrets, which are not stored).
     pub async fn list_api_tokens(&self, project: ProjectId) -> Result<Vec<ApiToken>, AdminError> {
         self.project(project).await?;
-        Ok(self.store.list_api_tokens(project).await?)
+        Ok(self.stores.directory.list_api_tokens(project).await?)
     }
 
     /// Revokes an API token. With `project`, the token must belong to it (the management API
@@ -322,16 +343,18 @@ impl Admin {
         id: ApiTokenId,
     ) -> Result<(), AdminError> {
         if let Some(project) = project {
-            let tokens = self.store.list_api_tokens(project).await?;
+            let tokens = self.stores.directory.list_api_tokens(project).await?;
             if !tokens.iter().any(|t| t.id == id) {
                 return Err(AdminError::NotFound("api token"));
             }
         }
-        self.store
+        self.stores
+            .directory
             .revoke_api_token(id, self.clock.now())
             .await
             .map_err(not_found("api token"))?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 project,
                 "api_token.revoked",
@@ -352,7 +375,8 @@ impl Admin {
                 "the application name must not be empty".into(),
             ));
         }
-        self.store
+        self.stores
+            .directory
             .get_project(project)
             .await
             .map_err(not_found("project"))?;
@@ -366,7 +390,7 @@ impl Admin {
             Default::default(),
         );
         let (id, address) = (new.resource.id, new.address.id);
-        self.store.create_resource(new).await?;
+        self.stores.directory.create_resource(new).await?;
         Ok((id, address))
     }
 
@@ -376,7 +400,8 @@ impl Admin {
         project: ProjectId,
         addresses: &[AddressId],
     ) -> Result<NewEmbed, AdminError> {
-        self.store
+        self.stores
+            .directory
             .get_project(project)
             .await
             .map_err(not_found("project"))?;
@@ -389,7 +414,11 @@ impl Admin {
                 crate::service::MAX_ALLOWED_ADDRESSES
             )));
         }
-        let found = self.store.existing_addresses(project, &addrs).await?;
+        let found = self
+            .stores
+            .directory
+            .existing_addresses(project, &addrs)
+            .await?;
         if found.len() != addrs.len() {
             return Err(AdminError::NotFound("address (in this project)"));
         }
@@ -403,8 +432,9 @@ impl Admin {
             created_at: self.clock.now(),
         };
         let id = embed.id;
-        self.store.create_embed(embed).await?;
-        self.store
+        self.stores.directory.create_embed(embed).await?;
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 Some(project),
                 "embed.created",
@@ -430,7 +460,7 @@ impl Admin {
 
     /// Every key (wrapped: material never leaves the database this way).
     pub async fn keys_list(&self) -> Result<Vec<StoredKey>, AdminError> {
-        Ok(self.store.list_keys().await?)
+        Ok(self.stores.keys.list_keys().await?)
     }
 
     /// Adds a pending key per purpose and returns them. Running nodes load it and make it
@@ -442,8 +472,8 @@ impl Admin {
             let key = pending_key(&self.master, purpose, self.clock.now());
             kids.push(key.clone());
             let event = self.audit(None, "key.rotated", key.kid.clone());
-            self.store.insert_key(key).await?;
-            self.store.append_audit(vec![event]).await?;
+            self.stores.keys.insert_key(key).await?;
+            self.stores.audit.append_audit(vec![event]).await?;
         }
         Ok(kids)
     }
@@ -451,7 +481,7 @@ impl Admin {
     /// Refuses (with `why`) unless `kid` names a key that is not the active one: a node must
     /// always have an active key to seal with.
     async fn not_active(&self, kid: &str, why: &str) -> Result<(), AdminError> {
-        let keys = self.store.list_keys().await?;
+        let keys = self.stores.keys.list_keys().await?;
         let key = keys
             .iter()
             .find(|k| k.kid == kid)
@@ -470,11 +500,13 @@ impl Admin {
             "the active key cannot be retired: run `keys rotate` and wait for the new key to become active",
         )
         .await?;
-        self.store
+        self.stores
+            .keys
             .retire_key(kid, self.clock.now())
             .await
             .map_err(not_found("pending key"))?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![self.audit(None, "key.retired", kid.into())])
             .await?;
         Ok(())
@@ -488,11 +520,13 @@ impl Admin {
             "the active key cannot be destroyed; rotate and retire it first",
         )
         .await?;
-        self.store
+        self.stores
+            .keys
             .destroy_key(kid)
             .await
             .map_err(not_found("key"))?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![self.audit(None, "key.destroyed", kid.into())])
             .await?;
         Ok(())
@@ -510,7 +544,8 @@ impl Admin {
             ));
         }
         let stored: Vec<_> = self
-            .store
+            .stores
+            .keys
             .list_keys()
             .await?
             .into_iter()
@@ -518,7 +553,8 @@ impl Admin {
             .collect();
         let keys =
             unwrap_all(&self.master, &stored).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        self.store
+        self.stores
+            .audit
             .append_audit(vec![self.audit(
                 None,
                 "keys.exported",
@@ -537,9 +573,10 @@ impl Admin {
         offset: u64,
         limit: u32,
     ) -> Result<(u64, Vec<AuditEvent>), AdminError> {
-        let total = self.store.count_audit_events(project, since).await?;
+        let total = self.stores.audit.count_audit_events(project, since).await?;
         let events = self
-            .store
+            .stores
+            .audit
             .audit_events(project, since, offset, limit)
             .await?;
         Ok((total, events))
@@ -552,6 +589,10 @@ impl Admin {
         project: Option<ProjectId>,
         since: UnixTime,
     ) -> Result<Vec<AuditEvent>, AdminError> {
-        Ok(self.store.audit_events(project, since, 0, 10_000).await?)
+        Ok(self
+            .stores
+            .audit
+            .audit_events(project, since, 0, 10_000)
+            .await?)
     }
 }

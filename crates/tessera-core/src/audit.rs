@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::AuditEvent;
-use crate::store::Store;
+use crate::store::AuditStore;
 
 /// The most events written in one batch.
 const BATCH: usize = 512;
@@ -43,7 +43,7 @@ impl AuditLog {
     }
 
     /// Starts the writer task on the current Tokio runtime.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    pub fn start(store: Arc<dyn AuditStore>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Message>(65_536);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);

@@ -1,15 +1,18 @@
-//! Read caches in front of any [`Store`], for the hot path's lookups that rarely change:
-//! project API tokens, address ownership, embed widgets and session families.
+//! Read caches in front of the [`FamilyStore`] and the [`DirectoryStore`] of any backend, for
+//! the hot path's lookups that rarely change: project API tokens, address ownership, embed
+//! widgets and session families.
 //!
-//! [`CachedStore`] wraps a store and forwards every call; the cached reads answer from memory
-//! while an entry is younger than the time-to-live. Every write that passes through the wrapper
-//! and could change a cached answer evicts it first-hand (a revoked family, a revoked API token,
-//! a deleted project or resource), so on the node that made a change it shows at once. Writes
-//! made elsewhere — another node on the same PostgreSQL, or `tessera admin` on the same SQLite
-//! file — show within the TTL plus one second ([`REREAD_GRACE_MS`]: while one request reads an
-//! expired entry again, the others still answer from it). That is the documented staleness
-//! bound. Decisions that must be exact are never made from the cache: refresh rotation and
-//! reuse detection always go to the database.
+//! [`CachedStore`] stands in front of those two concerns only ([`CachedStore::in_front_of`]);
+//! operators, keys, audit and transfer go to the backend directly (an import only succeeds into an
+//! empty database, of which no cache holds anything). The cached reads answer from memory while an
+//! entry is younger than the time-to-live. Every write that passes through the wrapper and could
+//! change a cached answer evicts it first-hand (a revoked family, a revoked API token, a deleted
+//! project or resource), so on the node that made a change it shows at once. Writes made elsewhere
+//! — another node on the same PostgreSQL, or `tessera admin` on the same SQLite file — show within
+//! the TTL plus one second ([`REREAD_GRACE_MS`]: while one request reads an expired entry again,
+//! the others still answer from it). That is the documented staleness bound. Decisions that must be
+//! exact are never made from the cache: refresh rotation and reuse detection always go to the
+//! database.
 //!
 //! Each cache is bounded; a full shard is emptied rather than tracked for recency, which keeps
 //! a lookup at one lock and one hash probe.
@@ -21,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::clock::{Clock, UnixTime};
-use crate::ids::{AddressId, ApiTokenId, FamilyId, OperatorId, ProjectId, ResourceId};
+use crate::ids::{AddressId, ApiTokenId, FamilyId, ProjectId, ResourceId};
 use crate::model::*;
-use crate::store::{ExportRow, Store, StoreError, StoreResult};
+use crate::store::{DirectoryStore, FamilyStore, StoreError, StoreResult, Stores};
 
 /// How long cached answers live by default, in seconds. A change made on another node shows
 /// within two seconds: the TTL plus [`REREAD_GRACE_MS`].
@@ -143,9 +146,10 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
     }
 }
 
-/// A [`Store`] with read caches in front of it (see the module documentation).
+/// Read caches in front of a backend's families and directory (see the module documentation).
 pub struct CachedStore {
-    inner: Arc<dyn Store>,
+    inner_families: Arc<dyn FamilyStore>,
+    inner_directory: Arc<dyn DirectoryStore>,
     clock: Arc<dyn Clock>,
     api_tokens: TtlMap<(ProjectId, [u8; 32]), ApiToken>,
     /// Address ownership: the project an address belongs to.
@@ -160,16 +164,30 @@ pub struct CachedStore {
 impl std::fmt::Debug for CachedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedStore")
-            .field("inner", &self.inner)
+            .field("families", &self.inner_families)
+            .field("directory", &self.inner_directory)
             .finish_non_exhaustive()
     }
 }
 
 impl CachedStore {
-    /// Wraps `inner`; entries live `ttl` seconds (0 or less turns caching off).
-    pub fn new(inner: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: i64) -> Self {
+    /// `stores` with a cache in front of their families and directory; entries live `ttl`
+    /// seconds (0 or less turns caching off).
+    pub fn in_front_of(stores: Stores, clock: Arc<dyn Clock>, ttl: i64) -> Stores {
+        let cached = Arc::new(CachedStore::new(&stores, clock, ttl));
+        Stores {
+            families: cached.clone(),
+            directory: cached,
+            ..stores
+        }
+    }
+
+    /// Caches in front of the families and directory of `inner`; entries live `ttl` seconds
+    /// (0 or less turns caching off).
+    pub fn new(inner: &Stores, clock: Arc<dyn Clock>, ttl: i64) -> Self {
         CachedStore {
-            inner,
+            inner_families: inner.families.clone(),
+            inner_directory: inner.directory.clone(),
             clock,
             api_tokens: TtlMap::new(4096, ttl),
             addresses: TtlMap::new(65_536, ttl),
@@ -199,194 +217,7 @@ impl CachedStore {
 }
 
 #[async_trait]
-impl Store for CachedStore {
-    async fn create_project(&self, project: Project, token: ApiToken) -> StoreResult<()> {
-        self.inner.create_project(project, token).await
-    }
-
-    async fn get_project(&self, id: ProjectId) -> StoreResult<Project> {
-        self.inner.get_project(id).await
-    }
-
-    async fn create_api_token(&self, token: ApiToken) -> StoreResult<()> {
-        self.inner.create_api_token(token).await
-    }
-
-    async fn list_api_tokens(&self, project: ProjectId) -> StoreResult<Vec<ApiToken>> {
-        self.inner.list_api_tokens(project).await
-    }
-
-    async fn revoke_api_token(&self, id: ApiTokenId, at: UnixTime) -> StoreResult<()> {
-        let r = self.inner.revoke_api_token(id, at).await;
-        // Keyed by hash, not id: a rare revocation clears every credential.
-        self.api_tokens.clear();
-        r
-    }
-
-    async fn find_api_token(
-        &self,
-        project: ProjectId,
-        hash: [u8; 32],
-    ) -> StoreResult<Option<ApiToken>> {
-        let now = self.clock.now_millis();
-        if let Some(t) = self.api_tokens.get(&(project, hash), now) {
-            return Ok(Some(t));
-        }
-        // Only hits are kept: a token created a moment ago must work at once, and wrong
-        // secrets must not fill the cache.
-        let found = self.inner.find_api_token(project, hash).await?;
-        self.api_tokens.settle((project, hash), found.clone(), now);
-        Ok(found)
-    }
-
-    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        self.inner.list_keys().await
-    }
-
-    async fn insert_key(&self, key: StoredKey) -> StoreResult<()> {
-        self.inner.insert_key(key).await
-    }
-
-    async fn master_key_check(&self) -> StoreResult<Option<MasterKeyCheck>> {
-        self.inner.master_key_check().await
-    }
-
-    async fn record_master_key_check(&self, check: MasterKeyCheck) -> StoreResult<MasterKeyCheck> {
-        self.inner.record_master_key_check(check).await
-    }
-
-    async fn create_resource(&self, new: NewResource) -> StoreResult<()> {
-        self.inner.create_resource(new).await
-    }
-
-    async fn get_resource(&self, project: ProjectId, id: ResourceId) -> StoreResult<Resource> {
-        self.inner.get_resource(project, id).await
-    }
-
-    async fn list_resources(
-        &self,
-        project: ProjectId,
-        kind: Option<ResourceKind>,
-        page: Page,
-    ) -> StoreResult<PageOf<Resource>> {
-        self.inner.list_resources(project, kind, page).await
-    }
-
-    async fn update_subscriber(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        patch: SubscriberPatch,
-        password_hash: Option<String>,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
-        let renamed = patch.display_name.is_some();
-        let revokes = password_hash.is_some();
-        let r = self
-            .inner
-            .update_subscriber(project, id, patch, password_hash, at)
-            .await;
-        if renamed {
-            self.addresses.clear();
-        }
-        if revokes {
-            self.forget_revoked_subject();
-        }
-        r
-    }
-
-    async fn update_room(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        patch: RoomPatch,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
-        let r = self.inner.update_room(project, id, kind, patch, at).await;
-        // Its address is renamed: forget the cached address records.
-        self.addresses.clear();
-        r
-    }
-
-    async fn delete_resource(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        at: UnixTime,
-    ) -> StoreResult<()> {
-        let r = self.inner.delete_resource(project, id, kind, at).await;
-        // Its address goes with it (addresses are cached by id, not by resource).
-        self.addresses.clear();
-        self.owners.clear();
-        if kind == ResourceKind::Subscriber {
-            self.forget_revoked_subject();
-        }
-        r
-    }
-
-    async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address> {
-        self.inner.get_address(project, id).await
-    }
-
-    async fn address_owner(&self, project: ProjectId, id: AddressId) -> StoreResult<AddressOwner> {
-        let now = self.clock.now_millis();
-        let found = match self.owners.get(&id, now) {
-            hit @ Some(_) => hit,
-            None => {
-                let read = match self.inner.address_owner(project, id).await {
-                    Ok(owner) => Some(owner),
-                    Err(StoreError::NotFound) => None,
-                    Err(e) => return Err(e),
-                };
-                self.owners.settle(id, read, now);
-                read
-            }
-        };
-        // Another project's address is not found, as the store would answer.
-        found
-            .filter(|owner| owner.project_id == project)
-            .ok_or(StoreError::NotFound)
-    }
-
-    async fn list_addresses(
-        &self,
-        project: ProjectId,
-        query: AddressQuery,
-        page: Page,
-    ) -> StoreResult<PageOf<Address>> {
-        self.inner.list_addresses(project, query, page).await
-    }
-
-    async fn existing_addresses(
-        &self,
-        project: ProjectId,
-        ids: &[AddressId],
-    ) -> StoreResult<Vec<AddressId>> {
-        let now = self.clock.now_millis();
-        let mut found = Vec::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for id in ids {
-            match self.addresses.get(id, now) {
-                Some(owner) if owner == project => found.push(*id),
-                // Another project's address is as good as missing; the store decides.
-                _ => missing.push(*id),
-            }
-        }
-        if !missing.is_empty() {
-            let existing = self.inner.existing_addresses(project, &missing).await?;
-            for id in missing {
-                let owned = existing.contains(&id);
-                self.addresses.settle(id, owned.then_some(project), now);
-                if owned {
-                    found.push(id);
-                }
-            }
-        }
-        Ok(found)
-    }
-
+impl FamilyStore for CachedStore {
     async fn grant_subscriber(
         &self,
         project: ProjectId,
@@ -396,7 +227,7 @@ impl Store for CachedStore {
     ) -> StoreResult<ResourceId> {
         let revokes = upsert.password_hash.is_some();
         let r = self
-            .inner
+            .inner_families
             .grant_subscriber(project, upsert, family, at)
             .await;
         if revokes {
@@ -406,11 +237,11 @@ impl Store for CachedStore {
     }
 
     async fn create_family(&self, family: Family) -> StoreResult<()> {
-        self.inner.create_family(family).await
+        self.inner_families.create_family(family).await
     }
 
     async fn insert_families(&self, families: Vec<Family>) -> StoreResult<()> {
-        self.inner.insert_families(families).await
+        self.inner_families.insert_families(families).await
     }
 
     async fn get_family(&self, id: FamilyId) -> StoreResult<Family> {
@@ -418,7 +249,7 @@ impl Store for CachedStore {
         if let Some(f) = self.families.get(&id, now) {
             return Ok(f);
         }
-        let read = self.inner.get_family(id).await;
+        let read = self.inner_families.get_family(id).await;
         match &read {
             Ok(f) => self.families.settle(id, Some(f.clone()), now),
             Err(StoreError::NotFound) => self.families.settle(id, None, now),
@@ -439,19 +270,19 @@ impl Store for CachedStore {
         // Rotation is decided by the database, never by the cache; the cached row's
         // generation would be stale after it.
         self.families.remove(&id);
-        self.inner
+        self.inner_families
             .rotate_family(project, id, generation, at, tokens_expire_at)
             .await
     }
 
     async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()> {
-        let r = self.inner.revoke_family(id, at).await;
+        let r = self.inner_families.revoke_family(id, at).await;
         self.families.remove(&id);
         r
     }
 
     async fn purge(&self, request: PurgeRequest) -> StoreResult<PurgeCounts> {
-        let counts = self.inner.purge(request).await?;
+        let counts = self.inner_families.purge(request).await?;
         // Which families went is not reported; they were dead anyway, but a purge through the
         // cache must show at once like any other change made through it.
         if counts.families > 0 {
@@ -461,103 +292,208 @@ impl Store for CachedStore {
     }
 
     async fn count_families(&self) -> StoreResult<u64> {
-        self.inner.count_families().await
+        self.inner_families.count_families().await
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for CachedStore {
+    async fn create_project(&self, project: Project, token: ApiToken) -> StoreResult<()> {
+        self.inner_directory.create_project(project, token).await
     }
 
-    async fn activate_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
-        self.inner.activate_key(kid, at).await
-    }
-
-    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<()> {
-        self.inner.retire_key(kid, at).await
-    }
-
-    async fn destroy_key(&self, kid: &str) -> StoreResult<()> {
-        self.inner.destroy_key(kid).await
-    }
-
-    async fn add_seal_counts(&self, counts: Vec<(String, u64)>) -> StoreResult<()> {
-        self.inner.add_seal_counts(counts).await
-    }
-
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
-        self.inner.append_audit(events).await
-    }
-
-    async fn audit_events(
-        &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-        offset: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<AuditEvent>> {
-        self.inner.audit_events(project, since, offset, limit).await
-    }
-
-    async fn count_audit_events(
-        &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-    ) -> StoreResult<u64> {
-        self.inner.count_audit_events(project, since).await
+    async fn get_project(&self, id: ProjectId) -> StoreResult<Project> {
+        self.inner_directory.get_project(id).await
     }
 
     async fn list_projects(&self) -> StoreResult<Vec<Project>> {
-        self.inner.list_projects().await
+        self.inner_directory.list_projects().await
     }
 
     async fn delete_project(&self, id: ProjectId) -> StoreResult<()> {
-        let r = self.inner.delete_project(id).await;
+        let r = self.inner_directory.delete_project(id).await;
         self.clear();
         r
     }
 
-    async fn create_operator(&self, operator: Operator) -> StoreResult<()> {
-        self.inner.create_operator(operator).await
+    async fn create_api_token(&self, token: ApiToken) -> StoreResult<()> {
+        self.inner_directory.create_api_token(token).await
     }
 
-    async fn get_operator(&self, id: OperatorId) -> StoreResult<Operator> {
-        self.inner.get_operator(id).await
+    async fn list_api_tokens(&self, project: ProjectId) -> StoreResult<Vec<ApiToken>> {
+        self.inner_directory.list_api_tokens(project).await
     }
 
-    async fn find_operator(&self, username: &str) -> StoreResult<Option<Operator>> {
-        self.inner.find_operator(username).await
+    async fn revoke_api_token(&self, id: ApiTokenId, at: UnixTime) -> StoreResult<()> {
+        let r = self.inner_directory.revoke_api_token(id, at).await;
+        // Keyed by hash, not id: a rare revocation clears every credential.
+        self.api_tokens.clear();
+        r
     }
 
-    async fn find_operator_by_key(&self, hash: [u8; 32]) -> StoreResult<Option<Operator>> {
-        self.inner.find_operator_by_key(hash).await
+    async fn find_api_token(
+        &self,
+        project: ProjectId,
+        hash: [u8; 32],
+    ) -> StoreResult<Option<ApiToken>> {
+        let now = self.clock.now_millis();
+        if let Some(t) = self.api_tokens.get(&(project, hash), now) {
+            return Ok(Some(t));
+        }
+        // Only hits are kept: a token created a moment ago must work at once, and wrong
+        // secrets must not fill the cache.
+        let found = self.inner_directory.find_api_token(project, hash).await?;
+        self.api_tokens.settle((project, hash), found.clone(), now);
+        Ok(found)
     }
 
-    async fn list_operators(&self) -> StoreResult<Vec<Operator>> {
-        self.inner.list_operators().await
+    async fn create_resource(&self, new: NewResource) -> StoreResult<()> {
+        self.inner_directory.create_resource(new).await
     }
 
-    async fn update_operator(&self, id: OperatorId, patch: OperatorPatch) -> StoreResult<Operator> {
-        self.inner.update_operator(id, patch).await
+    async fn get_resource(&self, project: ProjectId, id: ResourceId) -> StoreResult<Resource> {
+        self.inner_directory.get_resource(project, id).await
     }
 
-    async fn set_operator_password(&self, id: OperatorId, hash: String) -> StoreResult<()> {
-        self.inner.set_operator_password(id, hash).await
+    async fn list_resources(
+        &self,
+        project: ProjectId,
+        kind: Option<ResourceKind>,
+        page: Page,
+    ) -> StoreResult<PageOf<Resource>> {
+        self.inner_directory
+            .list_resources(project, kind, page)
+            .await
     }
 
-    async fn delete_operator(&self, id: OperatorId) -> StoreResult<()> {
-        self.inner.delete_operator(id).await
+    async fn update_subscriber(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        patch: SubscriberPatch,
+        password_hash: Option<String>,
+        at: UnixTime,
+    ) -> StoreResult<Resource> {
+        let renamed = patch.display_name.is_some();
+        let revokes = password_hash.is_some();
+        let r = self
+            .inner_directory
+            .update_subscriber(project, id, patch, password_hash, at)
+            .await;
+        if renamed {
+            self.addresses.clear();
+        }
+        if revokes {
+            self.forget_revoked_subject();
+        }
+        r
     }
 
-    async fn create_operator_session(&self, session: OperatorSession) -> StoreResult<()> {
-        self.inner.create_operator_session(session).await
+    async fn update_room(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        kind: ResourceKind,
+        patch: RoomPatch,
+        at: UnixTime,
+    ) -> StoreResult<Resource> {
+        let r = self
+            .inner_directory
+            .update_room(project, id, kind, patch, at)
+            .await;
+        // Its address is renamed: forget the cached address records.
+        self.addresses.clear();
+        r
     }
 
-    async fn find_operator_session(&self, hash: [u8; 32]) -> StoreResult<Option<OperatorSession>> {
-        self.inner.find_operator_session(hash).await
+    async fn delete_resource(
+        &self,
+        project: ProjectId,
+        id: ResourceId,
+        kind: ResourceKind,
+        at: UnixTime,
+    ) -> StoreResult<()> {
+        let r = self
+            .inner_directory
+            .delete_resource(project, id, kind, at)
+            .await;
+        // Its address goes with it (addresses are cached by id, not by resource).
+        self.addresses.clear();
+        self.owners.clear();
+        if kind == ResourceKind::Subscriber {
+            self.forget_revoked_subject();
+        }
+        r
     }
 
-    async fn delete_operator_session(&self, hash: [u8; 32]) -> StoreResult<()> {
-        self.inner.delete_operator_session(hash).await
+    async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address> {
+        self.inner_directory.get_address(project, id).await
+    }
+
+    async fn address_owner(&self, project: ProjectId, id: AddressId) -> StoreResult<AddressOwner> {
+        let now = self.clock.now_millis();
+        let found = match self.owners.get(&id, now) {
+            hit @ Some(_) => hit,
+            None => {
+                let read = match self.inner_directory.address_owner(project, id).await {
+                    Ok(owner) => Some(owner),
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(e),
+                };
+                self.owners.settle(id, read, now);
+                read
+            }
+        };
+        // Another project's address is not found, as the store would answer.
+        found
+            .filter(|owner| owner.project_id == project)
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn list_addresses(
+        &self,
+        project: ProjectId,
+        query: AddressQuery,
+        page: Page,
+    ) -> StoreResult<PageOf<Address>> {
+        self.inner_directory
+            .list_addresses(project, query, page)
+            .await
+    }
+
+    async fn existing_addresses(
+        &self,
+        project: ProjectId,
+        ids: &[AddressId],
+    ) -> StoreResult<Vec<AddressId>> {
+        let now = self.clock.now_millis();
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.addresses.get(id, now) {
+                Some(owner) if owner == project => found.push(*id),
+                // Another project's address is as good as missing; the store decides.
+                _ => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            let existing = self
+                .inner_directory
+                .existing_addresses(project, &missing)
+                .await?;
+            for id in missing {
+                let owned = existing.contains(&id);
+                self.addresses.settle(id, owned.then_some(project), now);
+                if owned {
+                    found.push(id);
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn create_embed(&self, embed: Embed) -> StoreResult<()> {
-        self.inner.create_embed(embed).await
+        self.inner_directory.create_embed(embed).await
     }
 
     async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>> {
@@ -565,19 +501,9 @@ impl Store for CachedStore {
         if let Some(e) = self.embeds.get(&token_hash, now) {
             return Ok(Some(e));
         }
-        let found = self.inner.find_embed(token_hash).await?;
+        let found = self.inner_directory.find_embed(token_hash).await?;
         self.embeds.settle(token_hash, found.clone(), now);
         Ok(found)
-    }
-
-    async fn export_all(&self) -> StoreResult<Vec<(&'static str, Vec<ExportRow>)>> {
-        self.inner.export_all().await
-    }
-
-    async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
-        let r = self.inner.import_all(tables).await;
-        self.clear();
-        r
     }
 }
 

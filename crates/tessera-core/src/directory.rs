@@ -18,7 +18,7 @@ use crate::model::{
     RoomPatch, SubscriberPatch, SubscriberProfile,
 };
 use crate::service::{PasswordPool, Rule, ServiceError, ServiceResult};
-use crate::store::{Store, StoreError};
+use crate::store::{DirectoryStore, StoreError};
 use crate::Secret;
 
 /// Who reads the directory: a project's backend (everything of the project) or one of its
@@ -59,17 +59,17 @@ pub struct NewSubscriber {
 /// The directory service. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Directory {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DirectoryStore>,
     clock: Arc<dyn Clock>,
     passwords: Arc<PasswordPool>,
     audit: AuditLog,
 }
 
 impl Directory {
-    /// Assembles the service over the same store, clock, hashing threads and audit log as
-    /// the token service.
+    /// Assembles the service over the same directory store (cached, on a server), clock,
+    /// hashing threads and audit log as the token service.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn DirectoryStore>,
         clock: Arc<dyn Clock>,
         passwords: Arc<PasswordPool>,
         audit: AuditLog,

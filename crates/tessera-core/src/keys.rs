@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::crypto::{random_bytes, MasterKey};
 use crate::keyring::{new_kid, KeyMaterial, KeyPurpose, KeyRing, KeyState};
 use crate::model::{MasterKeyCheck, StoredKey};
-use crate::store::{Store, StoreError};
+use crate::store::{KeyStore, StoreError};
 
 /// Why keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub const WRONG_MASTER_KEY: &str = "this is not the master key of this database 
 /// only keyed rows are credential hashes, with no key, cannot be checked that way (a hash of an
 /// unknown secret proves nothing); its check records the key first given.
 pub async fn check_master_key(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
     clock: &dyn Clock,
 ) -> Result<MasterKeyCheck, KeyLoadError> {
@@ -70,7 +70,7 @@ pub async fn check_master_key(
 
 /// Whether the database holds anything that only its master key opens: a key or a check value.
 /// A new master key is generated only for a database that holds neither.
-pub async fn holds_keys(store: &dyn Store) -> Result<bool, StoreError> {
+pub async fn holds_keys(store: &dyn KeyStore) -> Result<bool, StoreError> {
     Ok(store.master_key_check().await?.is_some() || !store.list_keys().await?.is_empty())
 }
 
@@ -101,7 +101,7 @@ pub fn unwrap_all(
 /// check `check`, which came in the same release) keep verifying until they expire: only with
 /// the signing keys that existed before the check was recorded, and only if issued before it.
 pub async fn load_ring(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
     clock: &dyn Clock,
     check: &MasterKeyCheck,

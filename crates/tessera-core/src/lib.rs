@@ -1,5 +1,5 @@
 //! Tessera's domain: identifiers, principals, token formats, the key ring, the token service
-//! and the [`store::Store`] trait. This crate does no HTTP and no SQL.
+//! and the [`store`] traits. This crate does no HTTP and no SQL.
 
 pub mod accounts;
 pub mod admin;

@@ -14,7 +14,7 @@ use crate::crypto::{random_bytes, MasterKey};
 use crate::keyring::{new_kid, KeyPurpose, KeyRing, KeyState};
 use crate::keys::{unwrap_all, KeyLoadError};
 use crate::model::{AuditEvent, PurgeCounts, PurgeRequest, StoredKey};
-use crate::store::{Store, StoreResult};
+use crate::store::{FamilyStore, KeyStore, StoreResult, Stores};
 
 /// Timings of key life cycle and cleanup, in seconds.
 #[derive(Debug, Clone)]
@@ -73,7 +73,9 @@ pub fn pending_key(master: &MasterKey, purpose: KeyPurpose, now: UnixTime) -> St
 /// The upkeep of one node.
 #[derive(Debug)]
 pub struct Maintenance {
-    store: Arc<dyn Store>,
+    keys: Arc<dyn KeyStore>,
+    /// For the purge, which the families' store runs.
+    families: Arc<dyn FamilyStore>,
     ring: Arc<KeyRing>,
     master: MasterKey,
     clock: Arc<dyn Clock>,
@@ -85,7 +87,7 @@ pub struct Maintenance {
 impl Maintenance {
     /// Assembles the upkeep for a node's ring.
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: &Stores,
         ring: Arc<KeyRing>,
         master: MasterKey,
         clock: Arc<dyn Clock>,
@@ -93,7 +95,8 @@ impl Maintenance {
         audit: AuditLog,
     ) -> Self {
         Maintenance {
-            store,
+            keys: stores.keys.clone(),
+            families: stores.families.clone(),
             ring,
             master,
             clock,
@@ -128,7 +131,7 @@ impl Maintenance {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let stored = self.store.list_keys().await?;
+        let stored = self.keys.list_keys().await?;
         Ok(stored
             .into_iter()
             .filter(|k| k.state != KeyState::Destroyed)
@@ -161,10 +164,10 @@ impl Maintenance {
                 .collect()
         };
         if !deltas.is_empty() {
-            self.store.add_seal_counts(deltas).await?;
+            self.keys.add_seal_counts(deltas).await?;
         }
         let now = self.clock.now();
-        let stored = self.store.list_keys().await?;
+        let stored = self.keys.list_keys().await?;
         for purpose in KeyPurpose::ALL {
             let of = |s: KeyState| {
                 stored
@@ -180,28 +183,28 @@ impl Maintenance {
                 let key = pending_key(&self.master, purpose, now);
                 tracing::info!(kid = %key.kid, purpose = purpose.as_str(), "automatic rotation: new pending key");
                 self.event("key.rotated", &key.kid);
-                self.store.insert_key(key).await?;
+                self.keys.insert_key(key).await?;
             }
             for k in of(KeyState::Pending) {
                 if k.created_at.0 + 2 * self.policy.sync_interval <= now.0 {
-                    self.store.activate_key(&k.kid, now).await?;
+                    self.keys.activate_key(&k.kid, now).await?;
                     tracing::info!(kid = %k.kid, purpose = purpose.as_str(), "key activated");
                     self.event("key.activated", &k.kid);
                 }
             }
         }
-        let stored = self.store.list_keys().await?;
+        let stored = self.keys.list_keys().await?;
         self.ring.replace(unwrap_all(&self.master, &stored)?);
         Ok(())
     }
 
-    /// One bounded purge round (see [`Store::purge`]): families whose tokens have all
+    /// One bounded purge round (see [`FamilyStore::purge`]): families whose tokens have all
     /// expired, expired operator sessions, audit events past the retention, and retired keys
     /// past their lifetime.
     async fn purge_round(&self) -> StoreResult<PurgeCounts> {
         let now = self.clock.now();
         let counts = self
-            .store
+            .families
             .purge(PurgeRequest {
                 before: now.plus(-60),
                 retired_before: now.plus(-self.policy.retired_lifetime),

@@ -16,7 +16,7 @@ use crate::keyring::KeyRing;
 use crate::metrics::{Metrics, RefreshResult};
 use crate::model::*;
 use crate::secret::Secret;
-use crate::store::{Store, StoreError};
+use crate::store::{DirectoryStore, FamilyStore, StoreError, Stores};
 use crate::token::{check_time, Claims, PrincipalKind, TokenClass, TokenError};
 
 /// At most this many addresses in one restricted token.
@@ -281,7 +281,8 @@ impl PasswordPool {
 /// The token service. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct TokenService {
-    store: Arc<dyn Store>,
+    families: Arc<dyn FamilyStore>,
+    directory: Arc<dyn DirectoryStore>,
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
     master: MasterKey,
@@ -292,9 +293,9 @@ pub struct TokenService {
 }
 
 impl TokenService {
-    /// Assembles the service.
+    /// Assembles the service over the families and the directory of `stores`.
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: &Stores,
         keys: Arc<KeyRing>,
         clock: Arc<dyn Clock>,
         master: MasterKey,
@@ -302,7 +303,8 @@ impl TokenService {
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         TokenService {
-            store,
+            families: stores.families.clone(),
+            directory: stores.directory.clone(),
             keys,
             clock,
             master,
@@ -374,11 +376,6 @@ impl TokenService {
         });
     }
 
-    /// The store, for read-only resource operations that need no token logic.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
@@ -406,7 +403,7 @@ impl TokenService {
         secret: &str,
     ) -> ServiceResult<()> {
         let hash = self.master.credential_hash(secret);
-        match self.store.find_api_token(project, hash).await? {
+        match self.directory.find_api_token(project, hash).await? {
             Some(t) if crate::crypto::ct_eq(&t.hash, &hash) => Ok(()),
             _ => Err(ServiceError::Unauthorized),
         }
@@ -420,7 +417,7 @@ impl TokenService {
             .map_err(|_| ServiceError::Unauthorized)?;
         let now = self.clock.now();
         check_time(&claims, now, self.policy.leeway).map_err(|_| ServiceError::Unauthorized)?;
-        let fam = match self.store.get_family(claims.fam).await {
+        let fam = match self.families.get_family(claims.fam).await {
             Ok(f) => f,
             Err(StoreError::NotFound) => return Err(ServiceError::Unauthorized),
             Err(e) => return Err(e.into()),
@@ -544,7 +541,7 @@ impl TokenService {
     ) -> ServiceResult<(ResourceId, IssuedTokens)> {
         let now = self.clock.now();
         if let Some(app) = req.application_id {
-            match self.store.get_resource(project, app).await {
+            match self.directory.get_resource(project, app).await {
                 Ok(r) if r.kind == ResourceKind::App => {}
                 Ok(_) | Err(StoreError::NotFound) => {
                     return Err(ServiceError::Rule(Rule::UnknownApplication))
@@ -571,7 +568,7 @@ impl TokenService {
         };
         let password_set = upsert.password_hash.is_some();
         let sid = self
-            .store
+            .families
             .grant_subscriber(project, upsert, fam.clone(), now)
             .await?;
         if password_set {
@@ -606,7 +603,7 @@ impl TokenService {
         let addresses = self.check_addresses(project, addresses).await?;
         let exp = expire_at.unwrap_or(self.clock.now().plus(self.policy.access_lifetime));
         let fam = self.new_family(project, PrincipalKind::Guest, self.ordered_uuid(), 1, exp);
-        self.store.create_family(fam.clone()).await?;
+        self.families.create_family(fam.clone()).await?;
         let claims = self.claims(&fam, exp, addresses, None, None);
         self.mint("token.issued", claims, Some(1), fam.expires_at)
     }
@@ -632,7 +629,7 @@ impl TokenService {
         if ids.is_empty() {
             return Err(ServiceError::Rule(Rule::NoAddresses));
         }
-        let found = self.store.existing_addresses(project, &ids).await?;
+        let found = self.directory.existing_addresses(project, &ids).await?;
         if found.len() != ids.len() {
             return Err(ServiceError::Rule(Rule::AddressesNotInProject));
         }
@@ -648,7 +645,7 @@ impl TokenService {
         expires_at: Option<UnixTime>,
         inviter: Option<ResourceId>,
     ) -> ServiceResult<IssuedTokens> {
-        let owner = match self.store.address_owner(project, address).await {
+        let owner = match self.directory.address_owner(project, address).await {
             Ok(a) => a,
             Err(StoreError::NotFound) => {
                 return Err(ServiceError::Rule(Rule::InvalidInviteAddress))
@@ -661,7 +658,7 @@ impl TokenService {
         }
         let exp = expires_at.unwrap_or(self.clock.now().plus(self.policy.access_lifetime));
         let fam = self.new_family(project, PrincipalKind::Invite, self.ordered_uuid(), 0, exp);
-        self.store.create_family(fam.clone()).await?;
+        self.families.create_family(fam.clone()).await?;
         let claims = self.claims(&fam, exp, vec![address], None, None);
         self.mint("token.issued", claims, None, fam.expires_at)
     }
@@ -676,7 +673,7 @@ impl TokenService {
         }
         let hash = self.master.credential_hash(&c2c.to_ascii_lowercase());
         let embed = self
-            .store
+            .directory
             .find_embed(hash)
             .await?
             .ok_or(ServiceError::NotFound)?;
@@ -691,7 +688,7 @@ impl TokenService {
             0,
             exp,
         );
-        self.store.create_family(fam.clone()).await?;
+        self.families.create_family(fam.clone()).await?;
         let claims = self.claims(&fam, exp, embed.addresses, None, None);
         self.mint("token.issued", claims, None, fam.expires_at)
     }
@@ -738,7 +735,7 @@ impl TokenService {
         let exp = now.plus(self.policy.access_lifetime);
         let tokens_expire_at = exp.plus(self.policy.refresh_extra);
         let (fam, outcome) = match self
-            .store
+            .families
             .rotate_family(project, claims.fam, generation, now, tokens_expire_at)
             .await?
         {
@@ -750,7 +747,7 @@ impl TokenService {
                         .is_some_and(|t| now.0 <= t.0 + self.policy.refresh_grace);
                 if !in_grace {
                     tracing::warn!(family = %f.id, project = %project, "refresh token reuse detected; family revoked");
-                    self.store.revoke_family(f.id, now).await?;
+                    self.families.revoke_family(f.id, now).await?;
                     self.audit_family("refresh.reuse_detected", project, f.id, f.kind);
                     self.metrics.refresh(RefreshResult::ReuseDetected);
                     return Err(ServiceError::Rule(Rule::TokenInvalid));
@@ -789,7 +786,7 @@ impl TokenService {
         if claims.pid != project || check_time(&claims, now, self.policy.leeway).is_err() {
             return Ok(None);
         }
-        match self.store.get_family(claims.fam).await {
+        match self.families.get_family(claims.fam).await {
             Ok(f) if f.revoked_at.is_none() && f.expires_at > now && f.project_id == project => {
                 Ok(Some(claims))
             }
@@ -811,7 +808,7 @@ impl TokenService {
         if claims.pid != project {
             return Ok(None);
         }
-        self.store
+        self.families
             .revoke_family(claims.fam, self.clock.now())
             .await?;
         self.audit_family("family.revoked", project, claims.fam, claims.knd);

@@ -1,10 +1,17 @@
-//! The storage contract. Backends (SQLite, later PostgreSQL) implement [`Store`]; everything
-//! above it sees only domain records and [`StoreError`].
+//! The storage contract, one trait per concern: [`FamilyStore`] (grants and token families),
+//! [`DirectoryStore`] (projects, API tokens, resources, addresses, embeds), [`OperatorStore`]
+//! (operators and their sessions), [`KeyStore`], [`AuditStore`] and [`TransferStore`] (moving
+//! a whole installation). A backend (SQLite, PostgreSQL) implements them all ([`Backend`]);
+//! services hold the [`Stores`] they need, each an `Arc<dyn Trait>`, so that a decorator such
+//! as [`crate::cache::CachedStore`] stands in front of only the concerns it caches. Everything
+//! above the traits sees only domain records and [`StoreError`].
 //!
 //! Every Fabric query takes the project id and filters by it *in the store*, so a record of
 //! another project is indistinguishable from a missing one even if a handler forgets a check.
 //! Every write method returns only after its transaction has committed: callers may hand out
 //! tokens as soon as a write returns `Ok`.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -60,15 +67,73 @@ pub fn take_queued<T>(queue: &mut tokio::sync::mpsc::Receiver<T>, batch: &mut Ve
     }
 }
 
-/// Tessera's storage.
+/// Grants and token families: the hot path of issuance, refresh and introspection.
+///
+/// `grant_subscriber` lives here although it also upserts a subscriber: it is a grant (one
+/// transaction whose purpose is opening a family), it is on the hot path with the other family
+/// writes, and what it can change in a cache is families (setting a password revokes the
+/// subject's families), not the directory.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
-    // --- projects and credentials ---
+pub trait FamilyStore: Send + Sync + std::fmt::Debug {
+    /// Upserts a subscriber by reference and opens a family for it, in one transaction.
+    /// The reference's [`crate::ids::identity_key`] is matched against the subscribers'
+    /// reference keys, then their email keys, then (when it is one) their ids; no match
+    /// creates `upsert.create`. Returns the subscriber id (the family's subject is set to it
+    /// by the store).
+    async fn grant_subscriber(
+        &self,
+        project: ProjectId,
+        upsert: SubscriberUpsert,
+        family: Family,
+        at: UnixTime,
+    ) -> StoreResult<ResourceId>;
+    /// Opens a family (guest, invite and embed grants).
+    async fn create_family(&self, family: Family) -> StoreResult<()>;
+    /// Opens many families in one transaction. For bulk loads (the benchmark's
+    /// `--families` preload) that must not go through HTTP; `Conflict` if an id exists.
+    async fn insert_families(&self, families: Vec<Family>) -> StoreResult<()>;
+    /// Reads a family.
+    async fn get_family(&self, id: FamilyId) -> StoreResult<Family>;
+    /// Spends `generation` of a family of `project` in one conditional update, recording when
+    /// the tokens about to be issued will expire.
+    async fn rotate_family(
+        &self,
+        project: ProjectId,
+        id: FamilyId,
+        generation: i64,
+        at: UnixTime,
+        tokens_expire_at: UnixTime,
+    ) -> StoreResult<RotateOutcome>;
+    /// Revokes a family (idempotent).
+    async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()>;
+    /// One bounded purge round (it sits with the families: they are most of what it deletes,
+    /// and the only part a cache must hear of): deletes up to `limit` families whose tokens have all expired,
+    /// up to `limit` expired operator sessions and up to `limit` audit events older than the
+    /// retention, and destroys retired keys past their lifetime. Callers repeat rounds while
+    /// [`PurgeCounts::hit_limit`] says more may be waiting.
+    ///
+    /// A family's `tokens_expire_at` is never later than its `expires_at` (every write of the
+    /// column takes the minimum), so a family is dead once its `tokens_expire_at` has passed.
+    async fn purge(&self, request: PurgeRequest) -> StoreResult<PurgeCounts>;
+    /// Counts family rows (for tests and metrics).
+    async fn count_families(&self) -> StoreResult<u64>;
+}
+
+/// The directory of a project: the project itself and its API tokens, its resources
+/// (subscribers, rooms, applications) and their addresses, and its embed widgets.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
+    // --- projects and API tokens ---
 
     /// Creates a project with its first API token.
     async fn create_project(&self, project: Project, token: ApiToken) -> StoreResult<()>;
     /// Reads a project.
     async fn get_project(&self, id: ProjectId) -> StoreResult<Project>;
+    /// Every project, oldest first.
+    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+    /// Deletes a project with everything in it (resources, credentials, sessions), so every
+    /// token it issued stops introspecting as active.
+    async fn delete_project(&self, id: ProjectId) -> StoreResult<()>;
     /// Adds an API token to an existing project (`NotFound` if the project does not exist).
     async fn create_api_token(&self, token: ApiToken) -> StoreResult<()>;
     /// Lists a project's API tokens, revoked ones included.
@@ -81,20 +146,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         project: ProjectId,
         hash: [u8; 32],
     ) -> StoreResult<Option<ApiToken>>;
-
-    // --- keys ---
-
-    /// All keys, destroyed ones included.
-    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
-    /// Inserts a new key.
-    async fn insert_key(&self, key: StoredKey) -> StoreResult<()>;
-    /// The recorded master-key check, if any (databases from before it existed have none until
-    /// a command with the right key records it).
-    async fn master_key_check(&self) -> StoreResult<Option<MasterKeyCheck>>;
-    /// Records `check` unless a check is already recorded, and returns the one the database
-    /// holds afterwards: the first writer wins, so two processes with different keys racing on
-    /// a new database cannot both believe their key is the database's.
-    async fn record_master_key_check(&self, check: MasterKeyCheck) -> StoreResult<MasterKeyCheck>;
 
     // --- resources and addresses ---
 
@@ -164,90 +215,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         ids: &[AddressId],
     ) -> StoreResult<Vec<AddressId>>;
 
-    // --- grants and families ---
+    // --- embeds ---
 
-    /// Upserts a subscriber by reference and opens a family for it, in one transaction.
-    /// The reference's [`crate::ids::identity_key`] is matched against the subscribers'
-    /// reference keys, then their email keys, then (when it is one) their ids; no match
-    /// creates `upsert.create`. Returns the subscriber id (the family's subject is set to it
-    /// by the store).
-    async fn grant_subscriber(
-        &self,
-        project: ProjectId,
-        upsert: SubscriberUpsert,
-        family: Family,
-        at: UnixTime,
-    ) -> StoreResult<ResourceId>;
-    /// Opens a family (guest, invite and embed grants).
-    async fn create_family(&self, family: Family) -> StoreResult<()>;
-    /// Opens many families in one transaction. For bulk loads (the benchmark's
-    /// `--families` preload) that must not go through HTTP; `Conflict` if an id exists.
-    async fn insert_families(&self, families: Vec<Family>) -> StoreResult<()>;
-    /// Reads a family.
-    async fn get_family(&self, id: FamilyId) -> StoreResult<Family>;
-    /// Spends `generation` of a family of `project` in one conditional update, recording when
-    /// the tokens about to be issued will expire.
-    async fn rotate_family(
-        &self,
-        project: ProjectId,
-        id: FamilyId,
-        generation: i64,
-        at: UnixTime,
-        tokens_expire_at: UnixTime,
-    ) -> StoreResult<RotateOutcome>;
-    /// Revokes a family (idempotent).
-    async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()>;
+    /// Creates an embed widget.
+    async fn create_embed(&self, embed: Embed) -> StoreResult<()>;
+    /// Finds a widget by the hash of its public token.
+    async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>>;
+}
 
-    /// One bounded purge round: deletes up to `limit` families whose tokens have all expired,
-    /// up to `limit` expired operator sessions and up to `limit` audit events older than the
-    /// retention, and destroys retired keys past their lifetime. Callers repeat rounds while
-    /// [`PurgeCounts::hit_limit`] says more may be waiting.
-    ///
-    /// A family's `tokens_expire_at` is never later than its `expires_at` (every write of the
-    /// column takes the minimum), so a family is dead once its `tokens_expire_at` has passed.
-    async fn purge(&self, request: PurgeRequest) -> StoreResult<PurgeCounts>;
-    /// Counts family rows (for tests and metrics).
-    async fn count_families(&self) -> StoreResult<u64>;
-
-    // --- key life cycle ---
-
-    /// Makes `kid` the active key of its purpose and retires the previously active one, in one
-    /// transaction. Only a pending key can be activated.
-    async fn activate_key(&self, kid: &str, at: UnixTime) -> StoreResult<()>;
-    /// Retires a pending or active key.
-    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<()>;
-    /// Destroys a key: state destroyed, material erased.
-    async fn destroy_key(&self, kid: &str) -> StoreResult<()>;
-    /// Adds seal counts (kid, count since last call) to the persisted counters.
-    async fn add_seal_counts(&self, counts: Vec<(String, u64)>) -> StoreResult<()>;
-
-    // --- audit ---
-
-    /// Appends audit events (called in batches, off the request path).
-    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
-    /// Reads audit events at or after `since`, optionally of one project, oldest first,
-    /// skipping the first `offset`.
-    async fn audit_events(
-        &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-        offset: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<AuditEvent>>;
-    /// Counts what [`Store::audit_events`] would page through.
-    async fn count_audit_events(
-        &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-    ) -> StoreResult<u64>;
-
-    // --- management plane ---
-
-    /// Every project, oldest first.
-    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
-    /// Deletes a project with everything in it (resources, credentials, sessions), so every
-    /// token it issued stops introspecting as active.
-    async fn delete_project(&self, id: ProjectId) -> StoreResult<()>;
+/// Operators of the management plane and their Accounts sessions (refresh ids).
+#[async_trait]
+pub trait OperatorStore: Send + Sync + std::fmt::Debug {
     /// Creates an operator; `Conflict("username")` if the name is taken (compared by
     /// [`crate::ids::identity_key`]).
     async fn create_operator(&self, operator: Operator) -> StoreResult<()>;
@@ -271,16 +249,59 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn find_operator_session(&self, hash: [u8; 32]) -> StoreResult<Option<OperatorSession>>;
     /// Deletes an Accounts refresh id (idempotent).
     async fn delete_operator_session(&self, hash: [u8; 32]) -> StoreResult<()>;
+}
 
-    // --- embeds ---
+/// Signing and sealing keys (stored wrapped under the master key), their life cycle and seal
+/// counters, and the master-key check value.
+#[async_trait]
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// All keys, destroyed ones included.
+    async fn list_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Inserts a new key.
+    async fn insert_key(&self, key: StoredKey) -> StoreResult<()>;
+    /// Makes `kid` the active key of its purpose and retires the previously active one, in one
+    /// transaction. Only a pending key can be activated.
+    async fn activate_key(&self, kid: &str, at: UnixTime) -> StoreResult<()>;
+    /// Retires a pending or active key.
+    async fn retire_key(&self, kid: &str, at: UnixTime) -> StoreResult<()>;
+    /// Destroys a key: state destroyed, material erased.
+    async fn destroy_key(&self, kid: &str) -> StoreResult<()>;
+    /// Adds seal counts (kid, count since last call) to the persisted counters.
+    async fn add_seal_counts(&self, counts: Vec<(String, u64)>) -> StoreResult<()>;
+    /// The recorded master-key check, if any (databases from before it existed have none until
+    /// a command with the right key records it).
+    async fn master_key_check(&self) -> StoreResult<Option<MasterKeyCheck>>;
+    /// Records `check` unless a check is already recorded, and returns the one the database
+    /// holds afterwards: the first writer wins, so two processes with different keys racing on
+    /// a new database cannot both believe their key is the database's.
+    async fn record_master_key_check(&self, check: MasterKeyCheck) -> StoreResult<MasterKeyCheck>;
+}
 
-    /// Creates an embed widget.
-    async fn create_embed(&self, embed: Embed) -> StoreResult<()>;
-    /// Finds a widget by the hash of its public token.
-    async fn find_embed(&self, token_hash: [u8; 32]) -> StoreResult<Option<Embed>>;
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + std::fmt::Debug {
+    /// Appends audit events (called in batches, off the request path).
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
+    /// Reads audit events at or after `since`, optionally of one project, oldest first,
+    /// skipping the first `offset`.
+    async fn audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+        offset: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>>;
+    /// Counts what [`AuditStore::audit_events`] would page through.
+    async fn count_audit_events(
+        &self,
+        project: Option<ProjectId>,
+        since: UnixTime,
+    ) -> StoreResult<u64>;
+}
 
-    // --- moving an installation (`tessera admin export` / `import`) ---
-
+/// Moving an installation (`tessera admin export` / `import`).
+#[async_trait]
+pub trait TransferStore: Send + Sync + std::fmt::Debug {
     /// Every row of every table of [`EXPORT_TABLES`], in that order, read in one consistent
     /// snapshot and written in the backend-neutral format of [`crate::export`]; each table's
     /// rows in the order of its primary key.
@@ -294,4 +315,46 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// command recorded on the otherwise empty target does not count as a row: it is replaced
     /// by the export's (the imported keys are wrapped under the source's master key).
     async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()>;
+}
+
+/// A whole backend: one object implementing every concern (both store crates do).
+pub trait Backend:
+    FamilyStore + DirectoryStore + OperatorStore + KeyStore + AuditStore + TransferStore
+{
+}
+
+impl<T> Backend for T where
+    T: FamilyStore + DirectoryStore + OperatorStore + KeyStore + AuditStore + TransferStore
+{
+}
+
+/// One store per concern, as the services take them. Cloning copies six `Arc`s.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Grants and token families.
+    pub families: Arc<dyn FamilyStore>,
+    /// Projects, API tokens, resources, addresses and embeds.
+    pub directory: Arc<dyn DirectoryStore>,
+    /// Operators and their sessions.
+    pub operators: Arc<dyn OperatorStore>,
+    /// Keys and the master-key check.
+    pub keys: Arc<dyn KeyStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
+    /// Export and import of the whole installation.
+    pub transfer: Arc<dyn TransferStore>,
+}
+
+impl Stores {
+    /// Every concern served by the one `backend`.
+    pub fn from_backend<B: Backend + 'static>(backend: Arc<B>) -> Self {
+        Stores {
+            families: backend.clone(),
+            directory: backend.clone(),
+            operators: backend.clone(),
+            keys: backend.clone(),
+            audit: backend.clone(),
+            transfer: backend,
+        }
+    }
 }

@@ -20,7 +20,7 @@ use tessera_core::maintenance::{KeyPolicy, Maintenance};
 use tessera_core::metrics::{Metrics, Stopwatch};
 use tessera_core::model::{MasterKeyCheck, PurgeCounts};
 use tessera_core::service::{TokenPolicy, TokenService};
-use tessera_core::store::Store;
+use tessera_core::store::{KeyStore, Stores};
 use tessera_core::Clock;
 use tessera_store_postgres::PgStore;
 use tessera_store_sqlite::SqliteStore;
@@ -55,16 +55,15 @@ pub enum StartError {
 }
 
 /// Opens `database` (applying pending migrations), recording operation latencies in
-/// `metrics`.
-pub async fn open_store(
-    database: &Database,
-    metrics: Arc<Metrics>,
-) -> Result<Arc<dyn Store>, StartError> {
+/// `metrics`: every store of the one backend, uncached.
+pub async fn open_store(database: &Database, metrics: Arc<Metrics>) -> Result<Stores, StartError> {
     Ok(match database {
-        Database::Sqlite(path) => Arc::new(SqliteStore::open(path.clone())?.with_metrics(metrics)),
-        Database::Postgres(url) => {
-            Arc::new(PgStore::connect(url.expose()).await?.with_metrics(metrics))
-        }
+        Database::Sqlite(path) => Stores::from_backend(Arc::new(
+            SqliteStore::open(path.clone())?.with_metrics(metrics),
+        )),
+        Database::Postgres(url) => Stores::from_backend(Arc::new(
+            PgStore::connect(url.expose()).await?.with_metrics(metrics),
+        )),
     })
 }
 
@@ -94,7 +93,7 @@ pub fn require_database(database: &Database) -> Result<(), StartError> {
     }
 }
 
-/// The master key for the database already opened as `store`, checked against it before
+/// The master key for the database whose keys are `store`, checked against it before
 /// anything is written with it; returns the key and the database's recorded check.
 ///
 /// The key comes from `TESSERA_MASTER_KEY`, else `--master-key-file`, else the file beside the
@@ -106,7 +105,7 @@ pub fn require_database(database: &Database) -> Result<(), StartError> {
 /// nothing.
 pub async fn master_key_for(
     config: &Config,
-    store: &dyn Store,
+    store: &dyn KeyStore,
     clock: &dyn Clock,
 ) -> Result<(MasterKey, MasterKeyCheck), StartError> {
     let master = read_master_key(config, store).await?;
@@ -114,7 +113,7 @@ pub async fn master_key_for(
     Ok((master, check))
 }
 
-async fn read_master_key(config: &Config, store: &dyn Store) -> Result<MasterKey, StartError> {
+async fn read_master_key(config: &Config, store: &dyn KeyStore) -> Result<MasterKey, StartError> {
     if let Some(text) = &config.master_key {
         return MasterKey::from_base64(text.expose())
             .map_err(|e| StartError::MasterKey(e.to_string()));
@@ -171,7 +170,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// file, no check value, no keys (see [`prepare_opened`]).
 #[derive(Debug)]
 pub struct Opened {
-    store: Arc<dyn Store>,
+    stores: Stores,
     metrics: Arc<Metrics>,
 }
 
@@ -180,8 +179,8 @@ pub struct Opened {
 /// a busy port leaves no key file and no keys behind.
 pub async fn open_database(config: &Config) -> Result<Opened, StartError> {
     let metrics = Arc::new(Metrics::default());
-    let store = open_store(&config.database, metrics.clone()).await?;
-    Ok(Opened { store, metrics })
+    let stores = open_store(&config.database, metrics.clone()).await?;
+    Ok(Opened { stores, metrics })
 }
 
 /// Opens everything the server needs and returns the handler state: [`open_database`], then
@@ -199,14 +198,10 @@ pub async fn prepare_opened(
     clock: Arc<dyn Clock>,
     opened: Opened,
 ) -> Result<AppState, StartError> {
-    let Opened { store, metrics } = opened;
-    let (master, check) = master_key_for(&config, store.as_ref(), clock.as_ref()).await?;
-    let store: Arc<dyn Store> = Arc::new(CachedStore::new(
-        store,
-        clock.clone(),
-        whole_seconds(config.cache_ttl),
-    ));
-    let ring = Arc::new(load_ring(store.as_ref(), &master, clock.as_ref(), &check).await?);
+    let Opened { stores, metrics } = opened;
+    let (master, check) = master_key_for(&config, stores.keys.as_ref(), clock.as_ref()).await?;
+    let stores = CachedStore::in_front_of(stores, clock.clone(), whole_seconds(config.cache_ttl));
+    let ring = Arc::new(load_ring(stores.keys.as_ref(), &master, clock.as_ref(), &check).await?);
     let policy = TokenPolicy {
         refresh_grace: whole_seconds(config.refresh_grace),
         access_lifetime: whole_seconds(config.access_token_lifetime),
@@ -214,9 +209,9 @@ pub async fn prepare_opened(
         relay_host: config.relay_host.clone(),
         ..TokenPolicy::default()
     };
-    let audit = AuditLog::start(store.clone());
+    let audit = AuditLog::start(stores.audit.clone());
     let maintenance = Arc::new(Maintenance::new(
-        store.clone(),
+        &stores,
         ring.clone(),
         master.clone(),
         clock.clone(),
@@ -233,24 +228,18 @@ pub async fn prepare_opened(
         audit.clone(),
     ));
     let service = Arc::new(
-        TokenService::new(
-            store.clone(),
-            ring.clone(),
-            clock.clone(),
-            master.clone(),
-            policy,
-        )
-        .with_audit(audit.clone())
-        .with_metrics(metrics.clone()),
+        TokenService::new(&stores, ring.clone(), clock.clone(), master.clone(), policy)
+            .with_audit(audit.clone())
+            .with_metrics(metrics.clone()),
     );
     let directory = Arc::new(Directory::new(
-        store.clone(),
+        stores.directory.clone(),
         clock.clone(),
         service.passwords().clone(),
         audit.clone(),
     ));
     let accounts = Arc::new(AccountsService::new(
-        store,
+        stores,
         ring,
         clock.clone(),
         master,

@@ -179,8 +179,8 @@ pub async fn export_database(
         }
     }
     let (_, version) = migrate(database).await?;
-    let store = open_store(database, Default::default()).await?;
-    let tables = store.export_all().await?;
+    let stores = open_store(database, Default::default()).await?;
+    let tables = stores.transfer.export_all().await?;
     Ok(write_export(version, tables, out)?)
 }
 
@@ -194,8 +194,8 @@ pub async fn import_database(
     let (_, version) = migrate(database).await?;
     let tables = read_export(input, version)?;
     let summary = counts(tables.iter().map(|(t, rows)| (t.as_str(), rows.len())));
-    let store = open_store(database, Default::default()).await?;
-    store.import_all(tables).await?;
+    let stores = open_store(database, Default::default()).await?;
+    stores.transfer.import_all(tables).await?;
     Ok(json!({ "imported": summary, "note": MASTER_KEY_NOTE }))
 }
 

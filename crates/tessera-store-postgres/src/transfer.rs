@@ -1,16 +1,17 @@
 //! Export and import of a whole installation: PostgreSQL's column types to and from the
 //! backend-neutral [`Cell`]s of `tessera_core::export`.
 
+use async_trait::async_trait;
 use tessera_core::export::{
     decode_tables, encode_row, not_empty, Cell, ColumnType, ExportRow, ExportTable, EXPORT_TABLES,
     TRANSIENT_TABLES,
 };
-use tessera_core::store::StoreError;
+use tessera_core::store::{StoreError, StoreResult, TransferStore};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 use uuid::Uuid;
 
-use crate::{describe, Fail};
+use crate::{describe, Fail, PgStore};
 
 /// Most parameters one multi-row `INSERT` binds (PostgreSQL allows 65535).
 const MAX_PARAMS: usize = 8192;
@@ -218,4 +219,29 @@ async fn insert_rows(
         first += n;
     }
     Ok(())
+}
+
+#[async_trait]
+impl TransferStore for PgStore {
+    async fn export_all(&self) -> StoreResult<Vec<(&'static str, Vec<ExportRow>)>> {
+        let _t = self.time("export_all");
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, _) = db.parts();
+            export_all(c).await
+        }
+        .await;
+        db.finish(r)
+    }
+
+    async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
+        let _t = self.time("import_all");
+        let mut db = self.db().await?;
+        let r = async {
+            let (c, _) = db.parts();
+            import_all(c, tables).await
+        }
+        .await;
+        db.finish(r)
+    }
 }

@@ -1,6 +1,7 @@
 //! The PostgreSQL store against a real server: migrations, the refresh race across
-//! connections and nodes, and a differential run that replays one script of every Store method
-//! against the SQLite store and this one and demands identical answers.
+//! connections and nodes, and a differential run that replays one script of every store trait's
+//! methods against the SQLite store and this one and demands identical answers, each also the
+//! expected one at the script's meaningful steps.
 //!
 //! Needs `TESSERA_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); without
 //! it every test prints SKIP and passes. Each test works in a scratch schema of its own.
@@ -12,7 +13,9 @@ use tessera_core::ids::*;
 use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::metrics::Metrics;
 use tessera_core::model::*;
-use tessera_core::store::{Store, StoreError};
+use tessera_core::store::{
+    DirectoryStore, FamilyStore, KeyStore, OperatorStore, StoreError, Stores,
+};
 use tessera_core::token::PrincipalKind;
 use tessera_core::UnixTime;
 use tessera_store_postgres::testing::{scratch_schema, url_from_env, with_search_path};
@@ -1072,14 +1075,51 @@ async fn every_call_is_timed_in_the_shared_metrics() {
 
 // --- the differential run ---
 
+/// The keys after the script's key life cycle: kid, state and seal count.
+const KEYS_AFTER_LIFE_CYCLE: [(&str, KeyState, i64); 4] = [
+    ("K0", KeyState::Retired, 0),
+    ("k1", KeyState::Destroyed, 0),
+    ("k2", KeyState::Active, 8),
+    ("s1", KeyState::Active, 2),
+];
+
+/// Kid, state and seal count of each key, by kid.
+fn key_states(keys: &[StoredKey]) -> Vec<(&str, KeyState, i64)> {
+    let mut states: Vec<_> = keys
+        .iter()
+        .map(|k| (k.kid.as_str(), k.state, k.sealed))
+        .collect();
+    states.sort_by_key(|k| k.0);
+    states
+}
+
+/// The ids of a page of resources, in order.
+fn resource_ids(page: &PageOf<Resource>) -> Vec<Uuid> {
+    page.items.iter().map(|r| r.id.0).collect()
+}
+
+/// The actions of audit events, in order.
+fn actions(events: &[AuditEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.action.as_str()).collect()
+}
+
 /// Calls every Store method, including the failing cases, and records each answer. Run
 /// against two backends with the same input, the two records must be equal line for line.
-async fn script(s: &dyn Store) -> Vec<String> {
+async fn script(s: &Stores) -> Vec<String> {
     let mut log = Vec::new();
     macro_rules! rec {
         ($label:expr, $e:expr) => {{
             let r = $e.await;
             log.push(format!("{}: {:?}", $label, r));
+            r
+        }};
+    }
+    // Records the answer like `rec!` and asserts that it is the expected one: agreeing is not
+    // enough, both backends must also be right.
+    macro_rules! check {
+        ($label:expr, $e:expr, $($want:tt)+) => {{
+            let r = rec!($label, $e);
+            assert!(matches!(&r, $($want)+), "{}: {:?}", $label, r);
             r
         }};
     }
@@ -1090,149 +1130,256 @@ async fn script(s: &dyn Store) -> Vec<String> {
     // Projects and tokens.
     rec!(
         "project p1",
-        s.create_project(p1.clone(), token(11, p1.id, 11, 100))
+        s.directory
+            .create_project(p1.clone(), token(11, p1.id, 11, 100))
     )
     .unwrap();
     rec!(
         "project p2",
-        s.create_project(p2.clone(), token(12, p2.id, 12, 50))
+        s.directory
+            .create_project(p2.clone(), token(12, p2.id, 12, 50))
     )
     .unwrap();
-    let _ = rec!(
+    let _ = check!(
         "project dup id",
-        s.create_project(p1.clone(), token(13, p1.id, 13, 100))
+        s.directory
+            .create_project(p1.clone(), token(13, p1.id, 13, 100)),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!(
+    let _ = check!(
         "project token elsewhere",
-        s.create_project(project(3, 1), token(14, missing, 14, 1))
+        s.directory
+            .create_project(project(3, 1), token(14, missing, 14, 1)),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!("project p3 absent", s.get_project(ProjectId(id(3))));
-    let _ = rec!(
+    let _ = check!(
+        "project p3 absent",
+        s.directory.get_project(ProjectId(id(3))),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
         "project dup hash",
-        s.create_project(project(4, 1), token(15, ProjectId(id(4)), 11, 1))
+        s.directory
+            .create_project(project(4, 1), token(15, ProjectId(id(4)), 11, 1)),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!("get p1", s.get_project(p1.id));
-    let _ = rec!("get missing", s.get_project(missing));
-    let _ = rec!("token 2", s.create_api_token(token(16, p1.id, 16, 90)));
-    let _ = rec!(
+    let _ = check!(
+        "get p1",
+        s.directory.get_project(p1.id),
+        Ok(p) if *p == p1
+    );
+    let _ = check!(
+        "get missing",
+        s.directory.get_project(missing),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "token 2",
+        s.directory.create_api_token(token(16, p1.id, 16, 90)),
+        Ok(())
+    );
+    let _ = check!(
         "token dup hash",
-        s.create_api_token(token(17, p1.id, 16, 90))
+        s.directory.create_api_token(token(17, p1.id, 16, 90)),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!(
+    let _ = check!(
         "token no project",
-        s.create_api_token(token(18, missing, 18, 90))
+        s.directory.create_api_token(token(18, missing, 18, 90)),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!("list tokens", s.list_api_tokens(p1.id));
-    let _ = rec!("revoke", s.revoke_api_token(ApiTokenId(id(16)), t(150)));
-    let _ = rec!(
+    let _ = check!(
+        "list tokens",
+        s.directory.list_api_tokens(p1.id),
+        Ok(tokens) if tokens.len() == 2
+    );
+    let _ = check!(
+        "revoke",
+        s.directory.revoke_api_token(ApiTokenId(id(16)), t(150)),
+        Ok(())
+    );
+    let _ = check!(
         "revoke again",
-        s.revoke_api_token(ApiTokenId(id(16)), t(250))
+        s.directory.revoke_api_token(ApiTokenId(id(16)), t(250)),
+        Ok(())
     );
-    let _ = rec!(
+    let _ = check!(
         "revoke missing",
-        s.revoke_api_token(ApiTokenId(id(19)), t(250))
+        s.directory.revoke_api_token(ApiTokenId(id(19)), t(250)),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!("find live", s.find_api_token(p1.id, [11; 32]));
-    let _ = rec!("find revoked", s.find_api_token(p1.id, [16; 32]));
-    let _ = rec!("find other project", s.find_api_token(p2.id, [11; 32]));
-    let _ = rec!("list tokens after", s.list_api_tokens(p1.id));
+    let _ = check!(
+        "find live",
+        s.directory.find_api_token(p1.id, [11; 32]),
+        Ok(Some(found)) if found.id == ApiTokenId(id(11))
+    );
+    let _ = check!(
+        "find revoked",
+        s.directory.find_api_token(p1.id, [16; 32]),
+        Ok(None)
+    );
+    let _ = check!(
+        "find other project",
+        s.directory.find_api_token(p2.id, [11; 32]),
+        Ok(None)
+    );
+    let _ = check!(
+        "list tokens after",
+        s.directory.list_api_tokens(p1.id),
+        Ok(tokens) if tokens.iter().any(|k| k.id == ApiTokenId(id(16))
+            && k.revoked_at == Some(t(150)))
+    );
 
     // Keys.
     let _ = rec!(
         "key k1",
-        s.insert_key(key("k1", KeyPurpose::Access, KeyState::Active, 10))
+        s.keys
+            .insert_key(key("k1", KeyPurpose::Access, KeyState::Active, 10))
     );
     let _ = rec!(
         "key k2",
-        s.insert_key(key("k2", KeyPurpose::Access, KeyState::Pending, 10))
+        s.keys
+            .insert_key(key("k2", KeyPurpose::Access, KeyState::Pending, 10))
     );
     let _ = rec!(
         "key K0",
-        s.insert_key(key("K0", KeyPurpose::Refresh, KeyState::Pending, 10))
+        s.keys
+            .insert_key(key("K0", KeyPurpose::Refresh, KeyState::Pending, 10))
     );
     let _ = rec!(
         "key s1",
-        s.insert_key(key("s1", KeyPurpose::Signing, KeyState::Active, 5))
+        s.keys
+            .insert_key(key("s1", KeyPurpose::Signing, KeyState::Active, 5))
     );
-    let _ = rec!(
+    let _ = check!(
         "key dup",
-        s.insert_key(key("k1", KeyPurpose::Refresh, KeyState::Pending, 1))
+        s.keys
+            .insert_key(key("k1", KeyPurpose::Refresh, KeyState::Pending, 1)),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!("activate k2", s.activate_key("k2", t(20)));
-    let _ = rec!("activate k2 again", s.activate_key("k2", t(21)));
-    let _ = rec!("activate k1 (retired)", s.activate_key("k1", t(21)));
-    let _ = rec!("activate missing", s.activate_key("nope", t(21)));
-    let _ = rec!("activate K0", s.activate_key("K0", t(22)));
-    let _ = rec!("retire K0", s.retire_key("K0", t(23)));
-    let _ = rec!("retire K0 again", s.retire_key("K0", t(24)));
-    let _ = rec!("destroy k1", s.destroy_key("k1"));
-    let _ = rec!("destroy k1 again", s.destroy_key("k1"));
-    let _ = rec!("destroy missing", s.destroy_key("nope"));
+    let _ = check!("activate k2", s.keys.activate_key("k2", t(20)), Ok(()));
+    let _ = check!(
+        "activate k2 again",
+        s.keys.activate_key("k2", t(21)),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "activate k1 (retired)",
+        s.keys.activate_key("k1", t(21)),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "activate missing",
+        s.keys.activate_key("nope", t(21)),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!("activate K0", s.keys.activate_key("K0", t(22)), Ok(()));
+    let _ = check!("retire K0", s.keys.retire_key("K0", t(23)), Ok(()));
+    let _ = check!(
+        "retire K0 again",
+        s.keys.retire_key("K0", t(24)),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!("destroy k1", s.keys.destroy_key("k1"), Ok(()));
+    let _ = check!(
+        "destroy k1 again",
+        s.keys.destroy_key("k1"),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "destroy missing",
+        s.keys.destroy_key("nope"),
+        Err(StoreError::NotFound)
+    );
     let _ = rec!(
         "seal counts",
-        s.add_seal_counts(vec![
+        s.keys.add_seal_counts(vec![
             ("k2".into(), 5),
             ("s1".into(), 2),
             ("k2".into(), 3),
             ("nope".into(), 9)
         ])
     );
-    let _ = rec!("seal counts empty", s.add_seal_counts(vec![]));
-    let _ = rec!("list keys", s.list_keys());
+    let _ = rec!("seal counts empty", s.keys.add_seal_counts(vec![]));
+    let _ = check!(
+        "list keys",
+        s.keys.list_keys(),
+        Ok(keys) if key_states(keys) == KEYS_AFTER_LIFE_CYCLE
+    );
 
     // Resources.
     let alice = subscriber(100, p1.id, "Alice@Example.com");
-    let _ = rec!("alice", s.create_resource(alice.clone()));
+    let _ = rec!("alice", s.directory.create_resource(alice.clone()));
     let _ = rec!(
         "lobby",
-        s.create_resource(resource(101, p1.id, ResourceKind::Room, "The Lobby", None))
+        s.directory
+            .create_resource(resource(101, p1.id, ResourceKind::Room, "The Lobby", None))
     );
     let _ = rec!(
         "app",
-        s.create_resource(resource(102, p1.id, ResourceKind::App, "App", None))
+        s.directory
+            .create_resource(resource(102, p1.id, ResourceKind::App, "App", None))
     );
     let _ = rec!(
         "p2 room",
-        s.create_resource(resource(103, p2.id, ResourceKind::Room, "Other", None))
+        s.directory
+            .create_resource(resource(103, p2.id, ResourceKind::Room, "Other", None))
     );
-    let _ = rec!(
+    let _ = check!(
         "dup email",
-        s.create_resource(subscriber(104, p1.id, "alice@EXAMPLE.com"))
+        s.directory.create_resource(subscriber(104, p1.id, "alice@EXAMPLE.com")),
+        Err(StoreError::Conflict(c)) if c == "email"
     );
-    let _ = rec!(
+    let _ = check!(
         "same email other project",
-        s.create_resource(subscriber(105, p2.id, "alice@example.com"))
+        s.directory
+            .create_resource(subscriber(105, p2.id, "alice@example.com")),
+        Ok(())
     );
-    let _ = rec!(
+    let _ = check!(
         "dup id",
-        s.create_resource(resource(101, p1.id, ResourceKind::Room, "Again", None))
+        s.directory
+            .create_resource(resource(101, p1.id, ResourceKind::Room, "Again", None)),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!(
+    let _ = check!(
         "no project",
-        s.create_resource(resource(106, missing, ResourceKind::Room, "X", None))
+        s.directory
+            .create_resource(resource(106, missing, ResourceKind::Room, "X", None)),
+        Err(StoreError::NotFound)
     );
     let mut with_pw = subscriber(107, p1.id, "pw@example.com");
     with_pw.password_hash = Some("$argon2id$x".into());
-    let _ = rec!("with password", s.create_resource(with_pw));
+    let _ = rec!("with password", s.directory.create_resource(with_pw));
     for n in [100, 101, 102, 103, 104, 107] {
         let _ = rec!(
             format!("get {n} in p1"),
-            s.get_resource(p1.id, ResourceId(id(n)))
+            s.directory.get_resource(p1.id, ResourceId(id(n)))
         );
     }
-    let _ = rec!("list all", s.list_resources(p1.id, None, page(2, None)));
-    let _ = rec!(
+    let _ = check!(
+        "list all",
+        s.directory.list_resources(p1.id, None, page(2, None)),
+        Ok(page) if resource_ids(page) == [id(100), id(101)] && page.more
+    );
+    let _ = check!(
         "list after",
-        s.list_resources(p1.id, None, page(2, Some(id(101))))
+        s.directory.list_resources(p1.id, None, page(2, Some(id(101)))),
+        Ok(page) if resource_ids(page) == [id(102), id(107)] && !page.more
     );
-    let _ = rec!(
+    let _ = check!(
         "list rooms",
-        s.list_resources(p1.id, Some(ResourceKind::Room), page(10, None))
+        s.directory.list_resources(p1.id, Some(ResourceKind::Room), page(10, None)),
+        Ok(page) if resource_ids(page) == [id(101)] && !page.more
     );
-    let _ = rec!("list zero", s.list_resources(p1.id, None, page(0, None)));
-    let _ = rec!(
+    let _ = check!(
+        "list zero",
+        s.directory.list_resources(p1.id, None, page(0, None)),
+        Ok(page) if page.items.is_empty()
+    );
+    let _ = check!(
         "update alice",
-        s.update_subscriber(
+        s.directory.update_subscriber(
             p1.id,
             ResourceId(id(100)),
             SubscriberPatch {
@@ -1242,11 +1389,12 @@ async fn script(s: &dyn Store) -> Vec<String> {
             },
             None,
             t(1200),
-        )
+        ),
+        Ok(r) if r.display_name == "Alice A." && r.updated_at == t(1200)
     );
-    let _ = rec!(
+    let _ = check!(
         "update alice email taken",
-        s.update_subscriber(
+        s.directory.update_subscriber(
             p1.id,
             ResourceId(id(100)),
             SubscriberPatch {
@@ -1255,27 +1403,30 @@ async fn script(s: &dyn Store) -> Vec<String> {
             },
             None,
             t(1201),
-        )
+        ),
+        Err(StoreError::Conflict(c)) if c == "email"
     );
-    let _ = rec!(
+    let _ = check!(
         "update alice wrong project",
-        s.update_subscriber(
+        s.directory.update_subscriber(
             p2.id,
             ResourceId(id(100)),
             SubscriberPatch::default(),
             None,
             t(1202)
-        )
+        ),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!(
+    let _ = check!(
         "update room as subscriber",
-        s.update_subscriber(
+        s.directory.update_subscriber(
             p1.id,
             ResourceId(id(101)),
             SubscriberPatch::default(),
             None,
             t(1202)
-        )
+        ),
+        Err(StoreError::NotFound)
     );
     let mut patch = RoomPatch {
         name: Some("lounge".into()),
@@ -1286,42 +1437,59 @@ async fn script(s: &dyn Store) -> Vec<String> {
     patch
         .data
         .insert("new".into(), serde_json::json!({"x": [1, 2]}));
-    let _ = rec!(
+    let _ = check!(
         "update room",
-        s.update_room(
+        s.directory.update_room(
             p1.id,
             ResourceId(id(101)),
             ResourceKind::Room,
             patch.clone(),
             t(1300)
-        )
+        ),
+        Ok(r) if r.name == "lounge"
+            && r.data["size"] == 3
+            && r.data.contains_key("tags")
+            && r.updated_at == t(1300)
     );
-    let _ = rec!(
+    let _ = check!(
         "update room as app",
-        s.update_room(
+        s.directory.update_room(
             p1.id,
             ResourceId(id(101)),
             ResourceKind::App,
             patch.clone(),
             t(1301)
-        )
+        ),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!(
+    let _ = check!(
         "update room other project",
-        s.update_room(
+        s.directory.update_room(
             p2.id,
             ResourceId(id(101)),
             ResourceKind::Room,
             patch,
             t(1301)
-        )
+        ),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!("get room", s.get_resource(p1.id, ResourceId(id(101))));
+    let _ = rec!(
+        "get room",
+        s.directory.get_resource(p1.id, ResourceId(id(101)))
+    );
 
     // Addresses.
     let a = |n: u128| AddressId(id(n + 0x10_0000));
-    let _ = rec!("address", s.get_address(p1.id, a(101)));
-    let _ = rec!("address other project", s.get_address(p2.id, a(101)));
+    let _ = check!(
+        "address",
+        s.directory.get_address(p1.id, a(101)),
+        Ok(found) if found.name == "lounge" && found.resource_id == ResourceId(id(101))
+    );
+    let _ = check!(
+        "address other project",
+        s.directory.get_address(p2.id, a(101)),
+        Err(StoreError::NotFound)
+    );
     let q = |kind, display_name: Option<&str>, resource_id, visible_to| AddressQuery {
         kind,
         display_name: display_name.map(str::to_string),
@@ -1330,87 +1498,100 @@ async fn script(s: &dyn Store) -> Vec<String> {
     };
     let _ = rec!(
         "addresses all",
-        s.list_addresses(p1.id, q(None, None, None, None), page(10, None))
+        s.directory
+            .list_addresses(p1.id, q(None, None, None, None), page(10, None))
     );
     let _ = rec!(
         "addresses paged",
-        s.list_addresses(p1.id, q(None, None, None, None), page(1, Some(a(100).0)))
+        s.directory
+            .list_addresses(p1.id, q(None, None, None, None), page(1, Some(a(100).0)))
     );
     let _ = rec!(
         "addresses rooms",
-        s.list_addresses(
+        s.directory.list_addresses(
             p1.id,
             q(Some(ResourceKind::Room), None, None, None),
             page(10, None)
         )
     );
-    let _ = rec!(
+    let _ = check!(
         "addresses by name",
-        s.list_addresses(p1.id, q(None, Some("App"), None, None), page(10, None))
+        s.directory.list_addresses(p1.id, q(None, Some("App"), None, None), page(10, None)),
+        Ok(page) if page.items.len() == 1 && page.items[0].id == a(102)
     );
-    let _ = rec!(
+    let _ = check!(
         "addresses of",
-        s.list_addresses(
+        s.directory.list_addresses(
             p1.id,
             q(None, None, Some(ResourceId(id(100))), None),
             page(10, None)
-        )
+        ),
+        Ok(page) if page.items.len() == 1 && page.items[0].id == a(100)
     );
     let _ = rec!(
         "addresses visible",
-        s.list_addresses(
+        s.directory.list_addresses(
             p1.id,
             q(None, None, None, Some(ResourceId(id(107)))),
             page(10, None)
         )
     );
-    let _ = rec!(
+    let _ = check!(
         "existing",
-        s.existing_addresses(p1.id, &[a(102), a(103), a(100), a(999), a(102)])
+        s.directory.existing_addresses(p1.id, &[a(102), a(103), a(100), a(999), a(102)]),
+        Ok(ids) if *ids == [a(102), a(100), a(102)]
     );
-    let _ = rec!("existing none", s.existing_addresses(p1.id, &[]));
+    let _ = check!(
+        "existing none",
+        s.directory.existing_addresses(p1.id, &[]),
+        Ok(ids) if ids.is_empty()
+    );
 
     // Grants and families.
     let f = |n| family(n, p1.id, PrincipalKind::Subscriber, Uuid::nil());
-    let _ = rec!(
+    let _ = check!(
         "grant new",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(200, p1.id, "Carol@Example.com", "carol@example.com", None),
             f(300),
             t(1400)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(200))
     );
-    let _ = rec!(
+    let _ = check!(
         "grant same ref",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(201, p1.id, "CAROL@example.com", "Carol@Example.com", None),
             f(301),
             t(1401)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(200))
     );
-    let _ = rec!(
+    let _ = check!(
         "grant by email",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(202, p1.id, "alice@example.COM", "alice@example.com", None),
             f(302),
             t(1402)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(100))
     );
-    let _ = rec!(
+    let _ = check!(
         "grant by id",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(203, p1.id, &id(107).to_string(), "pw@example.com", None),
             f(303),
             t(1403)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(107))
     );
-    let _ = rec!(
+    let _ = check!(
         "grant by id uppercase",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(
                 204,
@@ -1421,30 +1602,33 @@ async fn script(s: &dyn Store) -> Vec<String> {
             ),
             f(304),
             t(1404)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(107))
     );
     // dave's reference is erin's email: the reference match must win.
-    let _ = rec!(
+    let _ = check!(
         "grant dave",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(205, p1.id, "dave", "dave@example.com", None),
             f(305),
             t(1405)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(205))
     );
-    let _ = rec!(
+    let _ = check!(
         "grant erin",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(206, p1.id, "erin@example.com", "erin@example.com", None),
             f(306),
             t(1406)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(206))
     );
     let _ = rec!(
         "erin takes email dave",
-        s.update_subscriber(
+        s.directory.update_subscriber(
             p1.id,
             ResourceId(id(206)),
             SubscriberPatch {
@@ -1459,41 +1643,49 @@ async fn script(s: &dyn Store) -> Vec<String> {
     // replayed: SQLite's `LIMIT 1` without ORDER BY answers whichever row its query plan meets
     // first (today the smallest email_key: erin). PostgreSQL prefers the reference match; see
     // `subscriber_upserts_and_their_conflicts`.
-    let _ = rec!(
+    let _ = check!(
         "grant email taken",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(208, p1.id, "frank", "CAROL@example.com", None),
             f(308),
             t(1409)
-        )
+        ),
+        Err(StoreError::Conflict(c)) if c == "email"
     );
-    let _ = rec!(
+    let _ = check!(
         "grant reference taken",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(209, p1.id, "george", "george@example.com", None),
             f(309),
             t(1410)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(209))
     );
-    let _ = rec!(
+    let _ = check!(
         "grant ref is other's ref",
-        s.create_resource(subscriber(210, p1.id, "GEORGE"))
+        s.directory.create_resource(subscriber(210, p1.id, "GEORGE")),
+        Err(StoreError::Conflict(c)) if c == "reference"
     );
-    let _ = rec!(
+    let _ = check!(
         "grant dup family",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(211, p1.id, "harry", "harry@example.com", None),
             f(300),
             t(1411)
-        )
+        ),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!("harry absent", s.get_resource(p1.id, ResourceId(id(211))));
-    let _ = rec!(
+    let _ = check!(
+        "harry absent",
+        s.directory.get_resource(p1.id, ResourceId(id(211))),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
         "grant password",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             p1.id,
             upsert(
                 212,
@@ -1504,112 +1696,176 @@ async fn script(s: &dyn Store) -> Vec<String> {
             ),
             f(310),
             t(1412)
-        )
+        ),
+        Ok(r) if *r == ResourceId(id(200))
     );
-    let _ = rec!(
+    let _ = check!(
         "grant no project",
-        s.grant_subscriber(
+        s.families.grant_subscriber(
             missing,
             upsert(213, missing, "ivy", "ivy@example.com", None),
             family(311, missing, PrincipalKind::Subscriber, Uuid::nil()),
             t(1413)
-        )
+        ),
+        Err(StoreError::NotFound)
     );
+    let mut granted = std::collections::BTreeMap::new();
     for n in 300..=311 {
-        let _ = rec!(format!("family {n}"), s.get_family(FamilyId(id(n))));
+        let r = rec!(
+            format!("family {n}"),
+            s.families.get_family(FamilyId(id(n)))
+        );
+        granted.insert(n, r.ok().map(|f| (f.subject, f.revoked_at)));
+    }
+    // Each successful grant opened its family for its subscriber; the refused ones opened
+    // none; setting carol's password revoked her earlier families, not the one it opened.
+    let carol = id(200);
+    assert_eq!(granted[&300], Some((carol, Some(t(1412)))));
+    assert_eq!(granted[&301], Some((carol, Some(t(1412)))));
+    assert_eq!(granted[&302], Some((id(100), None)));
+    assert_eq!(granted[&303], Some((id(107), None)));
+    assert_eq!(granted[&309], Some((id(209), None)));
+    assert_eq!(granted[&310], Some((carol, None)));
+    for refused in [307, 308, 311] {
+        assert_eq!(granted[&refused], None, "family {refused}");
     }
     for n in [200, 205, 206, 207, 209, 210] {
         let _ = rec!(
             format!("subscriber {n}"),
-            s.get_resource(p1.id, ResourceId(id(n)))
+            s.directory.get_resource(p1.id, ResourceId(id(n)))
         );
     }
     let _ = rec!(
         "subscribers",
-        s.list_resources(p1.id, Some(ResourceKind::Subscriber), page(50, None))
+        s.directory
+            .list_resources(p1.id, Some(ResourceKind::Subscriber), page(50, None))
     );
 
     let g = family(400, p1.id, PrincipalKind::Guest, id(401));
-    let _ = rec!("guest family", s.create_family(g.clone()));
-    let _ = rec!("guest family dup", s.create_family(g.clone()));
+    let _ = check!("guest family", s.families.create_family(g.clone()), Ok(()));
+    let _ = check!(
+        "guest family dup",
+        s.families.create_family(g.clone()),
+        Err(StoreError::Conflict(_))
+    );
     let _ = rec!(
         "family no project",
-        s.create_family(family(402, missing, PrincipalKind::Embed, id(1)))
+        s.families
+            .create_family(family(402, missing, PrincipalKind::Embed, id(1)))
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate 1",
-        s.rotate_family(p1.id, g.id, 1, t(1500), t(9000))
+        s.families.rotate_family(p1.id, g.id, 1, t(1500), t(9000)),
+        Ok(RotateOutcome::Rotated(f)) if f.generation == 2
+            && f.rotated_at == Some(t(1500))
+            && f.tokens_expire_at == t(5000)
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate 1 again",
-        s.rotate_family(p1.id, g.id, 1, t(1501), t(9000))
+        s.families.rotate_family(p1.id, g.id, 1, t(1501), t(9000)),
+        Ok(RotateOutcome::Stale(f)) if f.generation == 2
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate 2",
-        s.rotate_family(p1.id, g.id, 2, t(1502), t(2500))
+        s.families.rotate_family(p1.id, g.id, 2, t(1502), t(2500)),
+        Ok(RotateOutcome::Rotated(f)) if f.generation == 3 && f.tokens_expire_at == t(2500)
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate future gen",
-        s.rotate_family(p1.id, g.id, 7, t(1503), t(2500))
+        s.families.rotate_family(p1.id, g.id, 7, t(1503), t(2500)),
+        Ok(RotateOutcome::Stale(f)) if f.generation == 3
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate wrong project",
-        s.rotate_family(p2.id, g.id, 3, t(1503), t(2500))
+        s.families.rotate_family(p2.id, g.id, 3, t(1503), t(2500)),
+        Ok(RotateOutcome::NotFound)
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate missing",
-        s.rotate_family(p1.id, FamilyId(id(499)), 1, t(1503), t(2500))
+        s.families
+            .rotate_family(p1.id, FamilyId(id(499)), 1, t(1503), t(2500)),
+        Ok(RotateOutcome::NotFound)
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate at expiry",
-        s.rotate_family(p1.id, g.id, 3, t(5000), t(6000))
+        s.families.rotate_family(p1.id, g.id, 3, t(5000), t(6000)),
+        Ok(RotateOutcome::Dead)
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate stale at expiry",
-        s.rotate_family(p1.id, g.id, 2, t(5000), t(6000))
+        s.families.rotate_family(p1.id, g.id, 2, t(5000), t(6000)),
+        Ok(RotateOutcome::Dead)
     );
-    let _ = rec!("revoke guest", s.revoke_family(g.id, t(1600)));
-    let _ = rec!("revoke guest again", s.revoke_family(g.id, t(1700)));
-    let _ = rec!(
+    let _ = check!(
+        "revoke guest",
+        s.families.revoke_family(g.id, t(1600)),
+        Ok(())
+    );
+    let _ = check!(
+        "revoke guest again",
+        s.families.revoke_family(g.id, t(1700)),
+        Ok(())
+    );
+    let _ = check!(
         "revoke missing",
-        s.revoke_family(FamilyId(id(499)), t(1700))
+        s.families.revoke_family(FamilyId(id(499)), t(1700)),
+        Ok(())
     );
-    let _ = rec!(
+    let _ = check!(
         "rotate revoked",
-        s.rotate_family(p1.id, g.id, 3, t(1800), t(2500))
+        s.families.rotate_family(p1.id, g.id, 3, t(1800), t(2500)),
+        Ok(RotateOutcome::Dead)
     );
-    let _ = rec!("get guest", s.get_family(g.id));
-    let _ = rec!("count families", s.count_families());
+    let _ = check!(
+        "get guest",
+        s.families.get_family(g.id),
+        Ok(f) if f.generation == 3 && f.revoked_at == Some(t(1600))
+    );
+    let _ = check!("count families", s.families.count_families(), Ok(11));
 
     // Deleting resources.
-    let _ = rec!(
+    let _ = check!(
         "delete carol as room",
-        s.delete_resource(p1.id, ResourceId(id(200)), ResourceKind::Room, t(1900))
+        s.directory
+            .delete_resource(p1.id, ResourceId(id(200)), ResourceKind::Room, t(1900)),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!(
+    let _ = check!(
         "delete carol",
-        s.delete_resource(
+        s.directory.delete_resource(
             p1.id,
             ResourceId(id(200)),
             ResourceKind::Subscriber,
             t(1900)
-        )
+        ),
+        Ok(())
     );
-    let _ = rec!(
+    let _ = check!(
         "delete carol again",
-        s.delete_resource(
+        s.directory.delete_resource(
             p1.id,
             ResourceId(id(200)),
             ResourceKind::Subscriber,
             t(1901)
-        )
+        ),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!("carol's families", s.get_family(FamilyId(id(310))));
-    let _ = rec!(
+    let _ = check!(
+        "carol's families",
+        s.families.get_family(FamilyId(id(310))),
+        Ok(f) if f.revoked_at == Some(t(1900))
+    );
+    let _ = check!(
         "delete app",
-        s.delete_resource(p1.id, ResourceId(id(102)), ResourceKind::App, t(1902))
+        s.directory
+            .delete_resource(p1.id, ResourceId(id(102)), ResourceKind::App, t(1902)),
+        Ok(())
     );
-    let _ = rec!("app address", s.get_address(p1.id, a(102)));
+    let _ = check!(
+        "app address",
+        s.directory.get_address(p1.id, a(102)),
+        Err(StoreError::NotFound)
+    );
 
     // Audit.
     let ev = |at: i64, project: Option<ProjectId>, action: &str| {
@@ -1626,7 +1882,7 @@ async fn script(s: &dyn Store) -> Vec<String> {
     };
     let _ = rec!(
         "audit batch",
-        s.append_audit(vec![
+        s.audit.append_audit(vec![
             ev(10, Some(p1.id), "a"),
             ev(30, None, "b"),
             ev(20, Some(p2.id), "c"),
@@ -1635,40 +1891,94 @@ async fn script(s: &dyn Store) -> Vec<String> {
     );
     let _ = rec!(
         "audit batch 2",
-        s.append_audit(vec![ev(5, Some(p1.id), "e"), ev(40, Some(p1.id), "f")])
+        s.audit
+            .append_audit(vec![ev(5, Some(p1.id), "e"), ev(40, Some(p1.id), "f")])
     );
-    let _ = rec!("audit empty", s.append_audit(vec![]));
-    let _ = rec!("audit all", s.audit_events(None, t(0), 0, 100));
-    let _ = rec!("audit since", s.audit_events(None, t(20), 0, 100));
-    let _ = rec!("audit p1 page", s.audit_events(Some(p1.id), t(10), 1, 2));
-    let _ = rec!("audit huge offset", s.audit_events(None, t(0), u64::MAX, 2));
-    let _ = rec!("audit count", s.count_audit_events(None, t(0)));
-    let _ = rec!("audit count p1", s.count_audit_events(Some(p1.id), t(15)));
+    let _ = rec!("audit empty", s.audit.append_audit(vec![]));
+    let _ = check!(
+        "audit all",
+        s.audit.audit_events(None, t(0), 0, 100),
+        Ok(events) if actions(events) == ["a", "b", "c", "d", "e", "f"]
+    );
+    let _ = check!(
+        "audit since",
+        s.audit.audit_events(None, t(20), 0, 100),
+        Ok(events) if actions(events) == ["b", "c", "d", "f"]
+    );
+    let _ = check!(
+        "audit p1 page",
+        s.audit.audit_events(Some(p1.id), t(10), 1, 2),
+        Ok(events) if actions(events) == ["d", "f"]
+    );
+    let _ = check!(
+        "audit huge offset",
+        s.audit.audit_events(None, t(0), u64::MAX, 2),
+        Ok(events) if events.is_empty()
+    );
+    let _ = check!("audit count", s.audit.count_audit_events(None, t(0)), Ok(6));
+    let _ = check!(
+        "audit count p1",
+        s.audit.count_audit_events(Some(p1.id), t(15)),
+        Ok(2)
+    );
 
     // Operators.
     let alice_op = operator(500, "Alice@Local", None);
     let svc = operator(501, "svc@local", Some(7));
-    let _ = rec!("op alice", s.create_operator(alice_op.clone()));
-    let _ = rec!("op svc", s.create_operator(svc.clone()));
-    let _ = rec!(
+    let _ = rec!("op alice", s.operators.create_operator(alice_op.clone()));
+    let _ = rec!("op svc", s.operators.create_operator(svc.clone()));
+    let _ = check!(
         "op dup name",
-        s.create_operator(operator(502, "ALICE@local", None))
+        s.operators.create_operator(operator(502, "ALICE@local", None)),
+        Err(StoreError::Conflict(c)) if c == "username"
     );
-    let _ = rec!(
+    let _ = check!(
         "op dup key",
-        s.create_operator(operator(503, "other@local", Some(7)))
+        s.operators
+            .create_operator(operator(503, "other@local", Some(7))),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!(
+    let _ = check!(
         "op dup id",
-        s.create_operator(operator(500, "third@local", None))
+        s.operators
+            .create_operator(operator(500, "third@local", None)),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!("get op", s.get_operator(alice_op.id));
-    let _ = rec!("get op missing", s.get_operator(OperatorId(id(599))));
-    let _ = rec!("find op", s.find_operator("alice@LOCAL"));
-    let _ = rec!("find op missing", s.find_operator("bob@local"));
-    let _ = rec!("find op by key", s.find_operator_by_key([7; 32]));
-    let _ = rec!("find op by bad key", s.find_operator_by_key([8; 32]));
-    let _ = rec!("list ops", s.list_operators());
+    let _ = check!(
+        "get op",
+        s.operators.get_operator(alice_op.id),
+        Ok(o) if *o == alice_op
+    );
+    let _ = check!(
+        "get op missing",
+        s.operators.get_operator(OperatorId(id(599))),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "find op",
+        s.operators.find_operator("alice@LOCAL"),
+        Ok(Some(o)) if o.id == alice_op.id
+    );
+    let _ = check!(
+        "find op missing",
+        s.operators.find_operator("bob@local"),
+        Ok(None)
+    );
+    let _ = check!(
+        "find op by key",
+        s.operators.find_operator_by_key([7; 32]),
+        Ok(Some(o)) if o.id == svc.id
+    );
+    let _ = check!(
+        "find op by bad key",
+        s.operators.find_operator_by_key([8; 32]),
+        Ok(None)
+    );
+    let _ = check!(
+        "list ops",
+        s.operators.list_operators(),
+        Ok(ops) if ops.len() == 2
+    );
     let session = |h: u8, op: OperatorId| OperatorSession {
         hash: [h; 32],
         operator_id: op,
@@ -1677,72 +1987,124 @@ async fn script(s: &dyn Store) -> Vec<String> {
     };
     let _ = rec!(
         "session",
-        s.create_operator_session(session(1, alice_op.id))
+        s.operators.create_operator_session(session(1, alice_op.id))
     );
     let _ = rec!(
         "session 2",
-        s.create_operator_session(session(2, alice_op.id))
+        s.operators.create_operator_session(session(2, alice_op.id))
     );
-    let _ = rec!("session svc", s.create_operator_session(session(3, svc.id)));
-    let _ = rec!("session dup", s.create_operator_session(session(1, svc.id)));
     let _ = rec!(
+        "session svc",
+        s.operators.create_operator_session(session(3, svc.id))
+    );
+    let _ = check!(
+        "session dup",
+        s.operators.create_operator_session(session(1, svc.id)),
+        Err(StoreError::Conflict(_))
+    );
+    let _ = check!(
         "session no operator",
-        s.create_operator_session(session(4, OperatorId(id(599))))
+        s.operators
+            .create_operator_session(session(4, OperatorId(id(599)))),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!("find session", s.find_operator_session([1; 32]));
-    let _ = rec!("delete session", s.delete_operator_session([2; 32]));
-    let _ = rec!("delete session again", s.delete_operator_session([2; 32]));
-    let _ = rec!("find deleted session", s.find_operator_session([2; 32]));
-    let _ = rec!(
+    let _ = check!(
+        "find session",
+        s.operators.find_operator_session([1; 32]),
+        Ok(Some(found)) if found.operator_id == alice_op.id
+    );
+    let _ = check!(
+        "delete session",
+        s.operators.delete_operator_session([2; 32]),
+        Ok(())
+    );
+    let _ = check!(
+        "delete session again",
+        s.operators.delete_operator_session([2; 32]),
+        Ok(())
+    );
+    let _ = check!(
+        "find deleted session",
+        s.operators.find_operator_session([2; 32]),
+        Ok(None)
+    );
+    let _ = check!(
         "promote",
-        s.update_operator(
+        s.operators.update_operator(
             alice_op.id,
             OperatorPatch {
                 disabled: None,
                 role: Some(Role::Admin)
             }
-        )
+        ),
+        Ok(o) if o.role == Role::Admin && !o.disabled
     );
-    let _ = rec!("session kept", s.find_operator_session([1; 32]));
-    let _ = rec!(
+    let _ = check!(
+        "session kept",
+        s.operators.find_operator_session([1; 32]),
+        Ok(Some(_))
+    );
+    let _ = check!(
         "disable",
-        s.update_operator(
+        s.operators.update_operator(
             alice_op.id,
             OperatorPatch {
                 disabled: Some(true),
                 role: None
             }
-        )
+        ),
+        Ok(o) if o.disabled
     );
-    let _ = rec!("session gone", s.find_operator_session([1; 32]));
-    let _ = rec!(
+    let _ = check!(
+        "session gone",
+        s.operators.find_operator_session([1; 32]),
+        Ok(None)
+    );
+    let _ = check!(
         "enable",
-        s.update_operator(
+        s.operators.update_operator(
             alice_op.id,
             OperatorPatch {
                 disabled: Some(false),
                 role: None
             }
-        )
+        ),
+        Ok(o) if !o.disabled
     );
-    let _ = rec!(
+    let _ = check!(
         "update missing op",
-        s.update_operator(OperatorId(id(599)), OperatorPatch::default())
+        s.operators
+            .update_operator(OperatorId(id(599)), OperatorPatch::default()),
+        Err(StoreError::NotFound)
     );
     let _ = rec!(
         "password",
-        s.set_operator_password(alice_op.id, "$argon2id$new".into())
+        s.operators
+            .set_operator_password(alice_op.id, "$argon2id$new".into())
     );
     let _ = rec!(
         "password missing op",
-        s.set_operator_password(OperatorId(id(599)), "$argon2id$x".into())
+        s.operators
+            .set_operator_password(OperatorId(id(599)), "$argon2id$x".into())
     );
-    let _ = rec!("op after", async {
-        s.get_operator(alice_op.id).await.map(|o| o.password_hash)
-    });
-    let _ = rec!("delete svc", s.delete_operator(svc.id));
-    let _ = rec!("delete svc again", s.delete_operator(svc.id));
-    let _ = rec!("svc session gone", s.find_operator_session([3; 32]));
+    let _ = check!(
+        "op after",
+        async {
+        s.operators.get_operator(alice_op.id).await.map(|o| o.password_hash)
+    },
+        Ok(Some(h)) if h == "$argon2id$new"
+    );
+    let _ = check!("delete svc", s.operators.delete_operator(svc.id), Ok(()));
+    let _ = check!(
+        "delete svc again",
+        s.operators.delete_operator(svc.id),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "svc session gone",
+        s.operators.find_operator_session([3; 32]),
+        Ok(None)
+    );
 
     // Embeds.
     let embed = Embed {
@@ -1753,70 +2115,129 @@ async fn script(s: &dyn Store) -> Vec<String> {
         enabled: true,
         created_at: t(100),
     };
-    let _ = rec!("embed", s.create_embed(embed.clone()));
-    let _ = rec!(
+    let _ = rec!("embed", s.directory.create_embed(embed.clone()));
+    let _ = check!(
         "embed dup hash",
-        s.create_embed(Embed {
+        s.directory.create_embed(Embed {
             id: EmbedId(id(601)),
             ..embed.clone()
-        })
+        }),
+        Err(StoreError::Conflict(_))
     );
-    let _ = rec!(
+    let _ = check!(
         "embed no project",
-        s.create_embed(Embed {
+        s.directory.create_embed(Embed {
             id: EmbedId(id(602)),
             token_hash: [62; 32],
             project_id: missing,
             ..embed.clone()
-        })
+        }),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!(
+    let _ = check!(
         "embed empty",
-        s.create_embed(Embed {
+        s.directory.create_embed(Embed {
             id: EmbedId(id(603)),
             token_hash: [63; 32],
             addresses: vec![],
             enabled: false,
             ..embed.clone()
-        })
+        }),
+        Ok(())
     );
-    let _ = rec!("find embed", s.find_embed([60; 32]));
-    let _ = rec!("find embed empty", s.find_embed([63; 32]));
-    let _ = rec!("find embed missing", s.find_embed([61; 32]));
+    let _ = check!(
+        "find embed",
+        s.directory.find_embed([60; 32]),
+        Ok(Some(found)) if found.id == embed.id && found.addresses == embed.addresses
+    );
+    let _ = check!(
+        "find embed empty",
+        s.directory.find_embed([63; 32]),
+        Ok(Some(found)) if found.addresses.is_empty() && !found.enabled
+    );
+    let _ = check!(
+        "find embed missing",
+        s.directory.find_embed([61; 32]),
+        Ok(None)
+    );
 
     // Purge, then the project goes.
-    let _ = rec!("purge", s.purge(purge_at(1700, 22, 1000)));
-    let _ = rec!("purge more", s.purge(purge_at(5001, 1000, 1000)));
-    let _ = rec!("keys after purge", s.list_keys());
-    let _ = rec!("families after purge", s.count_families());
+    let _ = check!(
+        "purge",
+        s.families.purge(purge_at(1700, 22, 1000)),
+        Ok(c) if c.families == 10 && c.keys_destroyed == 0
+    );
+    let _ = check!(
+        "purge more",
+        s.families.purge(purge_at(5001, 1000, 1000)),
+        Ok(c) if c.families == 1 && c.keys_destroyed == 1
+    );
+    let _ = rec!("keys after purge", s.keys.list_keys());
+    let _ = check!("families after purge", s.families.count_families(), Ok(0));
     let _ = rec!(
         "family for p1",
-        s.create_family(family(700, p1.id, PrincipalKind::Guest, id(1)))
+        s.families
+            .create_family(family(700, p1.id, PrincipalKind::Guest, id(1)))
     );
     let _ = rec!(
         "family for p2",
-        s.create_family(family(701, p2.id, PrincipalKind::Guest, id(1)))
+        s.families
+            .create_family(family(701, p2.id, PrincipalKind::Guest, id(1)))
     );
-    let _ = rec!("list projects", s.list_projects());
-    let _ = rec!("delete p1", s.delete_project(p1.id));
-    let _ = rec!("delete p1 again", s.delete_project(p1.id));
-    let _ = rec!("delete missing", s.delete_project(missing));
-    let _ = rec!("p1 gone", s.get_project(p1.id));
-    let _ = rec!("p1 token gone", s.find_api_token(p1.id, [11; 32]));
-    let _ = rec!(
+    let _ = rec!("list projects", s.directory.list_projects());
+    let _ = check!("delete p1", s.directory.delete_project(p1.id), Ok(()));
+    let _ = check!(
+        "delete p1 again",
+        s.directory.delete_project(p1.id),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "delete missing",
+        s.directory.delete_project(missing),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "p1 gone",
+        s.directory.get_project(p1.id),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "p1 token gone",
+        s.directory.find_api_token(p1.id, [11; 32]),
+        Ok(None)
+    );
+    let _ = check!(
         "p1 resource gone",
-        s.get_resource(p1.id, ResourceId(id(101)))
+        s.directory.get_resource(p1.id, ResourceId(id(101))),
+        Err(StoreError::NotFound)
     );
-    let _ = rec!("p1 embed gone", s.find_embed([60; 32]));
-    let _ = rec!("p1 family gone", s.get_family(FamilyId(id(700))));
-    let _ = rec!("p2 family kept", s.get_family(FamilyId(id(701))));
-    let _ = rec!("families at end", s.count_families());
-    let _ = rec!("projects at end", s.list_projects());
-    let _ = rec!(
+    let _ = check!("p1 embed gone", s.directory.find_embed([60; 32]), Ok(None));
+    let _ = check!(
+        "p1 family gone",
+        s.families.get_family(FamilyId(id(700))),
+        Err(StoreError::NotFound)
+    );
+    let _ = check!(
+        "p2 family kept",
+        s.families.get_family(FamilyId(id(701))),
+        Ok(f) if f.project_id == p2.id
+    );
+    let _ = check!("families at end", s.families.count_families(), Ok(1));
+    let _ = check!(
+        "projects at end",
+        s.directory.list_projects(),
+        Ok(projects) if *projects == [p2.clone()]
+    );
+    let _ = check!(
         "p2 resources",
-        s.list_resources(p2.id, None, page(10, None))
+        s.directory.list_resources(p2.id, None, page(10, None)),
+        Ok(page) if resource_ids(page) == [id(103), id(105)]
     );
-    let _ = rec!("audit kept", s.count_audit_events(Some(p1.id), t(0)));
+    let _ = check!(
+        "audit kept",
+        s.audit.count_audit_events(Some(p1.id), t(0)),
+        Ok(4)
+    );
     log
 }
 
@@ -1827,8 +2248,8 @@ async fn answers_exactly_as_the_sqlite_store_does() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite = tessera_store_sqlite::SqliteStore::open(dir.path().join("t.db")).expect("sqlite");
     let pg = PgStore::connect(&url).await.expect("postgres");
-    let want = script(&sqlite).await;
-    let got = script(&pg).await;
+    let want = script(&Stores::from_backend(Arc::new(sqlite))).await;
+    let got = script(&Stores::from_backend(Arc::new(pg))).await;
     assert_eq!(want.len(), got.len());
     let mut diffs = 0;
     for (w, g) in want.iter().zip(&got) {
@@ -1842,6 +2263,5 @@ async fn answers_exactly_as_the_sqlite_store_does() {
         "a store failed: {got:#?}"
     );
     assert_eq!(diffs, 0, "{diffs} of {} answers differ (above)", want.len());
-    drop(pg);
     guard.drop_now().await;
 }

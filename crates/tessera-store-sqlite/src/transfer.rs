@@ -1,16 +1,17 @@
 //! Export and import of a whole installation: SQLite's column types to and from the
 //! backend-neutral [`Cell`]s of `tessera_core::export`.
 
+use async_trait::async_trait;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 use tessera_core::export::{
     encode_row, not_empty, Cell, ColumnType, ExportRow, ExportTable, EXPORT_TABLES,
     TRANSIENT_TABLES,
 };
-use tessera_core::store::{StoreError, StoreResult};
+use tessera_core::store::{StoreError, StoreResult, TransferStore};
 use uuid::Uuid;
 
-use crate::map_err;
+use crate::{map_err, SqliteStore};
 
 /// A stored value as a cell of a column of type `ty`; `None` if it is not one.
 fn read_cell(v: ValueRef<'_>, ty: ColumnType) -> Option<Cell> {
@@ -152,6 +153,20 @@ fn refuse_unless_empty(c: &Connection) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+#[async_trait]
+impl TransferStore for SqliteStore {
+    async fn export_all(&self) -> StoreResult<Vec<(&'static str, Vec<ExportRow>)>> {
+        self.read("export_all", export_all).await
+    }
+
+    async fn import_all(&self, tables: Vec<(String, Vec<ExportRow>)>) -> StoreResult<()> {
+        // Decoded before the writer: a job may run twice, the decoding need not.
+        let rows = tessera_core::export::decode_tables(tables).map_err(StoreError::Invalid)?;
+        self.write("import_all", move |c| import_all(c, &rows))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use tessera_core::admin::{Actor, Admin};
 use tessera_core::crypto::{password, MasterKey};
 use tessera_core::ids::{AddressId, FamilyId, OperatorId, ProjectId};
 use tessera_core::model::{Family, Role};
-use tessera_core::store::Store;
+use tessera_core::store::FamilyStore;
 use tessera_core::token::PrincipalKind;
 use tessera_core::{Clock, Secret, SystemClock, UnixTime};
 use tessera_server::config::{Config, Database};
@@ -191,14 +191,14 @@ async fn open_target(args: &BenchArgs) -> Result<Target, String> {
         master_key_file: args.master_key_file.clone(),
         ..Config::default()
     };
-    let store = open_store(&database, Default::default())
+    let stores = open_store(&database, Default::default())
         .await
         .map_err(|e| e.to_string())?;
-    let (master, _) = master_key_for(&config, store.as_ref(), &SystemClock)
+    let (master, _) = master_key_for(&config, stores.keys.as_ref(), &SystemClock)
         .await
         .map_err(|e| e.to_string())?;
     let admin = Admin {
-        store,
+        stores,
         master,
         clock: Arc::new(SystemClock),
         actor: Actor::Tool("bench"),
@@ -491,7 +491,7 @@ async fn refresh_seeds(fx: &Fixture, n: usize, pass: usize) -> Result<Vec<String
 /// Bulk-inserts `n` live families of the project (guests and subscribers, as a busy
 /// installation holds), in transactions of 20,000.
 async fn preload_families(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn FamilyStore>,
     project: ProjectId,
     n: u64,
 ) -> Result<(), String> {
@@ -1013,7 +1013,7 @@ async fn measure(
     }
     if args.families > 0 {
         eprintln!("preloading {} families …", args.families);
-        preload_families(&target.admin.store, fx.project, args.families).await?;
+        preload_families(&target.admin.stores.families, fx.project, args.families).await?;
         let names: Vec<&str> = names
             .iter()
             .copied()

@@ -132,12 +132,7 @@ fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, V1Error> {
 
 /// Administration as `caller`: every management rule lives in [`Admin`].
 fn admin_for(state: &AppState, caller: &Operator) -> Admin {
-    Admin {
-        store: state.service.store().clone(),
-        master: state.service.master().clone(),
-        clock: state.service.clock().clone(),
-        actor: Actor::Operator(caller.id),
-    }
+    state.accounts.admin(Actor::Operator(caller.id))
 }
 
 fn object(body: Option<Value>) -> Result<Map<String, Value>, V1Error> {

@@ -285,7 +285,7 @@ async fn service_users_log_in_with_an_api_key_shown_once() {
     // Listed without its key; stored only as a hash.
     let (_, list) = app.accounts().bearer(&admin).users().await;
     assert!(!list.to_string().contains(&key));
-    let ops = app.admin.store.list_operators().await.unwrap();
+    let ops = app.admin.stores.operators.list_operators().await.unwrap();
     assert!(!format!("{ops:?}").contains(&key));
 }
 
@@ -650,7 +650,8 @@ async fn projects_and_api_tokens_through_the_management_plane() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(matches!(
         app.admin
-            .store
+            .stores
+            .families
             .get_family(tessera_core::ids::FamilyId(family))
             .await,
         Err(tessera_core::store::StoreError::NotFound)
@@ -724,7 +725,7 @@ async fn tokens_signed_before_subkeys_keep_working_until_they_expire() {
     use tessera_core::jws::{AccountsClaims, SigningAlg, AUDIENCE, ISSUER};
     use tessera_core::keyring::{KeyPurpose, KeyState};
     use tessera_core::model::StoredKey;
-    use tessera_core::store::Store;
+    use tessera_core::store::KeyStore;
     use tessera_core::ManualClock;
 
     let dir = Arc::new(tempfile::tempdir().unwrap());

@@ -66,12 +66,7 @@ pub async fn start(config: Config, clock: ManualClock, dir: Arc<tempfile::TempDi
     let state = tessera_server::prepare(config.clone(), Arc::new(clock.clone()))
         .await
         .expect("app starts");
-    let admin = Admin {
-        store: state.service.store().clone(),
-        master: state.service.master().clone(),
-        clock: Arc::new(clock.clone()),
-        actor: Actor::Cli,
-    };
+    let admin = state.accounts.admin(Actor::Cli);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();

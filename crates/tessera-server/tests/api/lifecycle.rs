@@ -35,7 +35,8 @@ async fn stopping_writes_the_audit_events_of_answered_requests() {
     let app = app.restart().await;
     let issued = app
         .admin
-        .store
+        .stores
+        .audit
         .audit_events(
             Some(p.id.parse().unwrap()),
             tessera_core::UnixTime(0),
@@ -144,7 +145,7 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
 async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
     let app = spawn_app().await;
     let p = app.project().await;
-    let state_store = app.admin.store.clone();
+    let state_store = app.admin.stores.keys.clone();
     let mut before = Vec::new();
     for i in 0..5 {
         let t = app
@@ -235,7 +236,7 @@ async fn cleanup_returns_the_families_table_to_its_live_size() {
             .guest_token(json!({"allowed_addresses": [room]}))
             .await;
     }
-    let store = app.admin.store.clone();
+    let store = app.admin.stores.families.clone();
     assert_eq!(store.count_families().await.unwrap(), 10);
     app.clock.advance(3600);
     let live: Value = app.fabric(&p).grant("live").await;
@@ -263,7 +264,8 @@ async fn audit_after_grants(app: &TestApp, project: &str, issued: usize) -> Vec<
     for _ in 0..200 {
         let actions: Vec<String> = app
             .admin
-            .store
+            .stores
+            .audit
             .audit_events(Some(pid), tessera_core::UnixTime(0), 0, 100)
             .await
             .unwrap()
@@ -294,7 +296,8 @@ async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() 
         let counts = app.maintenance().purge().await.unwrap();
         let left = app
             .admin
-            .store
+            .stores
+            .audit
             .count_audit_events(Some(p.id.parse().unwrap()), tessera_core::UnixTime(0))
             .await
             .unwrap() as usize;
@@ -339,7 +342,8 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
     for _ in 0..200 {
         events = app
             .admin
-            .store
+            .stores
+            .audit
             .audit_events(Some(pid), tessera_core::UnixTime(0), 0, 100)
             .await
             .unwrap();

@@ -41,12 +41,7 @@ async fn start() -> App {
     let state = tessera_server::prepare(config.clone(), Arc::new(clock.clone()))
         .await
         .unwrap();
-    let admin = Admin {
-        store: state.service.store().clone(),
-        master: state.service.master().clone(),
-        clock: Arc::new(clock),
-        actor: Actor::Cli,
-    };
+    let admin = state.accounts.admin(Actor::Cli);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     // The server runs until the test's runtime ends.

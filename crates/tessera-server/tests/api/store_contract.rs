@@ -1,5 +1,6 @@
-//! One storage contract, run against every backend: what the token service relies on from a
-//! `Store`, called directly (the HTTP tests cover the rest through the real app).
+//! One storage contract, run against every backend (SQLite, SQLite behind the read caches,
+//! PostgreSQL): what the services rely on from each store trait, called directly and
+//! organised trait by trait (the HTTP tests cover the rest through the real app).
 //!
 //! PostgreSQL runs when `TESSERA_TEST_POSTGRES_URL` is set (CI sets it), in a scratch schema
 //! that is dropped afterwards; without it the test says SKIP and passes. The same goes for
@@ -15,7 +16,10 @@ use tessera_core::ids::{
 use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::maintenance::pending_key;
 use tessera_core::model::*;
-use tessera_core::store::{ExportRow, Store, StoreError, StoreResult, EXPORT_TABLES};
+use tessera_core::store::{
+    DirectoryStore, ExportRow, FamilyStore, KeyStore, StoreError, StoreResult, Stores,
+    EXPORT_TABLES,
+};
 use tessera_core::token::PrincipalKind;
 use tessera_core::{ManualClock, UnixTime};
 use uuid::Uuid;
@@ -37,6 +41,14 @@ fn project() -> (Project, ApiToken) {
         revoked_at: None,
     };
     (p, t)
+}
+
+/// Asserts that a store call answers `NotFound`.
+async fn assert_not_found<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = StoreResult<T>>,
+) {
+    let answer = call.await;
+    assert!(matches!(answer, Err(StoreError::NotFound)), "{answer:?}");
 }
 
 fn rand_hash() -> [u8; 32] {
@@ -97,36 +109,45 @@ fn upsert(
     }
 }
 
-/// Projects, API tokens and their hashes.
-async fn projects_and_tokens(s: &dyn Store) {
-    let (p, t) = project();
-    s.create_project(p.clone(), t.clone()).await.unwrap();
-    assert_eq!(s.get_project(p.id).await.unwrap(), p);
-    assert!(s.list_projects().await.unwrap().contains(&p));
-    let found = s.find_api_token(p.id, t.hash).await.unwrap();
-    assert_eq!(found.as_ref().map(|x| x.id), Some(t.id));
-    s.revoke_api_token(t.id, START.plus(1)).await.unwrap();
-    let listed = s.list_api_tokens(p.id).await.unwrap();
-    assert_eq!(listed[0].revoked_at, Some(START.plus(1)));
-    assert!(matches!(
-        s.revoke_api_token(ApiTokenId::random(), START).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.get_project(ProjectId::random()).await,
-        Err(StoreError::NotFound)
-    ));
+/// The whole contract against one backend's stores, trait by trait ([`TransferStore`] has its
+/// own tests below: moving an installation needs empty stores).
+///
+/// [`TransferStore`]: tessera_core::store::TransferStore
+pub async fn contract(s: &Stores) {
+    // KeyStore.
+    master_key_checks(s).await;
+    keys(s).await;
+    // FamilyStore.
+    bulk_families(s).await;
+    rotation(s).await;
+    subscribers(s).await;
+    subscriber_identities(s).await;
+    concurrent_failures(s).await;
+    bounded_purge(s).await;
+    purge_and_delete(s).await;
+    // DirectoryStore.
+    projects_and_tokens(s).await;
+    resources_and_addresses(s).await;
+    embeds(s).await;
+    // OperatorStore.
+    operators(s).await;
+    operator_identities(s).await;
+    // AuditStore.
+    audit(s).await;
 }
 
+// --- FamilyStore: grants, families, purge ---
+
 /// Refresh rotation: one conditional update decides every race.
-async fn rotation(s: Arc<dyn Store>) {
+async fn rotation(s: &Stores) {
     let (p, t) = project();
-    s.create_project(p.clone(), t).await.unwrap();
+    s.directory.create_project(p.clone(), t).await.unwrap();
     let f = family(p.id, PrincipalKind::Guest);
-    s.create_family(f.clone()).await.unwrap();
-    assert_eq!(s.get_family(f.id).await.unwrap(), f);
+    s.families.create_family(f.clone()).await.unwrap();
+    assert_eq!(s.families.get_family(f.id).await.unwrap(), f);
     let now = START.plus(10);
     match s
+        .families
         .rotate_family(p.id, f.id, 1, now, now.plus(600))
         .await
         .unwrap()
@@ -139,12 +160,13 @@ async fn rotation(s: Arc<dyn Store>) {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        s.rotate_family(p.id, f.id, 1, now, now).await.unwrap(),
+        s.families.rotate_family(p.id, f.id, 1, now, now).await.unwrap(),
         RotateOutcome::Stale(n) if n.generation == 2
     ));
     // Another project cannot spend it.
     assert_eq!(
-        s.rotate_family(ProjectId::random(), f.id, 2, now, now)
+        s.families
+            .rotate_family(ProjectId::random(), f.id, 2, now, now)
             .await
             .unwrap(),
         RotateOutcome::NotFound
@@ -154,7 +176,8 @@ async fn rotation(s: Arc<dyn Store>) {
     for _ in 0..32 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.rotate_family(p.id, f.id, 2, now, now.plus(600))
+            s.families
+                .rotate_family(p.id, f.id, 2, now, now.plus(600))
                 .await
                 .unwrap()
         }));
@@ -166,13 +189,17 @@ async fn rotation(s: Arc<dyn Store>) {
         }
     }
     assert_eq!(won, 1);
-    s.revoke_family(f.id, now).await.unwrap();
+    s.families.revoke_family(f.id, now).await.unwrap();
     assert_eq!(
-        s.rotate_family(p.id, f.id, 3, now, now).await.unwrap(),
+        s.families
+            .rotate_family(p.id, f.id, 3, now, now)
+            .await
+            .unwrap(),
         RotateOutcome::Dead
     );
     assert_eq!(
-        s.rotate_family(p.id, FamilyId::random(), 1, now, now)
+        s.families
+            .rotate_family(p.id, FamilyId::random(), 1, now, now)
             .await
             .unwrap(),
         RotateOutcome::NotFound
@@ -181,23 +208,21 @@ async fn rotation(s: Arc<dyn Store>) {
 
 /// A grant refused because its email is another subscriber's: a conflict on `email`, and
 /// the family it would have opened was never stored.
-async fn assert_email_taken(s: &dyn Store, out: StoreResult<ResourceId>, family: FamilyId) {
+async fn assert_email_taken(s: &Stores, out: StoreResult<ResourceId>, family: FamilyId) {
     assert!(
         matches!(out, Err(StoreError::Conflict(ref c)) if c == "email"),
         "{out:?}"
     );
-    assert!(matches!(
-        s.get_family(family).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.families.get_family(family)).await;
 }
 
 /// Subscribers are upserted by reference (case-insensitively); emails are unique per project.
-async fn subscribers(s: &dyn Store) {
+async fn subscribers(s: &Stores) {
     let clock = ManualClock::new(START);
     let (p, t) = project();
-    s.create_project(p.clone(), t).await.unwrap();
+    s.directory.create_project(p.clone(), t).await.unwrap();
     let a = s
+        .families
         .grant_subscriber(
             p.id,
             upsert(&clock, p.id, "Alice", "a@x.io"),
@@ -207,6 +232,7 @@ async fn subscribers(s: &dyn Store) {
         .await
         .unwrap();
     let again = s
+        .families
         .grant_subscriber(
             p.id,
             upsert(&clock, p.id, "alice", "a@x.io"),
@@ -218,28 +244,31 @@ async fn subscribers(s: &dyn Store) {
     assert_eq!(a, again);
     // A request that names only the reference changes nothing about the subscriber, not even
     // its `updated_at`, and still opens a family for it.
-    let before = s.get_resource(p.id, a).await.unwrap();
+    let before = s.directory.get_resource(p.id, a).await.unwrap();
     let mut bare = upsert(&clock, p.id, "ALICE", "a@x.io");
     bare.patch = SubscriberPatch::default();
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
     assert_eq!(
-        s.grant_subscriber(p.id, bare, fam, START.plus(2))
+        s.families
+            .grant_subscriber(p.id, bare, fam, START.plus(2))
             .await
             .unwrap(),
         a
     );
-    assert_eq!(s.get_resource(p.id, a).await.unwrap(), before);
-    assert_eq!(s.get_family(fam_id).await.unwrap().subject, a.0);
-    s.grant_subscriber(
-        p.id,
-        upsert(&clock, p.id, "bob", "b@x.io"),
-        family(p.id, PrincipalKind::Subscriber),
-        START,
-    )
-    .await
-    .unwrap();
+    assert_eq!(s.directory.get_resource(p.id, a).await.unwrap(), before);
+    assert_eq!(s.families.get_family(fam_id).await.unwrap().subject, a.0);
+    s.families
+        .grant_subscriber(
+            p.id,
+            upsert(&clock, p.id, "bob", "b@x.io"),
+            family(p.id, PrincipalKind::Subscriber),
+            START,
+        )
+        .await
+        .unwrap();
     let taken = s
+        .families
         .grant_subscriber(
             p.id,
             upsert(&clock, p.id, "carol", "A@X.io"),
@@ -257,10 +286,11 @@ async fn subscribers(s: &dyn Store) {
     renamed.patch.display_name = Some("Alice A.".into());
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
-    s.grant_subscriber(p.id, renamed, fam, START.plus(3))
+    s.families
+        .grant_subscriber(p.id, renamed, fam, START.plus(3))
         .await
         .unwrap();
-    let r = s.get_resource(p.id, a).await.unwrap();
+    let r = s.directory.get_resource(p.id, a).await.unwrap();
     assert_eq!(
         (r.display_name.as_str(), r.updated_at),
         ("Alice A.", START.plus(3))
@@ -273,43 +303,55 @@ async fn subscribers(s: &dyn Store) {
         size: 10,
         after: None,
     };
-    let addresses = s.list_addresses(p.id, query, page).await.unwrap();
+    let addresses = s.directory.list_addresses(p.id, query, page).await.unwrap();
     assert_eq!(addresses.items.len(), 1);
     assert_eq!(addresses.items[0].display_name, "Alice A.");
-    assert_eq!(s.get_family(fam_id).await.unwrap().subject, a.0);
+    assert_eq!(s.families.get_family(fam_id).await.unwrap().subject, a.0);
     // Moving an existing subscriber to a taken email fails whole: no family, no change.
     let mut moved = upsert(&clock, p.id, "alice", "b@x.io");
     moved.patch.display_name = Some("Moved".into());
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
-    let taken = s.grant_subscriber(p.id, moved, fam, START.plus(4)).await;
+    let taken = s
+        .families
+        .grant_subscriber(p.id, moved, fam, START.plus(4))
+        .await;
     assert_email_taken(s, taken, fam_id).await;
     assert_eq!(
-        s.get_resource(p.id, a).await.unwrap().display_name,
+        s.directory
+            .get_resource(p.id, a)
+            .await
+            .unwrap()
+            .display_name,
         "Alice A."
     );
     // A password change revokes the subscriber's families.
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
-    s.grant_subscriber(p.id, upsert(&clock, p.id, "alice", "a@x.io"), fam, START)
+    s.families
+        .grant_subscriber(p.id, upsert(&clock, p.id, "alice", "a@x.io"), fam, START)
         .await
         .unwrap();
     let mut pw = upsert(&clock, p.id, "alice", "a@x.io");
     pw.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
-    s.grant_subscriber(
-        p.id,
-        pw,
-        family(p.id, PrincipalKind::Subscriber),
-        START.plus(5),
-    )
-    .await
-    .unwrap();
-    assert!(s.get_family(fam_id).await.unwrap().revoked_at.is_some());
+    s.families
+        .grant_subscriber(
+            p.id,
+            pw,
+            family(p.id, PrincipalKind::Subscriber),
+            START.plus(5),
+        )
+        .await
+        .unwrap();
+    assert!(s
+        .families
+        .get_family(fam_id)
+        .await
+        .unwrap()
+        .revoked_at
+        .is_some());
     // Another project sees none of it.
-    assert!(matches!(
-        s.get_resource(ProjectId::random(), a).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(s.directory.get_resource(ProjectId::random(), a)).await;
 }
 
 /// Pairs of identifiers that only Unicode case mapping or normalisation would make one:
@@ -337,21 +379,25 @@ pub const LOOK_ALIKES: [(&str, &str); 11] = [
 /// References, emails and usernames compare ASCII case-insensitively and otherwise byte for
 /// byte: every look-alike of [`LOOK_ALIKES`] is a subscriber (and an operator) of its own,
 /// found again by itself in any ASCII case, in either order of creation.
-async fn identities(s: &dyn Store) {
+async fn subscriber_identities(s: &Stores) {
     let clock = ManualClock::new(START);
     // Each order of creation in a project of its own: the look-alike first, then the name
     // it resembles, must not find the look-alike either.
     let mut last = None;
     for reverse in [false, true] {
         let (p, t) = project();
-        s.create_project(p.clone(), t).await.unwrap();
+        s.directory.create_project(p.clone(), t).await.unwrap();
         let mut ids = std::collections::HashMap::new();
         for (a, b) in LOOK_ALIKES {
             let pair = if reverse { [b, a] } else { [a, b] };
             for name in pair {
                 let fam = family(p.id, PrincipalKind::Subscriber);
                 let upsert = upsert(&clock, p.id, name, name);
-                let id = s.grant_subscriber(p.id, upsert, fam, START).await.unwrap();
+                let id = s
+                    .families
+                    .grant_subscriber(p.id, upsert, fam, START)
+                    .await
+                    .unwrap();
                 let known = *ids.entry(name).or_insert(id);
                 assert_eq!(known, id, "{name:?} is found again");
             }
@@ -367,7 +413,8 @@ async fn identities(s: &dyn Store) {
     let (p, ids) = last.unwrap();
     let grant = |reference: &str| {
         let upsert = upsert(&clock, p.id, reference, reference);
-        s.grant_subscriber(p.id, upsert, family(p.id, PrincipalKind::Subscriber), START)
+        s.families
+            .grant_subscriber(p.id, upsert, family(p.id, PrincipalKind::Subscriber), START)
     };
     // ASCII case still folds, beside non-ASCII letters too.
     assert_eq!(
@@ -382,6 +429,7 @@ async fn identities(s: &dyn Store) {
     // is taken.
     let kelvin = ids["\u{212A}ate@example.com"];
     let moved = s
+        .directory
         .update_subscriber(
             p.id,
             kelvin,
@@ -397,7 +445,504 @@ async fn identities(s: &dyn Store) {
         matches!(moved, Err(StoreError::Conflict(ref c)) if c == "email"),
         "{moved:?}"
     );
+}
 
+/// Writes that arrive together (SQLite commits them as one batch) succeed or fail each on its
+/// own: a grant that fails halfway (its subscriber's email is taken, after its resource row
+/// was written) leaves nothing behind and takes no concurrent grant with it.
+async fn concurrent_failures(s: &Stores) {
+    let clock = Arc::new(ManualClock::new(START));
+    let (p, t) = project();
+    s.directory.create_project(p.clone(), t).await.unwrap();
+    s.families
+        .grant_subscriber(
+            p.id,
+            upsert(&clock, p.id, "owner", "taken@x.io"),
+            family(p.id, PrincipalKind::Subscriber),
+            START,
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (s, clock) = (s.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            let (reference, email) = if i % 2 == 0 {
+                (format!("fine-{i}"), format!("fine-{i}@x.io"))
+            } else {
+                (format!("clash-{i}"), "taken@x.io".to_string())
+            };
+            let fam = family(p.id, PrincipalKind::Subscriber);
+            let fam_id = fam.id;
+            let out = s
+                .families
+                .grant_subscriber(p.id, upsert(&clock, p.id, &reference, &email), fam, START)
+                .await;
+            (i, fam_id, out)
+        }));
+    }
+    for t in tasks {
+        let (i, fam_id, out) = t.await.unwrap();
+        if i % 2 == 0 {
+            let id = out.unwrap();
+            assert_eq!(s.families.get_family(fam_id).await.unwrap().subject, id.0);
+        } else {
+            assert_email_taken(s, out, fam_id).await;
+        }
+    }
+    let page = Page {
+        size: 100,
+        after: None,
+    };
+    let listed = s
+        .directory
+        .list_resources(p.id, Some(ResourceKind::Subscriber), page)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 21, "one owner and twenty fine grants");
+}
+
+/// Bulk inserts (the benchmark's preload) are all or nothing.
+async fn bulk_families(s: &Stores) {
+    let (p, t) = project();
+    s.directory.create_project(p.clone(), t).await.unwrap();
+    let batch: Vec<Family> = (0..3)
+        .map(|_| family(p.id, PrincipalKind::Subscriber))
+        .collect();
+    let before = s.families.count_families().await.unwrap();
+    s.families.insert_families(batch.clone()).await.unwrap();
+    assert_eq!(s.families.count_families().await.unwrap(), before + 3);
+    for f in &batch {
+        assert_eq!(&s.families.get_family(f.id).await.unwrap(), f);
+    }
+    // A batch with one id that exists is refused whole: its new family is not there either.
+    let fresh = family(p.id, PrincipalKind::Guest);
+    let err = s
+        .families
+        .insert_families(vec![fresh.clone(), batch[0].clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.families.count_families().await.unwrap(), before + 3);
+    assert_not_found(s.families.get_family(fresh.id)).await;
+}
+
+/// A purge request for rows dead before `before`, keeping every key.
+fn purge_request(before: UnixTime, audit_before: Option<UnixTime>, limit: u32) -> PurgeRequest {
+    PurgeRequest {
+        before,
+        retired_before: UnixTime(0),
+        audit_before,
+        limit,
+    }
+}
+
+/// A purge round removes at most `limit` rows of each kind, so a backlog drains in short
+/// transactions; audit events go once past the retention; a family stored with tokens that
+/// outlive it is kept to its own expiry.
+async fn bounded_purge(s: &Stores) {
+    let (p, t) = project();
+    s.directory.create_project(p.clone(), t).await.unwrap();
+    let past = START.plus(-10_000);
+    let dead: Vec<Family> = (0..5)
+        .map(|_| Family {
+            tokens_expire_at: past,
+            ..family(p.id, PrincipalKind::Guest)
+        })
+        .collect();
+    s.families.insert_families(dead.clone()).await.unwrap();
+    // Its tokens would outlive it: the store keeps tokens_expire_at at expires_at.
+    let overlong = Family {
+        expires_at: past.plus(5),
+        tokens_expire_at: START.plus(600),
+        ..family(p.id, PrincipalKind::Guest)
+    };
+    s.families.create_family(overlong.clone()).await.unwrap();
+    assert_eq!(
+        s.families
+            .get_family(overlong.id)
+            .await
+            .unwrap()
+            .tokens_expire_at,
+        past.plus(5)
+    );
+    let mut events: Vec<AuditEvent> = (0..3)
+        .map(|i| audit_event(p.id, past.plus(i), format!("old{i}")))
+        .collect();
+    events.push(audit_event(p.id, past.plus(100), "kept".into()));
+    s.audit.append_audit(events).await.unwrap();
+
+    let before = past.plus(10);
+    let audit_before = Some(past.plus(50));
+    let mut rounds = Vec::new();
+    loop {
+        let c = s
+            .families
+            .purge(purge_request(before, audit_before, 2))
+            .await
+            .unwrap();
+        rounds.push((c.families, c.audit_events));
+        if !c.hit_limit(2) {
+            break;
+        }
+    }
+    // Six dead families (five plus the overlong one) and three old events, two per round.
+    assert_eq!(rounds, [(2, 2), (2, 1), (2, 0), (0, 0)]);
+    for f in dead.iter().chain([&overlong]) {
+        assert_not_found(s.families.get_family(f.id)).await;
+    }
+    let left = s.audit.audit_events(Some(p.id), past, 0, 10).await.unwrap();
+    let actions: Vec<_> = left.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["kept"]);
+    // No retention: audit events stay whatever their age.
+    let c = s
+        .families
+        .purge(purge_request(before, None, 2))
+        .await
+        .unwrap();
+    assert_eq!(c.audit_events, 0);
+    assert_eq!(
+        s.audit.count_audit_events(Some(p.id), past).await.unwrap(),
+        1
+    );
+}
+
+/// Purge removes what can never be used again; deleting a project removes its families.
+async fn purge_and_delete(s: &Stores) {
+    let (p, t) = project();
+    s.directory.create_project(p.clone(), t).await.unwrap();
+    let live = family(p.id, PrincipalKind::Guest);
+    let mut dead = family(p.id, PrincipalKind::Guest);
+    dead.tokens_expire_at = START.plus(10);
+    s.families.create_family(live.clone()).await.unwrap();
+    s.families.create_family(dead.clone()).await.unwrap();
+    s.families
+        .purge(purge_request(START.plus(11), None, 1000))
+        .await
+        .unwrap();
+    assert_not_found(s.families.get_family(dead.id)).await;
+    s.families.get_family(live.id).await.unwrap();
+    s.directory.delete_project(p.id).await.unwrap();
+    assert_not_found(s.families.get_family(live.id)).await;
+    assert_not_found(s.directory.get_project(p.id)).await;
+    assert_not_found(s.directory.delete_project(p.id)).await;
+}
+
+// --- DirectoryStore: projects, API tokens, resources, addresses, embeds ---
+
+/// Projects, API tokens and their hashes.
+async fn projects_and_tokens(s: &Stores) {
+    let (p, t) = project();
+    s.directory
+        .create_project(p.clone(), t.clone())
+        .await
+        .unwrap();
+    assert_eq!(s.directory.get_project(p.id).await.unwrap(), p);
+    assert!(s.directory.list_projects().await.unwrap().contains(&p));
+    let found = s.directory.find_api_token(p.id, t.hash).await.unwrap();
+    assert_eq!(found.as_ref().map(|x| x.id), Some(t.id));
+    s.directory
+        .revoke_api_token(t.id, START.plus(1))
+        .await
+        .unwrap();
+    let listed = s.directory.list_api_tokens(p.id).await.unwrap();
+    assert_eq!(listed[0].revoked_at, Some(START.plus(1)));
+    assert_not_found(s.directory.revoke_api_token(ApiTokenId::random(), START)).await;
+    assert_not_found(s.directory.get_project(ProjectId::random())).await;
+}
+
+/// A room of `project` named `name`, built at `clock`.
+fn room(clock: &ManualClock, project: ProjectId, name: &str) -> NewResource {
+    NewResource::build(
+        clock,
+        project,
+        ResourceKind::Room,
+        name,
+        format!("The {name}"),
+        None,
+        Default::default(),
+    )
+}
+
+/// Resources and their addresses: read back as written, listed by kind and page, renamed
+/// together, deleted together; another project's are not found.
+async fn resources_and_addresses(s: &Stores) {
+    let d = s.directory.as_ref();
+    let clock = ManualClock::new(START);
+    let (p, t) = project();
+    d.create_project(p.clone(), t).await.unwrap();
+    let lobby = room(&clock, p.id, "lobby");
+    let hall = room(&clock, p.id, "hall");
+    let app = NewResource::build(
+        &clock,
+        p.id,
+        ResourceKind::App,
+        "bot",
+        "Bot".into(),
+        None,
+        Default::default(),
+    );
+    for r in [&lobby, &hall, &app] {
+        d.create_resource(r.clone()).await.unwrap();
+    }
+    assert!(matches!(
+        d.create_resource(lobby.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        d.get_resource(p.id, lobby.resource.id).await.unwrap(),
+        lobby.resource
+    );
+    assert_eq!(
+        d.get_address(p.id, lobby.address.id).await.unwrap(),
+        lobby.address
+    );
+    assert_eq!(
+        d.address_owner(p.id, lobby.address.id).await.unwrap(),
+        AddressOwner {
+            project_id: p.id,
+            resource_id: lobby.resource.id,
+            kind: ResourceKind::Room,
+        }
+    );
+    // Listed by kind, a page at a time, in id order.
+    let first = Page {
+        size: 1,
+        after: None,
+    };
+    let rooms = d
+        .list_resources(p.id, Some(ResourceKind::Room), first)
+        .await
+        .unwrap();
+    assert_eq!(rooms.items.len(), 1);
+    assert!(rooms.more);
+    let next = Page {
+        size: 10,
+        after: Some(rooms.items[0].id.0),
+    };
+    let rest = d
+        .list_resources(p.id, Some(ResourceKind::Room), next)
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert!(!rest.more);
+    let mut both = vec![rooms.items[0].id, rest.items[0].id];
+    both.sort_by_key(|id| id.0);
+    assert_eq!(both, {
+        let mut want = vec![lobby.resource.id, hall.resource.id];
+        want.sort_by_key(|id| id.0);
+        want
+    });
+    let all = Page {
+        size: 10,
+        after: None,
+    };
+    assert_eq!(
+        d.list_resources(p.id, None, all).await.unwrap().items.len(),
+        3
+    );
+    // Of the ids asked, the project's addresses come back, in the order asked.
+    let stranger = AddressId::random();
+    assert_eq!(
+        d.existing_addresses(p.id, &[hall.address.id, stranger, lobby.address.id])
+            .await
+            .unwrap(),
+        [hall.address.id, lobby.address.id]
+    );
+    // A rename reaches the address; data members merge.
+    let mut data = serde_json::Map::new();
+    data.insert("topic".into(), serde_json::json!("news"));
+    let renamed = d
+        .update_room(
+            p.id,
+            lobby.resource.id,
+            ResourceKind::Room,
+            RoomPatch {
+                name: None,
+                display_name: Some("Main lobby".into()),
+                data,
+            },
+            START.plus(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.display_name, "Main lobby");
+    assert_eq!(renamed.updated_at, START.plus(5));
+    assert_eq!(renamed.data["topic"], "news");
+    assert_eq!(
+        d.get_resource(p.id, lobby.resource.id).await.unwrap(),
+        renamed
+    );
+    let by_name = AddressQuery {
+        display_name: Some("Main lobby".into()),
+        ..Default::default()
+    };
+    let found = d.list_addresses(p.id, by_name, all).await.unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(found.items[0].id, lobby.address.id);
+    // The kind must match: a room is not updated or deleted as an application.
+    assert_not_found(d.update_room(
+        p.id,
+        lobby.resource.id,
+        ResourceKind::App,
+        RoomPatch::default(),
+        START,
+    ))
+    .await;
+    assert_not_found(d.delete_resource(p.id, hall.resource.id, ResourceKind::App, START)).await;
+    // Another project sees none of it.
+    let other = ProjectId::random();
+    assert_not_found(d.get_resource(other, lobby.resource.id)).await;
+    assert_not_found(d.get_address(other, lobby.address.id)).await;
+    assert_not_found(d.address_owner(other, lobby.address.id)).await;
+    assert!(d
+        .existing_addresses(other, &[lobby.address.id])
+        .await
+        .unwrap()
+        .is_empty());
+    // Deleted with its address.
+    d.delete_resource(p.id, hall.resource.id, ResourceKind::Room, START)
+        .await
+        .unwrap();
+    assert_not_found(d.get_resource(p.id, hall.resource.id)).await;
+    assert_not_found(d.get_address(p.id, hall.address.id)).await;
+    assert_not_found(d.delete_resource(p.id, hall.resource.id, ResourceKind::Room, START)).await;
+}
+
+/// Embed widgets are found by the hash of their public token, and only by it.
+async fn embeds(s: &Stores) {
+    let d = s.directory.as_ref();
+    let clock = ManualClock::new(START);
+    let (p, t) = project();
+    d.create_project(p.clone(), t).await.unwrap();
+    let lobby = room(&clock, p.id, "lobby");
+    d.create_resource(lobby.clone()).await.unwrap();
+    let embed = Embed {
+        id: EmbedId::random(),
+        project_id: p.id,
+        token_hash: rand_hash(),
+        addresses: vec![lobby.address.id],
+        enabled: true,
+        created_at: START,
+    };
+    d.create_embed(embed.clone()).await.unwrap();
+    assert_eq!(d.find_embed(embed.token_hash).await.unwrap(), Some(embed));
+    assert_eq!(d.find_embed(rand_hash()).await.unwrap(), None);
+}
+
+// --- OperatorStore: operators and sessions ---
+
+/// Operators and their sessions.
+async fn operators(s: &Stores) {
+    let op = Operator {
+        id: OperatorId::random(),
+        username: format!("Admin-{}@Local", Uuid::new_v4()),
+        domain: None,
+        kind: OperatorKind::Service,
+        role: Role::Admin,
+        password_hash: None,
+        api_key_hash: Some(rand_hash()),
+        disabled: false,
+        created_at: START,
+    };
+    s.operators.create_operator(op.clone()).await.unwrap();
+    let mut twin = op.clone();
+    twin.id = OperatorId::random();
+    twin.username = op.username.to_uppercase();
+    twin.api_key_hash = None;
+    assert!(matches!(
+        s.operators.create_operator(twin).await,
+        Err(StoreError::Conflict(ref c)) if c == "username"
+    ));
+    assert_eq!(
+        s.operators
+            .find_operator(&op.username.to_ascii_lowercase())
+            .await
+            .unwrap(),
+        Some(op.clone())
+    );
+    assert_eq!(
+        s.operators
+            .find_operator_by_key(op.api_key_hash.unwrap())
+            .await
+            .unwrap(),
+        Some(op.clone())
+    );
+    let session = session_of(op.id);
+    s.operators
+        .create_operator_session(session.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.operators
+            .find_operator_session(session.hash)
+            .await
+            .unwrap(),
+        Some(session.clone())
+    );
+    let changed = s
+        .operators
+        .update_operator(
+            op.id,
+            OperatorPatch {
+                disabled: Some(true),
+                role: Some(Role::Viewer),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(changed.disabled);
+    assert_eq!(changed.role, Role::Viewer);
+    assert_eq!(s.operators.get_operator(op.id).await.unwrap(), changed);
+    assert!(s
+        .operators
+        .list_operators()
+        .await
+        .unwrap()
+        .contains(&changed));
+    s.operators
+        .set_operator_password(op.id, "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.operators
+            .get_operator(op.id)
+            .await
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA")
+    );
+    assert_eq!(
+        s.operators
+            .find_operator_session(session.hash)
+            .await
+            .unwrap(),
+        None
+    );
+    s.operators
+        .create_operator_session(session.clone())
+        .await
+        .unwrap();
+    s.operators.delete_operator(op.id).await.unwrap();
+    assert_eq!(
+        s.operators
+            .find_operator_session(session.hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_not_found(s.operators.delete_operator(op.id)).await;
+    assert_not_found(s.operators.get_operator(op.id)).await;
+    s.operators
+        .delete_operator_session(session.hash)
+        .await
+        .unwrap();
+}
+
+/// Usernames compare like references and emails: every look-alike of [`LOOK_ALIKES`] is an
+/// operator of its own, found again by itself in any ASCII case.
+async fn operator_identities(s: &Stores) {
     // Operators are global: a suffix keeps these names apart from the rest of the contract.
     let suffix = Uuid::new_v4().simple().to_string();
     let operator = |name: &str| Operator {
@@ -418,96 +963,51 @@ async fn identities(s: &dyn Store) {
     let mut operators = Vec::new();
     for name in names {
         let op = operator(name);
-        s.create_operator(op.clone()).await.unwrap();
+        s.operators.create_operator(op.clone()).await.unwrap();
         operators.push((name, op));
     }
     for (name, op) in &operators {
         for spelling in [op.username.clone(), op.username.to_ascii_uppercase()] {
-            let found = s.find_operator(&spelling).await.unwrap();
+            let found = s.operators.find_operator(&spelling).await.unwrap();
             assert_eq!(found.map(|o| o.id), Some(op.id), "{spelling:?}");
         }
         let twin = operator(&name.to_ascii_uppercase());
-        let taken = s.create_operator(twin).await;
+        let taken = s.operators.create_operator(twin).await;
         assert!(
             matches!(taken, Err(StoreError::Conflict(ref c)) if c == "username"),
             "{name:?}: {taken:?}"
         );
     }
     let combining = format!("admi\u{307}n@local-{suffix}");
-    assert_eq!(s.find_operator(&combining).await.unwrap(), None);
+    assert_eq!(s.operators.find_operator(&combining).await.unwrap(), None);
 }
 
-/// Writes that arrive together (SQLite commits them as one batch) succeed or fail each on its
-/// own: a grant that fails halfway (its subscriber's email is taken, after its resource row
-/// was written) leaves nothing behind and takes no concurrent grant with it.
-async fn concurrent_failures(s: Arc<dyn Store>) {
-    let clock = Arc::new(ManualClock::new(START));
-    let (p, t) = project();
-    s.create_project(p.clone(), t).await.unwrap();
-    s.grant_subscriber(
-        p.id,
-        upsert(&clock, p.id, "owner", "taken@x.io"),
-        family(p.id, PrincipalKind::Subscriber),
-        START,
-    )
-    .await
-    .unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..40 {
-        let (s, clock) = (s.clone(), clock.clone());
-        tasks.push(tokio::spawn(async move {
-            let (reference, email) = if i % 2 == 0 {
-                (format!("fine-{i}"), format!("fine-{i}@x.io"))
-            } else {
-                (format!("clash-{i}"), "taken@x.io".to_string())
-            };
-            let fam = family(p.id, PrincipalKind::Subscriber);
-            let fam_id = fam.id;
-            let out = s
-                .grant_subscriber(p.id, upsert(&clock, p.id, &reference, &email), fam, START)
-                .await;
-            (i, fam_id, out)
-        }));
-    }
-    for t in tasks {
-        let (i, fam_id, out) = t.await.unwrap();
-        if i % 2 == 0 {
-            let id = out.unwrap();
-            assert_eq!(s.get_family(fam_id).await.unwrap().subject, id.0);
-        } else {
-            assert_email_taken(s.as_ref(), out, fam_id).await;
-        }
-    }
-    let page = Page {
-        size: 100,
-        after: None,
-    };
-    let listed = s
-        .list_resources(p.id, Some(ResourceKind::Subscriber), page)
-        .await
-        .unwrap();
-    assert_eq!(listed.items.len(), 21, "one owner and twenty fine grants");
-}
+// --- KeyStore: keys and the master-key check ---
 
 /// Keys: activation retires the previous key of the purpose; seal counts add up.
-async fn keys(s: &dyn Store) {
+async fn keys(s: &Stores) {
     let (master, _) = MasterKey::generate();
     let first = pending_key(&master, KeyPurpose::Refresh, START);
     let second = pending_key(&master, KeyPurpose::Refresh, START);
-    s.insert_key(first.clone()).await.unwrap();
-    s.insert_key(second.clone()).await.unwrap();
-    s.activate_key(&first.kid, START).await.unwrap();
-    s.activate_key(&second.kid, START.plus(1)).await.unwrap();
-    s.add_seal_counts(vec![(second.kid.clone(), 3), (second.kid.clone(), 4)])
+    s.keys.insert_key(first.clone()).await.unwrap();
+    s.keys.insert_key(second.clone()).await.unwrap();
+    s.keys.activate_key(&first.kid, START).await.unwrap();
+    s.keys
+        .activate_key(&second.kid, START.plus(1))
         .await
         .unwrap();
-    let all = s.list_keys().await.unwrap();
+    s.keys
+        .add_seal_counts(vec![(second.kid.clone(), 3), (second.kid.clone(), 4)])
+        .await
+        .unwrap();
+    let all = s.keys.list_keys().await.unwrap();
     let get = |kid: &str| all.iter().find(|k| k.kid == kid).unwrap().clone();
     assert_eq!(get(&first.kid).state, KeyState::Retired);
     assert_eq!(get(&second.kid).state, KeyState::Active);
     assert_eq!(get(&second.kid).sealed, 7);
-    s.destroy_key(&first.kid).await.unwrap();
+    s.keys.destroy_key(&first.kid).await.unwrap();
     let destroyed = s
+        .keys
         .list_keys()
         .await
         .unwrap()
@@ -516,91 +1016,44 @@ async fn keys(s: &dyn Store) {
         .unwrap();
     assert_eq!(destroyed.state, KeyState::Destroyed);
     assert!(destroyed.wrapped.is_empty());
+    // A pending key can be retired (and then never activated); an unknown one is not found.
+    let third = pending_key(&master, KeyPurpose::Access, START);
+    s.keys.insert_key(third.clone()).await.unwrap();
+    s.keys.retire_key(&third.kid, START.plus(2)).await.unwrap();
+    let all = s.keys.list_keys().await.unwrap();
+    let retired = all.iter().find(|k| k.kid == third.kid).unwrap();
+    assert_eq!(retired.state, KeyState::Retired);
+    assert_eq!(retired.retired_at, Some(START.plus(2)));
+    assert!(s
+        .keys
+        .activate_key(&third.kid, START.plus(3))
+        .await
+        .is_err());
+    assert_not_found(s.keys.retire_key("no-such-kid", START)).await;
 }
 
 /// The master-key check: absent on a new database, recorded once, and the first recorded
 /// value stays (a second process with another key learns the first one's value).
-async fn master_key_checks(s: &dyn Store) {
-    assert_eq!(s.master_key_check().await.unwrap(), None);
+async fn master_key_checks(s: &Stores) {
+    assert_eq!(s.keys.master_key_check().await.unwrap(), None);
     let first = MasterKeyCheck {
         value: rand_hash(),
         recorded_at: START,
     };
-    assert_eq!(s.record_master_key_check(first).await.unwrap(), first);
+    assert_eq!(s.keys.record_master_key_check(first).await.unwrap(), first);
     let second = MasterKeyCheck {
         value: rand_hash(),
         recorded_at: START.plus(5),
     };
     assert_eq!(
-        s.record_master_key_check(second).await.unwrap(),
+        s.keys.record_master_key_check(second).await.unwrap(),
         first,
         "the first recorded check stays"
     );
-    assert_eq!(s.master_key_check().await.unwrap(), Some(first));
+    assert_eq!(s.keys.master_key_check().await.unwrap(), Some(first));
 }
 
-/// Operators and their sessions.
-async fn operators(s: &dyn Store) {
-    let op = Operator {
-        id: OperatorId::random(),
-        username: format!("Admin-{}@Local", Uuid::new_v4()),
-        domain: None,
-        kind: OperatorKind::Service,
-        role: Role::Admin,
-        password_hash: None,
-        api_key_hash: Some(rand_hash()),
-        disabled: false,
-        created_at: START,
-    };
-    s.create_operator(op.clone()).await.unwrap();
-    let mut twin = op.clone();
-    twin.id = OperatorId::random();
-    twin.username = op.username.to_uppercase();
-    twin.api_key_hash = None;
-    assert!(matches!(
-        s.create_operator(twin).await,
-        Err(StoreError::Conflict(ref c)) if c == "username"
-    ));
-    assert_eq!(
-        s.find_operator(&op.username.to_ascii_lowercase())
-            .await
-            .unwrap(),
-        Some(op.clone())
-    );
-    assert_eq!(
-        s.find_operator_by_key(op.api_key_hash.unwrap())
-            .await
-            .unwrap(),
-        Some(op.clone())
-    );
-    let session = session_of(op.id);
-    s.create_operator_session(session.clone()).await.unwrap();
-    assert_eq!(
-        s.find_operator_session(session.hash).await.unwrap(),
-        Some(session.clone())
-    );
-    let changed = s
-        .update_operator(
-            op.id,
-            OperatorPatch {
-                disabled: Some(true),
-                role: Some(Role::Viewer),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(changed.disabled);
-    assert_eq!(changed.role, Role::Viewer);
-    assert_eq!(s.find_operator_session(session.hash).await.unwrap(), None);
-    s.create_operator_session(session.clone()).await.unwrap();
-    s.delete_operator(op.id).await.unwrap();
-    assert_eq!(s.find_operator_session(session.hash).await.unwrap(), None);
-    assert!(matches!(
-        s.delete_operator(op.id).await,
-        Err(StoreError::NotFound)
-    ));
-    s.delete_operator_session(session.hash).await.unwrap();
-}
+// --- AuditStore ---
 
 /// An audit event of `project` at `at`.
 fn audit_event(project: ProjectId, at: UnixTime, action: String) -> AuditEvent {
@@ -615,28 +1068,32 @@ fn audit_event(project: ProjectId, at: UnixTime, action: String) -> AuditEvent {
 }
 
 /// Audit paging and counting, filtered by project and time.
-async fn audit(s: &dyn Store) {
+async fn audit(s: &Stores) {
     let (p, t) = project();
-    s.create_project(p.clone(), t).await.unwrap();
+    s.directory.create_project(p.clone(), t).await.unwrap();
     let events: Vec<AuditEvent> = (0..5)
         .map(|i| audit_event(p.id, START.plus(i), format!("a{i}")))
         .collect();
-    s.append_audit(events).await.unwrap();
-    assert_eq!(s.count_audit_events(Some(p.id), START).await.unwrap(), 5);
+    s.audit.append_audit(events).await.unwrap();
     assert_eq!(
-        s.count_audit_events(Some(p.id), START.plus(3))
+        s.audit.count_audit_events(Some(p.id), START).await.unwrap(),
+        5
+    );
+    assert_eq!(
+        s.audit
+            .count_audit_events(Some(p.id), START.plus(3))
             .await
             .unwrap(),
         2
     );
-    let page = s.audit_events(Some(p.id), START, 1, 2).await.unwrap();
+    let page = s.audit.audit_events(Some(p.id), START, 1, 2).await.unwrap();
     let actions: Vec<_> = page.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["a1", "a2"]);
 
     // A larger batch comes back in the order it was appended, with every field (the subject
     // and the detail object included), whatever statements a store writes it with.
     let (q, t) = project();
-    s.create_project(q.clone(), t).await.unwrap();
+    s.directory.create_project(q.clone(), t).await.unwrap();
     let events: Vec<AuditEvent> = (0..45)
         .map(|i| {
             let mut e = audit_event(q.id, START.plus(i), format!("b{i}"));
@@ -645,152 +1102,46 @@ async fn audit(s: &dyn Store) {
             e
         })
         .collect();
-    s.append_audit(events.clone()).await.unwrap();
-    let back = s.audit_events(Some(q.id), START, 0, 100).await.unwrap();
+    s.audit.append_audit(events.clone()).await.unwrap();
+    let back = s
+        .audit
+        .audit_events(Some(q.id), START, 0, 100)
+        .await
+        .unwrap();
     assert_eq!(back, events);
 }
 
-/// A purge request for rows dead before `before`, keeping every key.
-fn purge_request(before: UnixTime, audit_before: Option<UnixTime>, limit: u32) -> PurgeRequest {
-    PurgeRequest {
-        before,
-        retired_before: UnixTime(0),
-        audit_before,
-        limit,
-    }
+// --- each backend, cached and not ---
+
+#[tokio::test]
+async fn sqlite_keeps_the_storage_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&Stores::from_backend(Arc::new(sqlite_store(&dir, "c.db")))).await;
 }
 
-/// A purge round removes at most `limit` rows of each kind, so a backlog drains in short
-/// transactions; audit events go once past the retention; a family stored with tokens that
-/// outlive it is kept to its own expiry.
-async fn bounded_purge(s: &dyn Store) {
-    let (p, t) = project();
-    s.create_project(p.clone(), t).await.unwrap();
-    let past = START.plus(-10_000);
-    let dead: Vec<Family> = (0..5)
-        .map(|_| Family {
-            tokens_expire_at: past,
-            ..family(p.id, PrincipalKind::Guest)
-        })
-        .collect();
-    s.insert_families(dead.clone()).await.unwrap();
-    // Its tokens would outlive it: the store keeps tokens_expire_at at expires_at.
-    let overlong = Family {
-        expires_at: past.plus(5),
-        tokens_expire_at: START.plus(600),
-        ..family(p.id, PrincipalKind::Guest)
+/// The read caches change no answer of the contract.
+#[tokio::test]
+async fn cached_sqlite_keeps_the_storage_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Stores::from_backend(Arc::new(sqlite_store(&dir, "c.db")));
+    let clock = Arc::new(ManualClock::new(START));
+    contract(&CachedStore::in_front_of(store, clock, 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_the_storage_contract() {
+    let Ok(base) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
+        tessera_store_postgres::testing::skip(
+            "TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL contract did not run",
+        );
+        return;
     };
-    s.create_family(overlong.clone()).await.unwrap();
-    assert_eq!(
-        s.get_family(overlong.id).await.unwrap().tokens_expire_at,
-        past.plus(5)
-    );
-    let mut events: Vec<AuditEvent> = (0..3)
-        .map(|i| audit_event(p.id, past.plus(i), format!("old{i}")))
-        .collect();
-    events.push(audit_event(p.id, past.plus(100), "kept".into()));
-    s.append_audit(events).await.unwrap();
-
-    let before = past.plus(10);
-    let audit_before = Some(past.plus(50));
-    let mut rounds = Vec::new();
-    loop {
-        let c = s
-            .purge(purge_request(before, audit_before, 2))
-            .await
-            .unwrap();
-        rounds.push((c.families, c.audit_events));
-        if !c.hit_limit(2) {
-            break;
-        }
-    }
-    // Six dead families (five plus the overlong one) and three old events, two per round.
-    assert_eq!(rounds, [(2, 2), (2, 1), (2, 0), (0, 0)]);
-    for f in dead.iter().chain([&overlong]) {
-        assert!(matches!(
-            s.get_family(f.id).await,
-            Err(StoreError::NotFound)
-        ));
-    }
-    let left = s.audit_events(Some(p.id), past, 0, 10).await.unwrap();
-    let actions: Vec<_> = left.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["kept"]);
-    // No retention: audit events stay whatever their age.
-    let c = s.purge(purge_request(before, None, 2)).await.unwrap();
-    assert_eq!(c.audit_events, 0);
-    assert_eq!(s.count_audit_events(Some(p.id), past).await.unwrap(), 1);
-}
-
-/// Purge removes what can never be used again; deleting a project removes its families.
-async fn purge_and_delete(s: &dyn Store) {
-    let (p, t) = project();
-    s.create_project(p.clone(), t).await.unwrap();
-    let live = family(p.id, PrincipalKind::Guest);
-    let mut dead = family(p.id, PrincipalKind::Guest);
-    dead.tokens_expire_at = START.plus(10);
-    s.create_family(live.clone()).await.unwrap();
-    s.create_family(dead.clone()).await.unwrap();
-    s.purge(purge_request(START.plus(11), None, 1000))
+    let (url, guard) = tessera_store_postgres::testing::scratch_schema(&base).await;
+    let store = tessera_store_postgres::PgStore::connect(&url)
         .await
         .unwrap();
-    assert!(matches!(
-        s.get_family(dead.id).await,
-        Err(StoreError::NotFound)
-    ));
-    s.get_family(live.id).await.unwrap();
-    s.delete_project(p.id).await.unwrap();
-    assert!(matches!(
-        s.get_family(live.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.get_project(p.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.delete_project(p.id).await,
-        Err(StoreError::NotFound)
-    ));
-}
-
-/// Bulk inserts (the benchmark's preload) are all or nothing.
-async fn bulk_families(s: &dyn Store) {
-    let (p, t) = project();
-    s.create_project(p.clone(), t).await.unwrap();
-    let batch: Vec<Family> = (0..3)
-        .map(|_| family(p.id, PrincipalKind::Subscriber))
-        .collect();
-    s.insert_families(batch.clone()).await.unwrap();
-    for f in &batch {
-        assert_eq!(&s.get_family(f.id).await.unwrap(), f);
-    }
-    // A batch with one id that exists is refused whole: its new family is not there either.
-    let fresh = family(p.id, PrincipalKind::Guest);
-    let err = s
-        .insert_families(vec![fresh.clone(), batch[0].clone()])
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert!(matches!(
-        s.get_family(fresh.id).await,
-        Err(StoreError::NotFound)
-    ));
-}
-
-/// The whole contract against one store.
-pub async fn contract(s: Arc<dyn Store>) {
-    master_key_checks(s.as_ref()).await;
-    bulk_families(s.as_ref()).await;
-    projects_and_tokens(s.as_ref()).await;
-    rotation(s.clone()).await;
-    subscribers(s.as_ref()).await;
-    identities(s.as_ref()).await;
-    concurrent_failures(s.clone()).await;
-    keys(s.as_ref()).await;
-    operators(s.as_ref()).await;
-    audit(s.as_ref()).await;
-    bounded_purge(s.as_ref()).await;
-    purge_and_delete(s.as_ref()).await;
+    contract(&Stores::from_backend(Arc::new(store))).await;
+    guard.drop_now().await;
 }
 
 /// A database from before the check existed (keys, no check): a key that does not unwrap
@@ -825,23 +1176,15 @@ async fn a_database_without_a_check_is_checked_by_unwrapping_its_keys() {
     assert!(check_master_key(&fresh, &right, &clock).await.is_err());
 }
 
-#[tokio::test]
-async fn sqlite_keeps_the_storage_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = tessera_store_sqlite::SqliteStore::open(dir.path().join("c.db")).unwrap();
-    contract(Arc::new(store)).await;
-}
-
 /// A burst of events, more than one batch (the log then waits for more before writing), is
 /// written whole and in the order it was recorded.
 #[tokio::test]
 async fn the_audit_log_writes_a_burst_whole_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(tessera_store_sqlite::SqliteStore::open(dir.path().join("a.db")).unwrap());
+    let store = Stores::from_backend(Arc::new(sqlite_store(&dir, "a.db")));
     let (p, t) = project();
-    store.create_project(p.clone(), t).await.unwrap();
-    let log = tessera_core::audit::AuditLog::start(store.clone());
+    store.directory.create_project(p.clone(), t).await.unwrap();
+    let log = tessera_core::audit::AuditLog::start(store.audit.clone());
     let events: Vec<AuditEvent> = (0..1500)
         .map(|i| audit_event(p.id, START, format!("e{i}")))
         .collect();
@@ -849,25 +1192,23 @@ async fn the_audit_log_writes_a_burst_whole_and_in_order() {
         log.record(e.clone());
     }
     for _ in 0..500 {
-        if store.count_audit_events(Some(p.id), START).await.unwrap() == 1500 {
+        if store
+            .audit
+            .count_audit_events(Some(p.id), START)
+            .await
+            .unwrap()
+            == 1500
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let back = store
+        .audit
         .audit_events(Some(p.id), START, 0, 2000)
         .await
         .unwrap();
     assert_eq!(back, events);
-}
-
-/// The read caches change no answer of the contract.
-#[tokio::test]
-async fn cached_sqlite_keeps_the_storage_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = tessera_store_sqlite::SqliteStore::open(dir.path().join("c.db")).unwrap();
-    let clock = Arc::new(ManualClock::new(START));
-    contract(Arc::new(CachedStore::new(Arc::new(store), clock, 1))).await;
 }
 
 /// What the cache promises: a change made through it shows at once; a change made behind its
@@ -875,10 +1216,9 @@ async fn cached_sqlite_keeps_the_storage_contract() {
 #[tokio::test]
 async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn Store> =
-        Arc::new(tessera_store_sqlite::SqliteStore::open(dir.path().join("c.db")).unwrap());
+    let inner = Stores::from_backend(Arc::new(sqlite_store(&dir, "c.db")));
     let clock = Arc::new(ManualClock::new(START));
-    let cached = CachedStore::new(inner.clone(), clock.clone(), 1);
+    let cached = CachedStore::new(&inner, clock.clone(), 1);
     let (p, t) = project();
     cached.create_project(p.clone(), t.clone()).await.unwrap();
 
@@ -893,7 +1233,7 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     let g = family(p.id, PrincipalKind::Guest);
     cached.create_family(g.clone()).await.unwrap();
     assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_none());
-    inner.revoke_family(g.id, START).await.unwrap();
+    inner.families.revoke_family(g.id, START).await.unwrap();
     assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_none());
     clock.advance(1);
     assert!(cached.get_family(g.id).await.unwrap().revoked_at.is_some());
@@ -905,7 +1245,7 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     cached.create_family(h.clone()).await.unwrap();
     clock.advance_millis(900);
     assert!(cached.get_family(h.id).await.unwrap().revoked_at.is_none());
-    inner.revoke_family(h.id, START).await.unwrap();
+    inner.families.revoke_family(h.id, START).await.unwrap();
     clock.advance_millis(500);
     assert!(cached.get_family(h.id).await.unwrap().revoked_at.is_none());
     clock.advance_millis(500);
@@ -947,7 +1287,11 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     // A wrong secret is never remembered: a token created a moment later works at once.
     let (q, u) = project();
     assert!(cached.find_api_token(q.id, u.hash).await.unwrap().is_none());
-    inner.create_project(q.clone(), u.clone()).await.unwrap();
+    inner
+        .directory
+        .create_project(q.clone(), u.clone())
+        .await
+        .unwrap();
     assert!(cached.find_api_token(q.id, u.hash).await.unwrap().is_some());
 
     // Addresses: another project's cached address is not this project's.
@@ -982,12 +1326,12 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         resource_id: room.resource.id,
         kind: ResourceKind::Room,
     };
-    assert_eq!(inner.address_owner(q.id, addr).await.unwrap(), owner);
+    assert_eq!(
+        inner.directory.address_owner(q.id, addr).await.unwrap(),
+        owner
+    );
     assert_eq!(cached.address_owner(q.id, addr).await.unwrap(), owner);
-    assert!(matches!(
-        cached.address_owner(p.id, addr).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.address_owner(p.id, addr)).await;
     // Deleted through the cache: gone at once.
     cached
         .delete_resource(q.id, room.resource.id, ResourceKind::Room, START)
@@ -998,10 +1342,7 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         .await
         .unwrap()
         .is_empty());
-    assert!(matches!(
-        cached.address_owner(q.id, addr).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.address_owner(q.id, addr)).await;
     // Deleted behind its back: the owner answers until the TTL passes, then not.
     let hall = NewResource::build(
         clock.as_ref(),
@@ -1016,44 +1357,23 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     let hall_addr = hall.address.id;
     assert!(cached.address_owner(q.id, hall_addr).await.is_ok());
     inner
+        .directory
         .delete_resource(q.id, hall.resource.id, ResourceKind::Room, START)
         .await
         .unwrap();
     assert!(cached.address_owner(q.id, hall_addr).await.is_ok());
     clock.advance(1);
-    assert!(matches!(
-        cached.address_owner(q.id, hall_addr).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.address_owner(q.id, hall_addr)).await;
 
     // A deleted project takes its cached families with it.
     let h = family(q.id, PrincipalKind::Guest);
     cached.create_family(h.clone()).await.unwrap();
     cached.get_family(h.id).await.unwrap();
     cached.delete_project(q.id).await.unwrap();
-    assert!(matches!(
-        cached.get_family(h.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_not_found(cached.get_family(h.id)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_keeps_the_storage_contract() {
-    let Ok(base) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
-        tessera_store_postgres::testing::skip(
-            "TESSERA_TEST_POSTGRES_URL is not set; the PostgreSQL contract did not run",
-        );
-        return;
-    };
-    let (url, guard) = tessera_store_postgres::testing::scratch_schema(&base).await;
-    let store = tessera_store_postgres::PgStore::connect(&url)
-        .await
-        .unwrap();
-    contract(Arc::new(store)).await;
-    guard.drop_now().await;
-}
-
-// --- moving an installation: export_all / import_all ---
+// --- TransferStore: moving an installation (export_all / import_all) ---
 
 /// What [`populate`] wrote, to read it back on the other side.
 struct Populated {
@@ -1069,35 +1389,43 @@ struct Populated {
 /// A bit of everything, so that every table and every column type of the export holds rows:
 /// NULLs and their values, flags both ways, empty and full byte strings, JSON documents,
 /// address lists.
-async fn populate(s: &dyn Store) -> Populated {
+async fn populate(s: &Stores) -> Populated {
     let clock = ManualClock::new(START);
     let (p, t) = project();
-    s.create_project(p.clone(), t.clone()).await.unwrap();
-    s.revoke_api_token(t.id, START.plus(1)).await.unwrap();
+    s.directory
+        .create_project(p.clone(), t.clone())
+        .await
+        .unwrap();
+    s.directory
+        .revoke_api_token(t.id, START.plus(1))
+        .await
+        .unwrap();
     let live = ApiToken {
         id: ApiTokenId::random(),
         name: "second".into(),
         hash: rand_hash(),
         ..t
     };
-    s.create_api_token(live.clone()).await.unwrap();
+    s.directory.create_api_token(live.clone()).await.unwrap();
 
     let (master, _) = MasterKey::generate();
     let active = pending_key(&master, KeyPurpose::Access, START);
     let destroyed = pending_key(&master, KeyPurpose::Refresh, START);
-    s.record_master_key_check(MasterKeyCheck {
-        value: master.check_value(),
-        recorded_at: START,
-    })
-    .await
-    .unwrap();
-    s.insert_key(active.clone()).await.unwrap();
-    s.insert_key(destroyed.clone()).await.unwrap();
-    s.activate_key(&active.kid, START).await.unwrap();
-    s.add_seal_counts(vec![(active.kid.clone(), 9)])
+    s.keys
+        .record_master_key_check(MasterKeyCheck {
+            value: master.check_value(),
+            recorded_at: START,
+        })
         .await
         .unwrap();
-    s.destroy_key(&destroyed.kid).await.unwrap();
+    s.keys.insert_key(active.clone()).await.unwrap();
+    s.keys.insert_key(destroyed.clone()).await.unwrap();
+    s.keys.activate_key(&active.kid, START).await.unwrap();
+    s.keys
+        .add_seal_counts(vec![(active.kid.clone(), 9)])
+        .await
+        .unwrap();
+    s.keys.destroy_key(&destroyed.kid).await.unwrap();
 
     let mut data = serde_json::Map::new();
     data.insert(
@@ -1115,21 +1443,26 @@ async fn populate(s: &dyn Store) -> Populated {
     );
     room.address.locked = true;
     room.address.cover_url = "https://example.com/c.png".into();
-    s.create_resource(room.clone()).await.unwrap();
+    s.directory.create_resource(room.clone()).await.unwrap();
     let mut sub = upsert(&clock, p.id, "Ref-Ü", "ü@x.io");
     sub.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
     let sub_addr = sub.create.address.id;
     let fam = family(p.id, PrincipalKind::Subscriber);
     let sub_id = s
+        .families
         .grant_subscriber(p.id, sub, fam.clone(), START)
         .await
         .unwrap();
-    s.rotate_family(p.id, fam.id, 1, START.plus(2), START.plus(600))
+    s.families
+        .rotate_family(p.id, fam.id, 1, START.plus(2), START.plus(600))
         .await
         .unwrap();
     let guest = family(p.id, PrincipalKind::Guest);
-    s.create_family(guest.clone()).await.unwrap();
-    s.revoke_family(guest.id, START.plus(3)).await.unwrap();
+    s.families.create_family(guest.clone()).await.unwrap();
+    s.families
+        .revoke_family(guest.id, START.plus(3))
+        .await
+        .unwrap();
 
     let embed = Embed {
         id: EmbedId::random(),
@@ -1139,30 +1472,31 @@ async fn populate(s: &dyn Store) -> Populated {
         enabled: true,
         created_at: START,
     };
-    s.create_embed(embed.clone()).await.unwrap();
+    s.directory.create_embed(embed.clone()).await.unwrap();
 
     let mut detail = serde_json::Map::new();
     detail.insert("why".into(), serde_json::json!("a \"quoted\" ✓"));
-    s.append_audit(vec![
-        AuditEvent {
-            at: START,
-            project_id: Some(p.id),
-            action: "first".into(),
-            actor: "test".into(),
-            subject: "s".into(),
-            detail,
-        },
-        AuditEvent {
-            at: START.plus(1),
-            project_id: None,
-            action: "second".into(),
-            actor: "test".into(),
-            subject: "s".into(),
-            detail: Default::default(),
-        },
-    ])
-    .await
-    .unwrap();
+    s.audit
+        .append_audit(vec![
+            AuditEvent {
+                at: START,
+                project_id: Some(p.id),
+                action: "first".into(),
+                actor: "test".into(),
+                subject: "s".into(),
+                detail,
+            },
+            AuditEvent {
+                at: START.plus(1),
+                project_id: None,
+                action: "second".into(),
+                actor: "test".into(),
+                subject: "s".into(),
+                detail: Default::default(),
+            },
+        ])
+        .await
+        .unwrap();
 
     let user = Operator {
         id: OperatorId::random(),
@@ -1186,19 +1520,23 @@ async fn populate(s: &dyn Store) -> Populated {
         disabled: false,
         created_at: START.plus(1),
     };
-    s.create_operator(user.clone()).await.unwrap();
-    s.create_operator(service.clone()).await.unwrap();
-    s.update_operator(
-        service.id,
-        OperatorPatch {
-            disabled: Some(true),
-            role: None,
-        },
-    )
-    .await
-    .unwrap();
+    s.operators.create_operator(user.clone()).await.unwrap();
+    s.operators.create_operator(service.clone()).await.unwrap();
+    s.operators
+        .update_operator(
+            service.id,
+            OperatorPatch {
+                disabled: Some(true),
+                role: None,
+            },
+        )
+        .await
+        .unwrap();
     let session = session_of(user.id);
-    s.create_operator_session(session.clone()).await.unwrap();
+    s.operators
+        .create_operator_session(session.clone())
+        .await
+        .unwrap();
 
     Populated {
         project: p.id,
@@ -1212,8 +1550,9 @@ async fn populate(s: &dyn Store) -> Populated {
 }
 
 /// Every table of `s`, for comparing whole installations.
-async fn dump(s: &dyn Store) -> Vec<(String, Vec<ExportRow>)> {
-    s.export_all()
+async fn dump(s: &Stores) -> Vec<(String, Vec<ExportRow>)> {
+    s.transfer
+        .export_all()
         .await
         .unwrap()
         .into_iter()
@@ -1224,7 +1563,7 @@ async fn dump(s: &dyn Store) -> Vec<(String, Vec<ExportRow>)> {
 /// Moves a populated installation from `from` into the empty `to`: every row arrives as it
 /// was and reads back as the same records; a second import, an unknown table and a bad row
 /// are refused, the last without leaving anything in the (empty) `spare`.
-pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
+pub async fn moves_intact(from: &Stores, to: &Stores, spare: &Stores) {
     let p = populate(from).await;
     let exported = dump(from).await;
     let names: Vec<&str> = exported.iter().map(|(t, _)| t.as_str()).collect();
@@ -1241,11 +1580,11 @@ pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
         value: rand_hash(),
         recorded_at: START,
     };
-    to.record_master_key_check(stray).await.unwrap();
-    to.import_all(input.clone()).await.unwrap();
+    to.keys.record_master_key_check(stray).await.unwrap();
+    to.transfer.import_all(input.clone()).await.unwrap();
     assert_eq!(
-        to.master_key_check().await.unwrap(),
-        from.master_key_check().await.unwrap()
+        to.keys.master_key_check().await.unwrap(),
+        from.keys.master_key_check().await.unwrap()
     );
     assert_eq!(
         dump(to).await,
@@ -1255,53 +1594,63 @@ pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
 
     // The target reads the imported rows as the same records.
     assert_eq!(
-        to.get_project(p.project).await.unwrap(),
-        from.get_project(p.project).await.unwrap()
+        to.directory.get_project(p.project).await.unwrap(),
+        from.directory.get_project(p.project).await.unwrap()
     );
     assert_eq!(
-        to.list_api_tokens(p.project).await.unwrap(),
-        from.list_api_tokens(p.project).await.unwrap()
+        to.directory.list_api_tokens(p.project).await.unwrap(),
+        from.directory.list_api_tokens(p.project).await.unwrap()
     );
     assert!(to
+        .directory
         .find_api_token(p.project, p.live_token)
         .await
         .unwrap()
         .is_some());
     assert_eq!(
-        to.list_keys().await.unwrap(),
-        from.list_keys().await.unwrap()
+        to.keys.list_keys().await.unwrap(),
+        from.keys.list_keys().await.unwrap()
     );
     for id in &p.resources {
         assert_eq!(
-            to.get_resource(p.project, *id).await.unwrap(),
-            from.get_resource(p.project, *id).await.unwrap()
+            to.directory.get_resource(p.project, *id).await.unwrap(),
+            from.directory.get_resource(p.project, *id).await.unwrap()
         );
     }
     for id in &p.addresses {
         assert_eq!(
-            to.get_address(p.project, *id).await.unwrap(),
-            from.get_address(p.project, *id).await.unwrap()
+            to.directory.get_address(p.project, *id).await.unwrap(),
+            from.directory.get_address(p.project, *id).await.unwrap()
         );
     }
     assert_eq!(
-        to.get_family(p.family).await.unwrap(),
-        from.get_family(p.family).await.unwrap()
+        to.families.get_family(p.family).await.unwrap(),
+        from.families.get_family(p.family).await.unwrap()
     );
     assert_eq!(
-        to.find_embed(p.embed).await.unwrap(),
-        from.find_embed(p.embed).await.unwrap()
+        to.directory.find_embed(p.embed).await.unwrap(),
+        from.directory.find_embed(p.embed).await.unwrap()
     );
     assert_eq!(
-        to.find_operator_session(p.session).await.unwrap(),
-        from.find_operator_session(p.session).await.unwrap()
+        to.operators.find_operator_session(p.session).await.unwrap(),
+        from.operators
+            .find_operator_session(p.session)
+            .await
+            .unwrap()
     );
     assert_eq!(
-        to.list_operators().await.unwrap(),
-        from.list_operators().await.unwrap()
+        to.operators.list_operators().await.unwrap(),
+        from.operators.list_operators().await.unwrap()
     );
     assert_eq!(
-        to.audit_events(None, UnixTime(0), 0, 100).await.unwrap(),
-        from.audit_events(None, UnixTime(0), 0, 100).await.unwrap()
+        to.audit
+            .audit_events(None, UnixTime(0), 0, 100)
+            .await
+            .unwrap(),
+        from.audit
+            .audit_events(None, UnixTime(0), 0, 100)
+            .await
+            .unwrap()
     );
     // New audit events come after the imported ones.
     let later = AuditEvent {
@@ -1312,19 +1661,24 @@ pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
         subject: "s".into(),
         detail: Default::default(),
     };
-    to.append_audit(vec![later]).await.unwrap();
-    let events = to.audit_events(None, UnixTime(0), 0, 100).await.unwrap();
+    to.audit.append_audit(vec![later]).await.unwrap();
+    let events = to
+        .audit
+        .audit_events(None, UnixTime(0), 0, 100)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(events[2].action, "after the move");
 
     // Never two installations in one database.
-    let again = to.import_all(input.clone()).await;
+    let again = to.transfer.import_all(input.clone()).await;
     assert!(
         matches!(&again, Err(StoreError::Invalid(m)) if m.contains("not empty")),
         "{again:?}"
     );
     // An unknown table, a malformed row, a duplicate row: refused, nothing written.
     let unknown = spare
+        .transfer
         .import_all(vec![("schema_version".into(), vec![])])
         .await;
     assert!(matches!(&unknown, Err(StoreError::Invalid(m)) if m.contains("unknown table")));
@@ -1332,7 +1686,7 @@ pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
     if let Some((_, rows)) = malformed.iter_mut().find(|(t, _)| t == "families") {
         rows[0].insert("generation".into(), serde_json::json!("two"));
     }
-    let refused = spare.import_all(malformed).await;
+    let refused = spare.transfer.import_all(malformed).await;
     assert!(
         matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("families.generation")),
         "{refused:?}"
@@ -1342,7 +1696,7 @@ pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
         let first = rows[0].clone();
         rows.push(first);
     }
-    let refused = spare.import_all(duplicated).await;
+    let refused = spare.transfer.import_all(duplicated).await;
     assert!(
         matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("operator_sessions")),
         "{refused:?}"
@@ -1351,7 +1705,7 @@ pub async fn moves_intact(from: &dyn Store, to: &dyn Store, spare: &dyn Store) {
         assert!(rows.is_empty(), "a refused import left rows in {t}");
     }
     // And the spare still takes the whole installation afterwards.
-    spare.import_all(exported.clone()).await.unwrap();
+    spare.transfer.import_all(exported.clone()).await.unwrap();
     assert_eq!(dump(spare).await, exported);
 }
 
@@ -1362,12 +1716,8 @@ fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> tessera_store_sqlite::Sq
 #[tokio::test]
 async fn sqlite_moves_intact_into_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    moves_intact(
-        &sqlite_store(&dir, "from.db"),
-        &sqlite_store(&dir, "to.db"),
-        &sqlite_store(&dir, "spare.db"),
-    )
-    .await;
+    let sqlite = |name| Stores::from_backend(Arc::new(sqlite_store(&dir, name)));
+    moves_intact(&sqlite("from.db"), &sqlite("to.db"), &sqlite("spare.db")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1383,21 +1733,17 @@ async fn sqlite_and_postgres_move_intact_into_each_other() {
     let mut pg = Vec::new();
     for _ in 0..3 {
         let (url, guard) = tessera_store_postgres::testing::scratch_schema(&base).await;
-        pg.push(
+        pg.push(Stores::from_backend(Arc::new(
             tessera_store_postgres::PgStore::connect(&url)
                 .await
                 .unwrap(),
-        );
+        )));
         guards.push(guard);
     }
     // SQLite into PostgreSQL, then PostgreSQL into SQLite.
-    moves_intact(&sqlite_store(&dir, "a.db"), &pg[0], &pg[1]).await;
-    moves_intact(
-        &pg[2],
-        &sqlite_store(&dir, "b.db"),
-        &sqlite_store(&dir, "c.db"),
-    )
-    .await;
+    let sqlite = |name| Stores::from_backend(Arc::new(sqlite_store(&dir, name)));
+    moves_intact(&sqlite("a.db"), &pg[0], &pg[1]).await;
+    moves_intact(&pg[2], &sqlite("b.db"), &sqlite("c.db")).await;
     drop(pg);
     for g in guards {
         g.drop_now().await;
