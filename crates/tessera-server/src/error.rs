@@ -432,6 +432,17 @@ pub fn is_accounts_path(path: &str) -> bool {
     path == "/v1" || path.starts_with("/v1/")
 }
 
+/// The answer to a request whose handler panicked: the dialect's 500, with the panic logged
+/// under the answer's reference (the process goes on serving every other request).
+pub fn panic_response(accounts: bool) -> Response {
+    let cause = "the handler panicked".to_string();
+    if accounts {
+        V1Error::Internal(cause).into_response()
+    } else {
+        FabricError::Internal(cause).into_response()
+    }
+}
+
 /// The response to a [`Refusal`], in the Accounts dialect if `accounts` (see
 /// [`is_accounts_path`]), else Fabric's. The connection is closed after it: the body was not
 /// read (or not all of it), so what follows on the connection is not the next request.

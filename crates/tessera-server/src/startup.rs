@@ -25,6 +25,7 @@ use tessera_core::Clock;
 use tessera_store_postgres::PgStore;
 use tessera_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::{whole_seconds, Config, Database};
 use crate::error::{self, Refusal};
@@ -393,7 +394,11 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
         .map(|c| c.0.ip());
     let span = tracing::info_span!("request", %method, path = %path, request_id = %id);
     let watch = Stopwatch::start();
+    let accounts = error::is_accounts_path(req.uri().path());
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    if resp.extensions().get::<Panicked>().is_some() {
+        resp = span.in_scope(|| error::panic_response(accounts));
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID.clone(), v);
     }
@@ -422,17 +427,33 @@ async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> 
 
 /// The whole router.
 pub fn router(state: AppState) -> Router {
+    layered(crate::openapi::api().0, state)
+}
+
+/// `routes` behind the middleware every request passes: the request id, metrics and refusal
+/// log, the panic catcher, the body deadlines and the body limit.
+pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let limit = state.config.body_limit;
-    let (router, _) = crate::openapi::api();
-    router
+    routes
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             read_body_first,
         ))
+        // tower-http's catcher turns a panic into a response instead of a dropped
+        // connection; `request_id`, which knows the path, restates it in the dialect.
+        .layer(CatchPanicLayer::custom(|_| {
+            let mut r = Response::new(axum::body::Body::empty());
+            r.extensions_mut().insert(Panicked);
+            r
+        }))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
+
+/// Marks the placeholder response of a handler that panicked.
+#[derive(Clone, Copy)]
+struct Panicked;
 
 /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
 pub async fn serve(

@@ -643,3 +643,50 @@ async fn oauth_endpoints_refuse_a_json_body_that_is_not_an_object() {
         }
     }
 }
+
+/// A handler that panics is answered with its dialect's 500 (and the request id), and the
+/// server goes on serving: before, the connection was dropped without an answer.
+#[tokio::test]
+async fn a_handler_that_panics_is_answered_500_in_its_dialect() {
+    use axum::routing::get;
+    let app = spawn_app().await;
+    let boom = || async {
+        if true {
+            panic!("a bug");
+        }
+        ""
+    };
+    let routes = axum::Router::new()
+        .route("/api/fabric/boom", get(boom))
+        .route("/v1/boom", get(boom))
+        .route("/fine", get(|| async { "fine" }));
+    let router = tessera_server::startup::layered(routes, app.state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let r = app
+        .client
+        .get(format!("{base}/api/fabric/boom"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({ "error": "Internal Server Error" }));
+
+    let r = app
+        .client
+        .get(format!("{base}/v1/boom"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errorCode"], "INTERNAL_SERVER_ERROR", "{body}");
+    assert!(body["referenceToken"].is_string(), "{body}");
+
+    let r = app.client.get(format!("{base}/fine")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "fine");
+}
