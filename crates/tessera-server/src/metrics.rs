@@ -13,7 +13,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::prometheus_text::{self, CONTENT_TYPE};
 use prometheus_client::encoding::{
@@ -30,12 +29,22 @@ use tessera_core::UnixTime;
 use crate::error::FabricError;
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The metrics route.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().route("/metrics", get(metrics))
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// Prometheus metrics
+///
+/// Requests by route and status with latency histograms, tokens issued by kind, refreshes by
+/// result, reuse detections, introspections by result, operator logins, store operation
+/// latency, and each key's age and encryption count, in the Prometheus text format 0.0.4.
+/// Unauthenticated, like `/healthz`: expose it only where your scraper can reach it.
+#[utoipa::path(get, path = "/metrics", tag = "Service", operation_id = "metrics",
+    responses((status = 200, description = "The metrics.", body = String,
+               content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, FabricError> {
     // A store that cannot answer is 503, like every other endpoint's (error.rs).
     let keys = state.maintenance.key_stats().await?;

@@ -6,23 +6,114 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::post;
 use axum::Json;
 use serde_json::{json, Value};
 
 use tessera_core::json::{any_byte, ObjectWriter};
+use tessera_core::token::PrincipalKind;
 
 use crate::error::FabricError;
 use crate::extract::{ProjectAuth, RawBody};
 use crate::fabric::json_response;
+use crate::openapi::schemas::{
+    json_schema, uuid, FabricTooLarge, FabricUnauthorized, OAuthBadRequest,
+};
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The OAuth 2.0 routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .route("/oauth2/introspect", post(introspect))
-        .route("/oauth2/revoke", post(revoke))
+        .routes(routes!(introspect))
+        .routes(routes!(revoke))
+}
+
+/// The form's or JSON object's members, as both endpoints document them.
+fn token_request(description: &str) -> Value {
+    // Any hint is accepted: the RFCs let a server ignore hints it does not know (the hint
+    // registry is open), and the token itself says what it is.
+    json!({
+        "type": "object",
+        "description": description,
+        "properties": {
+            "token": {
+                "type": "string",
+                "description": "The token. The RFCs require it; a missing or unreadable one (or \
+                                an empty body) is answered as an unknown token, not as an error.",
+            },
+            "token_type_hint": {
+                "type": "string",
+                "examples": ["access_token", "refresh_token"],
+                "description": "Accepted and ignored, as RFC 7009 allows; the token itself says \
+                                what it is.",
+            },
+        },
+    })
+}
+
+json_schema! {
+    /// What `POST /oauth2/introspect` reads (`TokenRequest` holds it once read).
+    pub(crate) struct IntrospectionRequest = token_request(
+        "A form (`token=…`), as RFC 7662 specifies, or the same members as a JSON object. \
+         `token` must not be given twice (400).",
+    );
+}
+
+json_schema! {
+    /// What `POST /oauth2/revoke` reads (`TokenRequest` holds it once read).
+    pub(crate) struct RevocationRequest = token_request("As for introspection.");
+}
+
+json_schema! {
+    /// What `introspect` writes by hand.
+    pub(crate) struct IntrospectionResponse = {
+        let kinds = [
+            PrincipalKind::Subscriber,
+            PrincipalKind::Guest,
+            PrincipalKind::Invite,
+            PrincipalKind::Embed,
+        ]
+        .map(PrincipalKind::as_str);
+        json!({
+            "type": "object",
+            "required": ["active"],
+            "description": "An inactive token is answered exactly `{\"active\": false}`; the \
+                            other members are present only when `active` is true.",
+            "properties": {
+                "active": { "type": "boolean" },
+                "token_type": { "const": "Bearer" },
+                "sub": { "type": "string", "description": "The principal's id." },
+                "exp": { "type": "integer", "description": "Expiry, Unix seconds." },
+                "iat": { "type": "integer", "description": "Issue time, Unix seconds." },
+                "jti": { "type": "string", "description": "The token's id." },
+                "project_id": uuid(),
+                "kind": { "type": "string", "enum": kinds },
+                "allowed_addresses": { "type": "array", "items": uuid(),
+                                       "description": "For guest, invite and embed tokens." },
+                "application_id": { "type": ["string", "null"], "format": "uuid" },
+                "family_id": { "type": "string", "format": "uuid",
+                               "description": "The session family; revoking it deactivates \
+                                               the token." },
+            },
+        })
+    };
+}
+
+/// The token an OAuth 2.0 request names, if it names one: a missing `token`, or an empty body,
+/// is answered like an unknown token (RFC 7662 §2.2, RFC 7009 §2.2), not as an error.
+#[derive(Debug)]
+struct TokenRequest {
+    token: Option<String>,
+}
+
+impl TokenRequest {
+    /// Reads `token` from a form or JSON body; a malformed body is a 400 (see [`token_param`]).
+    fn read(headers: &HeaderMap, body: &Bytes) -> Result<Self, FabricError> {
+        Ok(Self {
+            token: token_param(headers, body)?,
+        })
+    }
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -101,15 +192,30 @@ fn token_param(headers: &HeaderMap, body: &Bytes) -> Result<Option<String>, Fabr
     Ok(found.flatten())
 }
 
-/// `POST /oauth2/introspect`: `{"active": true, …}` for a live access token of the caller's
-/// project, exactly `{"active": false}` for anything else.
+/// Introspect a token (RFC 7662)
+///
+/// Tells a project backend or resource server whether an access token is active: sealed by
+/// Tessera, unexpired, of the caller's project, and its session family not revoked. Anything
+/// else is exactly `{"active": false}`.
+#[utoipa::path(post, path = "/oauth2/introspect", tag = "OAuth 2.0",
+    operation_id = "introspectToken", security(("projectBasic" = [])),
+    // Optional: an empty body is answered like a missing `token`.
+    request_body(content(
+        (Option<IntrospectionRequest> = "application/x-www-form-urlencoded"),
+        (Option<IntrospectionRequest> = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The token's state. A missing `token` or one Tessera did \
+         not issue is inactive, not an error.", body = IntrospectionResponse),
+        OAuthBadRequest, FabricUnauthorized, FabricTooLarge,
+    ))]
 async fn introspect(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<axum::response::Response, FabricError> {
-    let Some(token) = token_param(&headers, &body)? else {
+    let Some(token) = TokenRequest::read(&headers, &body)?.token else {
         return Ok(Json(json!({"active": false})).into_response());
     };
     let claims = state.service.introspect(project, &token).await?;
@@ -133,15 +239,30 @@ async fn introspect(
     Ok(json_response(StatusCode::OK, w.finish()))
 }
 
-/// `POST /oauth2/revoke`: revokes the token's family; unknown tokens also answer 200 (RFC 7009
-/// §2.2), so the endpoint says nothing about which tokens exist.
+/// Revoke a token (RFC 7009)
+///
+/// Revokes the token's session family, so the family's refresh and access tokens stop
+/// working. An unknown or already revoked token is answered 200 too, as RFC 7009 requires.
+// Unknown tokens answer 200 (RFC 7009 §2.2), so the endpoint says nothing about which tokens
+// exist.
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "OAuth 2.0",
+    operation_id = "revokeToken", security(("projectBasic" = [])),
+    // Optional: an empty body is answered like a missing `token`.
+    request_body(content(
+        (Option<RevocationRequest> = "application/x-www-form-urlencoded"),
+        (Option<RevocationRequest> = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Revoked (or nothing to revoke). Empty body."),
+        OAuthBadRequest, FabricUnauthorized, FabricTooLarge,
+    ))]
 async fn revoke(
     State(state): State<AppState>,
     ProjectAuth(project): ProjectAuth,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<impl IntoResponse, FabricError> {
-    if let Some(token) = token_param(&headers, &body)? {
+    if let Some(token) = TokenRequest::read(&headers, &body)?.token {
         state.service.revoke(project, &token).await?;
     }
     Ok(StatusCode::OK)

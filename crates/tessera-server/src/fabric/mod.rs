@@ -7,7 +7,6 @@ mod tokens;
 use axum::extract::MatchedPath;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::{json, Map, Value};
 use tessera_core::json::ObjectWriter;
 use tessera_core::model::{Address, Page, PageOf, Resource, ResourceKind};
@@ -29,48 +28,23 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(guest_token))
         .routes(routes!(invite_token))
         .routes(routes!(embed_token))
-        .route("/api/fabric/resources", get(list_resources))
-        .route(
-            "/api/fabric/resources/subscribers",
-            get(list_subscribers).post(create_subscriber),
-        )
-        .route(
-            "/api/fabric/resources/subscribers/{id}",
-            get(get_subscriber)
-                .put(update_subscriber)
-                .delete(delete_subscriber),
-        )
-        .route(
-            "/api/fabric/resources/subscribers/{id}/addresses",
-            get(resource_addresses),
-        )
-        .route(
-            "/api/fabric/resources/conference_rooms",
-            get(list_rooms).post(create_room),
-        )
-        .route(
-            "/api/fabric/resources/conference_rooms/{id}",
-            get(get_room).put(update_room).delete(delete_room),
-        )
+        .routes(routes!(list_resources))
+        .routes(routes!(list_subscribers, create_subscriber))
+        .routes(routes!(
+            get_subscriber,
+            update_subscriber,
+            delete_subscriber
+        ))
+        .routes(routes!(subscriber_addresses))
+        .routes(routes!(list_rooms, create_room))
+        .routes(routes!(get_room, update_room, delete_room))
         // The SDK's room `list_addresses` uses the singular path; both are served.
-        .route(
-            "/api/fabric/resources/conference_rooms/{id}/addresses",
-            get(resource_addresses),
-        )
-        .route(
-            "/api/fabric/resources/conference_room/{id}/addresses",
-            get(resource_addresses),
-        )
-        .route(
-            "/api/fabric/resources/{id}",
-            get(get_resource).delete(delete_resource),
-        )
-        .route(
-            "/api/fabric/resources/{id}/addresses",
-            get(resource_addresses),
-        )
-        .route("/api/fabric/addresses", get(list_addresses))
-        .route("/api/fabric/addresses/{id}", get(get_address))
+        .routes(routes!(room_addresses))
+        .routes(routes!(room_addresses_singular))
+        .routes(routes!(get_resource, delete_resource))
+        .routes(routes!(any_resource_addresses))
+        .routes(routes!(list_addresses))
+        .routes(routes!(get_address))
 }
 
 /// Parses an id from a path. A malformed id names nothing, so it is a 404 like any unknown id.
@@ -234,6 +208,7 @@ pub(crate) fn resource_json(r: &Resource) -> Value {
 }
 
 /// Pagination parameters (fabric-api.md §8, §13 item 19).
+#[derive(Debug)]
 pub(crate) struct Paging {
     pub page: Page,
     pub number: u64,
@@ -293,6 +268,34 @@ impl Paging {
             page: Page { size, after },
             number,
         })
+    }
+}
+
+impl utoipa::IntoParams for Paging {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use crate::openapi::schemas::{
+            page_number_schema, page_size_schema, page_token_schema, query_param,
+        };
+        vec![
+            query_param(
+                "page_size",
+                "Items per page, 1 to 1000; 50 by default.",
+                page_size_schema(),
+            ),
+            query_param(
+                "page_number",
+                "0-based page number; pages after the first need `page_token`. Follow \
+                 `links.next` rather than building it.",
+                page_number_schema(),
+            ),
+            query_param(
+                "page_token",
+                "Opaque continuation token from `links.next` (`PA` + the last id seen).",
+                page_token_schema(),
+            ),
+        ]
     }
 }
 

@@ -6,7 +6,6 @@ use serde_json::{json, Map, Value};
 use tessera_core::keyring::{KeyPurpose, KeyState};
 use tessera_core::model::Role;
 use tessera_core::service::{MAX_ALLOWED_ADDRESSES, SCOPE_SAT_REFRESH};
-use tessera_core::token::PrincipalKind;
 
 use super::schemas::*;
 
@@ -17,8 +16,6 @@ pub enum Method {
     Get,
     /// `POST`.
     Post,
-    /// `PUT`.
-    Put,
     /// `PATCH`.
     Patch,
     /// `DELETE`.
@@ -31,7 +28,6 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
-            Method::Put => "PUT",
             Method::Patch => "PATCH",
             Method::Delete => "DELETE",
         }
@@ -42,7 +38,6 @@ impl Method {
         match self {
             Method::Get => "get",
             Method::Post => "post",
-            Method::Put => "put",
             Method::Patch => "patch",
             Method::Delete => "delete",
         }
@@ -217,7 +212,6 @@ pub const TAGS: &[(&str, &str)] = &[
 // ---- Reusable pieces of the operations table -------------------------------------------------
 
 const JSON: &str = "application/json";
-const FORM: &str = "application/x-www-form-urlencoded";
 const JSON_ONLY: &[&str] = &[JSON];
 
 const fn json_body(schema: &'static str) -> Option<RequestBody> {
@@ -267,12 +261,6 @@ const fn invalid(description: &'static str) -> Reply {
 }
 
 const E400_BODY: Reply = err(400, "The body is not valid JSON.");
-const E400_QUERY: Reply = err(400, "The query string cannot be decoded.");
-const E400_OAUTH: Reply = err(
-    400,
-    "A malformed request (RFC 6749 §5.2 `invalid_request`): a JSON body that is not an object \
-     or names a member twice, a `token` that is not a string, or a form naming `token` twice.",
-);
 const E401: Reply = Reply {
     status: 401,
     description: "Credentials are missing or wrong.",
@@ -283,10 +271,6 @@ const E401: Reply = Reply {
         schema: Schema::Inline(string),
     }],
 };
-const E404: Reply = err(
-    404,
-    "No such record in the caller's project (a malformed id is answered the same way).",
-);
 const E413: Reply = err(
     413,
     "The body exceeds the configured limit (`--body-limit`, 64 KiB by default).",
@@ -294,11 +278,6 @@ const E413: Reply = err(
 const E500: Reply = err(
     500,
     "An internal error; it is logged with a reference id and the body says nothing more.",
-);
-const E422_LIST: Reply = invalid(
-    "Bad paging: `page_size` outside 1–1000, `page_number` not a non-negative integer, \
-     `page_token` malformed (`page_token_is_invalid`) or missing when `page_number` > 0 \
-     (`page_token_required`).",
 );
 /// A 204 with an empty body.
 const fn empty(description: &'static str) -> Reply {
@@ -316,52 +295,6 @@ const BASIC: &[Auth] = &[Auth::Basic];
 const BASIC_OR_BEARER: &[Auth] = &[Auth::Basic, Auth::Bearer];
 const PUBLIC: &[Auth] = &[Auth::None];
 const ACCOUNTS: &[Auth] = &[Auth::AccountsBearer];
-
-const PAGE_SIZE: Param = Param {
-    name: "page_size",
-    location: Location::Query,
-    description: "Items per page, 1 to 1000; 50 by default.",
-    schema: Schema::Inline(page_size_schema),
-};
-const PAGE_NUMBER: Param = Param {
-    name: "page_number",
-    location: Location::Query,
-    description: "0-based page number; pages after the first need `page_token`. Follow \
-                  `links.next` rather than building it.",
-    schema: Schema::Inline(page_number_schema),
-};
-const PAGE_TOKEN: Param = Param {
-    name: "page_token",
-    location: Location::Query,
-    description: "Opaque continuation token from `links.next` (`PA` + the last id seen).",
-    schema: Schema::Inline(page_token_schema),
-};
-const PAGING: &[Param] = &[PAGE_SIZE, PAGE_NUMBER, PAGE_TOKEN];
-
-const RESOURCE_ID: Param = Param {
-    name: "id",
-    location: Location::Path,
-    description: "Resource id.",
-    schema: Schema::Inline(uuid),
-};
-const SUBSCRIBER_ID: Param = Param {
-    name: "id",
-    location: Location::Path,
-    description: "Subscriber id (the same UUID as its resource id).",
-    schema: Schema::Inline(uuid),
-};
-const ROOM_ID: Param = Param {
-    name: "id",
-    location: Location::Path,
-    description: "Conference room (resource) id.",
-    schema: Schema::Inline(uuid),
-};
-const ADDRESS_ID: Param = Param {
-    name: "id",
-    location: Location::Path,
-    description: "Address id.",
-    schema: Schema::Inline(uuid),
-};
 
 // ---- Reusable pieces of the Accounts API (/v1) ----------------------------------------------
 
@@ -592,475 +525,6 @@ pub static OPERATIONS: &[Operation] = &[
                     schema: Schema::Inline(positive),
                 }],
             },
-            E500,
-        ],
-    },
-    // ---- Subscribers
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/subscribers",
-        id: "listSubscribers",
-        summary: "List subscribers (S1)",
-        description: "Oldest first.",
-        tag: "Subscribers",
-        auth: BASIC,
-        params: PAGING,
-        request: None,
-        responses: &[
-            ok(200, "A page of subscribers.", Schema::Ref("SubscriberList")),
-            E400_QUERY,
-            E401,
-            E422_LIST,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Post,
-        path: "/api/fabric/resources/subscribers",
-        id: "createSubscriber",
-        summary: "Create a subscriber (S2)",
-        description: "Also creates the subscriber's address (`/private/<email>`). Without a \
-                      password the subscriber has none to log in with.",
-        tag: "Subscribers",
-        auth: BASIC,
-        params: &[],
-        request: Some(RequestBody {
-            media: JSON_ONLY,
-            schema: Schema::Inline(subscriber_create_request),
-            required: true,
-        }),
-        responses: &[
-            ok(
-                201,
-                "The new subscriber.",
-                Schema::Ref("SubscriberResponse"),
-            ),
-            E400_BODY,
-            E401,
-            E413,
-            invalid(
-                "`email` missing, a bad `password` (8 to 72 characters), a non-string field, \
-                 or `email` already taken in the project (`not_unique_within_project`).",
-            ),
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/subscribers/{id}",
-        id: "getSubscriber",
-        summary: "Get a subscriber (S3)",
-        description: "",
-        tag: "Subscribers",
-        auth: BASIC,
-        params: &[SUBSCRIBER_ID],
-        request: None,
-        responses: &[
-            ok(200, "The subscriber.", Schema::Ref("SubscriberResponse")),
-            E401,
-            E404,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Put,
-        path: "/api/fabric/resources/subscribers/{id}",
-        id: "updateSubscriber",
-        summary: "Update a subscriber (S4)",
-        description: "A merge: only the members sent change. Changing the password revokes the \
-                      subscriber's sessions.",
-        tag: "Subscribers",
-        auth: BASIC,
-        params: &[SUBSCRIBER_ID],
-        request: optional_json_body("SubscriberRequest"),
-        responses: &[
-            ok(
-                200,
-                "The updated subscriber.",
-                Schema::Ref("SubscriberResponse"),
-            ),
-            E400_BODY,
-            E401,
-            E404,
-            E413,
-            invalid(
-                "An empty `email`, a bad `password`, a non-string field, or an `email` taken \
-                 by another subscriber.",
-            ),
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Delete,
-        path: "/api/fabric/resources/subscribers/{id}",
-        id: "deleteSubscriber",
-        summary: "Delete a subscriber (S5)",
-        description: "Also deletes its address and revokes its sessions.",
-        tag: "Subscribers",
-        auth: BASIC,
-        params: &[SUBSCRIBER_ID],
-        request: None,
-        responses: &[NO_CONTENT, E401, E404, E500],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/subscribers/{id}/addresses",
-        id: "listSubscriberAddresses",
-        summary: "List a subscriber's addresses (S6)",
-        description: "",
-        tag: "Subscribers",
-        auth: BASIC,
-        params: &[SUBSCRIBER_ID, PAGE_SIZE, PAGE_NUMBER, PAGE_TOKEN],
-        request: None,
-        responses: &[
-            ok(
-                200,
-                "A page of addresses.",
-                Schema::Ref("FabricAddressList"),
-            ),
-            E400_QUERY,
-            E401,
-            E404,
-            E422_LIST,
-            E500,
-        ],
-    },
-    // ---- Conference rooms
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/conference_rooms",
-        id: "listConferenceRooms",
-        summary: "List conference rooms",
-        description: "Oldest first.",
-        tag: "Conference rooms",
-        auth: BASIC,
-        params: PAGING,
-        request: None,
-        responses: &[
-            ok(
-                200,
-                "A page of conference rooms.",
-                Schema::Ref("ConferenceRoomList"),
-            ),
-            E400_QUERY,
-            E401,
-            E422_LIST,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Post,
-        path: "/api/fabric/resources/conference_rooms",
-        id: "createConferenceRoom",
-        summary: "Create a conference room",
-        description: "Also creates the room's address (`/public/<name>`).",
-        tag: "Conference rooms",
-        auth: BASIC,
-        params: &[],
-        request: Some(RequestBody {
-            media: JSON_ONLY,
-            schema: Schema::Inline(room_create_request),
-            required: true,
-        }),
-        responses: &[
-            ok(201, "The new room.", Schema::Ref("ConferenceRoomResponse")),
-            E400_BODY,
-            E401,
-            E413,
-            invalid("`name` missing or a non-string `name`/`display_name`."),
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/conference_rooms/{id}",
-        id: "getConferenceRoom",
-        summary: "Get a conference room",
-        description: "",
-        tag: "Conference rooms",
-        auth: BASIC,
-        params: &[ROOM_ID],
-        request: None,
-        responses: &[
-            ok(200, "The room.", Schema::Ref("ConferenceRoomResponse")),
-            E401,
-            E404,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Put,
-        path: "/api/fabric/resources/conference_rooms/{id}",
-        id: "updateConferenceRoom",
-        summary: "Update a conference room",
-        description: "A merge: only the members sent change.",
-        tag: "Conference rooms",
-        auth: BASIC,
-        params: &[ROOM_ID],
-        request: optional_json_body("ConferenceRoomRequest"),
-        responses: &[
-            ok(
-                200,
-                "The updated room.",
-                Schema::Ref("ConferenceRoomResponse"),
-            ),
-            E400_BODY,
-            E401,
-            E404,
-            E413,
-            invalid("An empty `name` or a non-string `name`/`display_name`."),
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Delete,
-        path: "/api/fabric/resources/conference_rooms/{id}",
-        id: "deleteConferenceRoom",
-        summary: "Delete a conference room",
-        description: "Also deletes its address.",
-        tag: "Conference rooms",
-        auth: BASIC,
-        params: &[ROOM_ID],
-        request: None,
-        responses: &[NO_CONTENT, E401, E404, E500],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/conference_rooms/{id}/addresses",
-        id: "listConferenceRoomAddresses",
-        summary: "List a conference room's addresses",
-        description: "",
-        tag: "Conference rooms",
-        auth: BASIC,
-        params: &[ROOM_ID, PAGE_SIZE, PAGE_NUMBER, PAGE_TOKEN],
-        request: None,
-        responses: &[
-            ok(
-                200,
-                "A page of addresses.",
-                Schema::Ref("FabricAddressList"),
-            ),
-            E400_QUERY,
-            E401,
-            E404,
-            E422_LIST,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/conference_room/{id}/addresses",
-        id: "listConferenceRoomAddressesSingular",
-        summary: "List a conference room's addresses (singular path)",
-        description: "The same as `/api/fabric/resources/conference_rooms/{id}/addresses`, at the \
-                      path the Python SDK's room `list_addresses` uses.",
-        tag: "Conference rooms",
-        auth: BASIC,
-        params: &[ROOM_ID, PAGE_SIZE, PAGE_NUMBER, PAGE_TOKEN],
-        request: None,
-        responses: &[
-            ok(
-                200,
-                "A page of addresses.",
-                Schema::Ref("FabricAddressList"),
-            ),
-            E400_QUERY,
-            E401,
-            E404,
-            E422_LIST,
-            E500,
-        ],
-    },
-    // ---- Resources
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources",
-        id: "listResources",
-        summary: "List resources",
-        description: "Every resource of the project, oldest first.",
-        tag: "Resources",
-        auth: BASIC,
-        params: PAGING,
-        request: None,
-        responses: &[
-            ok(200, "A page of resources.", Schema::Ref("ResourceList")),
-            E400_QUERY,
-            E401,
-            E422_LIST,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/{id}",
-        id: "getResource",
-        summary: "Get a resource",
-        description: "",
-        tag: "Resources",
-        auth: BASIC,
-        params: &[RESOURCE_ID],
-        request: None,
-        responses: &[
-            ok(200, "The resource.", Schema::Ref("Resource")),
-            E401,
-            E404,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Delete,
-        path: "/api/fabric/resources/{id}",
-        id: "deleteResource",
-        summary: "Delete a resource",
-        description: "Whatever its kind; deleting a subscriber revokes its sessions.",
-        tag: "Resources",
-        auth: BASIC,
-        params: &[RESOURCE_ID],
-        request: None,
-        responses: &[NO_CONTENT, E401, E404, E500],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/resources/{id}/addresses",
-        id: "listResourceAddresses",
-        summary: "List a resource's addresses (A3)",
-        description: "",
-        tag: "Resources",
-        auth: BASIC,
-        params: &[RESOURCE_ID, PAGE_SIZE, PAGE_NUMBER, PAGE_TOKEN],
-        request: None,
-        responses: &[
-            ok(
-                200,
-                "A page of addresses.",
-                Schema::Ref("FabricAddressList"),
-            ),
-            E400_QUERY,
-            E401,
-            E404,
-            E422_LIST,
-            E500,
-        ],
-    },
-    // ---- Addresses
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/addresses",
-        id: "listAddresses",
-        summary: "List addresses (A1)",
-        description: "Basic credentials see every address of the project; a subscriber's \
-                      Bearer SAT sees rooms and applications plus its own address.",
-        tag: "Addresses",
-        auth: BASIC_OR_BEARER,
-        params: &[
-            PAGE_SIZE,
-            PAGE_NUMBER,
-            PAGE_TOKEN,
-            Param {
-                name: "type",
-                location: Location::Query,
-                description: "Only addresses of this type. A type no address has (`call`, say) \
-                              matches nothing; one longer than 32 characters is a 422.",
-                schema: Schema::Inline(address_type_filter),
-            },
-            Param {
-                name: "display_name",
-                location: Location::Query,
-                description: "Only addresses with this display name.",
-                schema: Schema::Inline(string),
-            },
-        ],
-        request: None,
-        responses: &[
-            ok(
-                200,
-                "A page of addresses.",
-                Schema::Ref("FabricAddressList"),
-            ),
-            E400_QUERY,
-            E401,
-            invalid(
-                "Bad paging (see the list endpoints) or an over-long `type` \
-                 (`invalid_parameter`).",
-            ),
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Get,
-        path: "/api/fabric/addresses/{id}",
-        id: "getAddress",
-        summary: "Get an address (A2)",
-        description: "A subscriber's Bearer SAT sees another subscriber's address as 404.",
-        tag: "Addresses",
-        auth: BASIC_OR_BEARER,
-        params: &[ADDRESS_ID],
-        request: None,
-        responses: &[
-            ok(200, "The address.", Schema::Ref("FabricAddress")),
-            E401,
-            E404,
-            E500,
-        ],
-    },
-    // ---- OAuth 2.0
-    Operation {
-        method: Method::Post,
-        path: "/oauth2/introspect",
-        id: "introspectToken",
-        summary: "Introspect a token (RFC 7662)",
-        description: "Tells a project backend or resource server whether an access token is \
-                      active: sealed by Tessera, unexpired, of the caller's project, and its \
-                      session family not revoked. Anything else is exactly `{\"active\": false}`.",
-        tag: "OAuth 2.0",
-        auth: BASIC,
-        params: &[],
-        request: Some(RequestBody {
-            media: &[FORM, JSON],
-            schema: Schema::Ref("IntrospectionRequest"),
-            // An empty body is answered like a missing `token`.
-            required: false,
-        }),
-        responses: &[
-            ok(
-                200,
-                "The token's state. A missing `token` or one Tessera did not issue is \
-                 inactive, not an error.",
-                Schema::Ref("IntrospectionResponse"),
-            ),
-            E400_OAUTH,
-            E401,
-            E413,
-            E500,
-        ],
-    },
-    Operation {
-        method: Method::Post,
-        path: "/oauth2/revoke",
-        id: "revokeToken",
-        summary: "Revoke a token (RFC 7009)",
-        description: "Revokes the token's session family, so the family's refresh and access \
-                      tokens stop working. An unknown or already revoked token is answered 200 \
-                      too, as RFC 7009 requires.",
-        tag: "OAuth 2.0",
-        auth: BASIC,
-        params: &[],
-        request: Some(RequestBody {
-            media: &[FORM, JSON],
-            schema: Schema::Ref("RevocationRequest"),
-            // An empty body is answered like a missing `token`.
-            required: false,
-        }),
-        responses: &[
-            Reply {
-                status: 200,
-                description: "Revoked (or nothing to revoke). Empty body.",
-                body: None,
-                headers: &[],
-            },
-            E400_OAUTH,
-            E401,
-            E413,
             E500,
         ],
     },
@@ -1552,44 +1016,9 @@ pub static OPERATIONS: &[Operation] = &[
             headers: &[],
         }],
     },
-    Operation {
-        method: Method::Get,
-        path: "/metrics",
-        id: "metrics",
-        summary: "Prometheus metrics",
-        description: "Requests by route and status with latency histograms, tokens issued by \
-                      kind, refreshes by result, reuse detections, introspections by result, \
-                      operator logins, store operation latency, and each key's age and \
-                      encryption count, in the Prometheus text format 0.0.4. Unauthenticated, \
-                      like `/healthz`: expose it only where your scraper can reach it.",
-        tag: "Service",
-        auth: PUBLIC,
-        params: &[],
-        request: None,
-        responses: &[Reply {
-            status: 200,
-            description: "The metrics.",
-            body: Some(("text/plain; version=0.0.4", Schema::Inline(string))),
-            headers: &[],
-        }],
-    },
 ];
 
 // ---- Schema builders -------------------------------------------------------------------------
-
-fn subscriber_create_request() -> Value {
-    json!({ "allOf": [
-        schema_ref("SubscriberRequest"),
-        { "required": ["email"], "properties": { "email": { "type": "string" } } },
-    ] })
-}
-
-fn room_create_request() -> Value {
-    json!({ "allOf": [
-        schema_ref("ConferenceRoomRequest"),
-        { "required": ["name"], "properties": { "name": { "type": "string" } } },
-    ] })
-}
 
 fn token_schemas(s: &mut Map<String, Value>) {
     let mut t1 = Map::new();
@@ -1733,183 +1162,6 @@ fn token_schemas(s: &mut Map<String, Value>) {
     );
 }
 
-fn resource_schemas(s: &mut Map<String, Value>) {
-    let mut req = Map::new();
-    req.insert(
-        "email".into(),
-        or_null(name_text("Unique in the project; required on create.")),
-    );
-    req.insert("password".into(), password());
-    req.extend(profile_properties("timezone"));
-    req.insert("time_zone".into(), or_null(text("Alias of `timezone`.")));
-    s.insert(
-        "SubscriberRequest".into(),
-        json!({
-            "type": "object",
-            "description": "Unknown members are ignored. On update only the members sent change; \
-                            a null member counts as absent.",
-            "properties": req,
-        }),
-    );
-    let mut inner = Map::new();
-    inner.insert("id".into(), uuid());
-    for f in [
-        "email",
-        "first_name",
-        "last_name",
-        "display_name",
-        "job_title",
-        "timezone",
-        "country",
-        "region",
-        "company_name",
-    ] {
-        inner.insert(f.into(), string());
-    }
-    let required: Vec<&String> = inner.keys().collect();
-    let subscriber = json!({
-        "type": "object",
-        "description": "Unset members are empty strings.",
-        "required": required,
-        "properties": inner,
-    });
-    s.insert("Subscriber".into(), subscriber);
-    s.insert(
-        "SubscriberResponse".into(),
-        resource_envelope("subscriber", "subscriber", schema_ref("Subscriber")),
-    );
-    s.insert(
-        "ConferenceRoomRequest".into(),
-        json!({
-            "type": "object",
-            "description": "Members other than `name` and `display_name` are stored as given \
-                            (except `id` and `type`). On update only the members sent change.",
-            "properties": {
-                "name": or_null(name_text("Required on create; names the address \
-                                           (`/public/<name>`).")),
-                "display_name": or_null(text("Defaults to `name`.")),
-            },
-            "additionalProperties": true,
-        }),
-    );
-    s.insert(
-        "ConferenceRoom".into(),
-        kind_object(&["name", "display_name"]),
-    );
-    s.insert(
-        "ConferenceRoomResponse".into(),
-        resource_envelope(
-            "video_room",
-            "conference_room",
-            schema_ref("ConferenceRoom"),
-        ),
-    );
-    s.insert("Application".into(), kind_object(&["name"]));
-    s.insert(
-        "Resource".into(),
-        json!({
-            "type": "object",
-            "description": "Exactly one of `subscriber`, `conference_room` and `application` is \
-                            present, as `type` says.",
-            "required": ["id", "project_id", "display_name", "type", "created_at", "updated_at"],
-            "properties": {
-                "id": uuid(),
-                "project_id": uuid(),
-                "display_name": string(),
-                "type": { "type": "string", "enum": ["subscriber", "video_room", "application"] },
-                "created_at": date_time(),
-                "updated_at": date_time(),
-                "subscriber": schema_ref("Subscriber"),
-                "conference_room": schema_ref("ConferenceRoom"),
-                "application": schema_ref("Application"),
-            },
-        }),
-    );
-    s.insert(
-        "FabricAddress".into(),
-        json!({
-            "type": "object",
-            "required": ["id", "resource_id", "name", "display_name", "type", "cover_url",
-                         "preview_url", "locked", "channels", "created_at"],
-            "properties": {
-                "id": uuid(),
-                "resource_id": uuid(),
-                "name": string(),
-                "display_name": string(),
-                "type": { "type": "string", "enum": address_types() },
-                "cover_url": { "type": "string", "description": "May be empty." },
-                "preview_url": { "type": "string", "description": "May be empty." },
-                "locked": { "type": "boolean", "description": "Whether it refuses calls." },
-                "channels": {
-                    "type": "object",
-                    "required": ["audio", "video", "messaging"],
-                    "description": "Dialable forms, `/<context>/<name>?channel=<kind>`; \
-                                    subscribers are `private`, rooms and applications `public`.",
-                    "properties": { "audio": string(), "video": string(), "messaging": string() },
-                },
-                "created_at": date_time(),
-            },
-        }),
-    );
-    s.insert(
-        "PageLinks".into(),
-        json!({
-            "type": "object",
-            "required": ["self", "first"],
-            "description": "Absolute URLs built from the request's Host header; each carries \
-                            every parameter the next request needs. `next` and `prev` are \
-                            omitted when there is no such page.",
-            "properties": {
-                "self": string(),
-                "first": string(),
-                "next": string(),
-                "prev": string(),
-            },
-        }),
-    );
-    s.insert("SubscriberList".into(), list_of("SubscriberResponse"));
-    s.insert(
-        "ConferenceRoomList".into(),
-        list_of("ConferenceRoomResponse"),
-    );
-    s.insert("ResourceList".into(), list_of("Resource"));
-    s.insert("FabricAddressList".into(), list_of("FabricAddress"));
-}
-
-/// The common resource members plus the kind's own object under `member`.
-fn resource_envelope(kind: &str, member: &str, object: Value) -> Value {
-    json!({
-        "type": "object",
-        "required": ["id", "project_id", "display_name", "type", "created_at", "updated_at",
-                     member],
-        "properties": {
-            "id": uuid(),
-            "project_id": uuid(),
-            "display_name": string(),
-            "type": { "const": kind },
-            "created_at": date_time(),
-            "updated_at": date_time(),
-            member: object,
-        },
-    })
-}
-
-/// A room's or application's own object: its id and names plus the members clients stored.
-fn kind_object(names: &[&str]) -> Value {
-    let mut props = Map::new();
-    props.insert("id".into(), uuid());
-    for n in names {
-        props.insert((*n).into(), string());
-    }
-    let required: Vec<&String> = props.keys().collect();
-    json!({
-        "type": "object",
-        "required": required,
-        "properties": props,
-        "additionalProperties": true,
-    })
-}
-
 fn error_and_service_schemas(s: &mut Map<String, Value>) {
     s.insert(
         "FabricError".into(),
@@ -1955,68 +1207,6 @@ fn error_and_service_schemas(s: &mut Map<String, Value>) {
             "type": "object",
             "required": ["status"],
             "properties": { "status": { "const": "ok" } },
-        }),
-    );
-    // Any hint is accepted: the RFCs let a server ignore hints it does not know (the hint
-    // registry is open), and the token itself says what it is.
-    let token_hint = json!({
-        "type": "string",
-        "examples": ["access_token", "refresh_token"],
-        "description": "Accepted and ignored, as RFC 7009 allows; the token itself says \
-                        what it is.",
-    });
-    let token = json!({
-        "type": "string",
-        "description": "The token. The RFCs require it; a missing or unreadable one (or an \
-                        empty body) is answered as an unknown token, not as an error.",
-    });
-    s.insert(
-        "IntrospectionRequest".into(),
-        json!({
-            "type": "object",
-            "description": "A form (`token=…`), as RFC 7662 specifies, or the same members \
-                            as a JSON object. `token` must not be given twice (400).",
-            "properties": { "token": token, "token_type_hint": token_hint },
-        }),
-    );
-    s.insert(
-        "RevocationRequest".into(),
-        json!({
-            "type": "object",
-            "description": "As for introspection.",
-            "properties": { "token": token, "token_type_hint": token_hint },
-        }),
-    );
-    let kinds = [
-        PrincipalKind::Subscriber,
-        PrincipalKind::Guest,
-        PrincipalKind::Invite,
-        PrincipalKind::Embed,
-    ]
-    .map(PrincipalKind::as_str);
-    s.insert(
-        "IntrospectionResponse".into(),
-        json!({
-            "type": "object",
-            "required": ["active"],
-            "description": "An inactive token is answered exactly `{\"active\": false}`; the \
-                            other members are present only when `active` is true.",
-            "properties": {
-                "active": { "type": "boolean" },
-                "token_type": { "const": "Bearer" },
-                "sub": { "type": "string", "description": "The principal's id." },
-                "exp": { "type": "integer", "description": "Expiry, Unix seconds." },
-                "iat": { "type": "integer", "description": "Issue time, Unix seconds." },
-                "jti": { "type": "string", "description": "The token's id." },
-                "project_id": uuid(),
-                "kind": { "type": "string", "enum": kinds },
-                "allowed_addresses": { "type": "array", "items": uuid(),
-                                       "description": "For guest, invite and embed tokens." },
-                "application_id": { "type": ["string", "null"], "format": "uuid" },
-                "family_id": { "type": "string", "format": "uuid",
-                               "description": "The session family; revoking it deactivates \
-                                               the token." },
-            },
         }),
     );
 }
@@ -2472,7 +1662,6 @@ fn components() -> Value {
     let mut schemas = Map::new();
     error_and_service_schemas(&mut schemas);
     token_schemas(&mut schemas);
-    resource_schemas(&mut schemas);
     accounts_error_schema(&mut schemas);
     accounts_token_schemas(&mut schemas);
     user_schemas(&mut schemas);

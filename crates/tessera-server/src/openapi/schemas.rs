@@ -311,3 +311,89 @@ pub(crate) struct FabricValidationErrors {
     #[schema(min_items = 1)]
     errors: Vec<FabricValidationError>,
 }
+
+// ---- Fabric resources, addresses and OAuth 2.0 (port of the resource operations) -------------
+
+shared_responses!(
+    /// A Fabric list's query string that cannot be decoded.
+    FabricBadQuery {
+        "400" => ("The query string cannot be decoded.", Some("FabricError")),
+    }
+);
+
+shared_responses!(
+    /// A Fabric list's paging parameters that the server refuses.
+    FabricBadPaging {
+        "422" => ("Bad paging: `page_size` outside 1–1000, `page_number` not a non-negative \
+                   integer, `page_token` malformed (`page_token_is_invalid`) or missing when \
+                   `page_number` > 0 (`page_token_required`).", Some("FabricValidationErrors")),
+    }
+);
+
+shared_responses!(
+    /// A Fabric resource deleted.
+    FabricDeleted {
+        "204" => ("Deleted.", None),
+    }
+);
+
+shared_responses!(
+    /// A malformed OAuth 2.0 request.
+    OAuthBadRequest {
+        "400" => ("A malformed request (RFC 6749 §5.2 `invalid_request`): a JSON body that is \
+                   not an object or names a member twice, a `token` that is not a string, or a \
+                   form naming `token` twice.", Some("FabricError")),
+    }
+);
+
+/// A query parameter of a Fabric operation, optional, with its schema as a JSON value.
+pub(crate) fn query_param(
+    name: &str,
+    description: &str,
+    schema: Value,
+) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::Required;
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(raw(schema)))
+        .build()
+}
+
+/// Declares a type whose schema is written as JSON (see [`raw`]), with the named schemas it
+/// refers to, so that they are collected into the document with it.
+macro_rules! json_schema {
+    ($(#[$doc:meta])* $vis:vis struct $name:ident $(as $alias:literal)?
+     $([$($dep:ty),* $(,)?])? = $body:expr;) => {
+        $(#[$doc])*
+        #[allow(dead_code)] // Describes what the handlers write; never built.
+        $vis struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::openapi::schemas::raw($body)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            $(fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed($alias)
+            })?
+
+            fn schemas(out: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+                $($(
+                    out.push((
+                        <$dep as utoipa::ToSchema>::name().into_owned(),
+                        <$dep as utoipa::PartialSchema>::schema(),
+                    ));
+                    <$dep as utoipa::ToSchema>::schemas(out);
+                )*)?
+                let _ = out;
+            }
+        }
+    };
+}
+pub(crate) use json_schema;
