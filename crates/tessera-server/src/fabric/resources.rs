@@ -668,9 +668,9 @@ impl AddressFilter {
             None | Some("") => TypeFilter::Any,
             Some(t) => match ResourceKind::parse(t) {
                 Some(k) => TypeFilter::Kind(k),
-                // Counted in bytes, as before the port (the document's `maxLength` counts
-                // characters: see the port's notes).
-                None if t.len() <= MAX_TYPE_FILTER => TypeFilter::Nothing,
+                // Counted in characters, as the document's `maxLength` counts them (and as
+                // every other Fabric length is counted).
+                None if t.chars().count() <= MAX_TYPE_FILTER => TypeFilter::Nothing,
                 None => return Err(FieldError::invalid("type", "is invalid").into()),
             },
         };

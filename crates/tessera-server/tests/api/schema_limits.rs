@@ -245,3 +245,21 @@ async fn document_states_what_the_server_accepts() {
     let expire_at = &schemas["GuestTokenRequest"]["properties"]["expire_at"];
     assert!(expire_at["examples"].is_null(), "{expire_at}");
 }
+
+/// The addresses list's `type` filter is at most 32 characters, as the document's
+/// `maxLength` says: 20 `é` (40 bytes) used to be a 422.
+#[tokio::test]
+async fn address_type_filter_counts_characters() {
+    let app = start().await;
+    let list = |t: String| {
+        app.client
+            .get(format!("{}/api/fabric/addresses", app.base))
+            .basic_auth(&app.project.0, Some(&app.project.1))
+            .query(&[("type", t)])
+            .send()
+    };
+    let r = list(accented(32)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = list(accented(33)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
