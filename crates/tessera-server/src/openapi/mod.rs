@@ -246,9 +246,11 @@ fn take_legacy(doc: &mut Value, legacy: Value) {
     doc["components"]["headers"] = legacy["components"]["headers"].clone();
 }
 
-/// What every operation shares, added to each: the `X-Request-Id` header on every response
-/// (the `request_id` middleware sets it), and a 500 in the operation's dialect (every handler
-/// can meet an internal error).
+/// What every operation shares, added to each in its dialect's error format: the
+/// `X-Request-Id` header on every response (the `request_id` middleware sets it); a 500 (any
+/// handler can meet an internal error); a 503 (the database cannot answer, or the request
+/// outlived `--request-timeout-seconds`); and, where the operation reads a body, a 408 (the
+/// body did not arrive within `--body-read-timeout-seconds`).
 fn shared_answers(doc: &mut Value) {
     let paths = doc["paths"].as_object_mut().expect("paths");
     for (path, item) in paths.iter_mut() {
@@ -258,14 +260,34 @@ fn shared_answers(doc: &mut Value) {
             "FabricError"
         };
         for op in item.as_object_mut().expect("path item").values_mut() {
+            let reads_body = op.get("requestBody").is_some();
             let responses = op["responses"].as_object_mut().expect("responses");
-            responses.entry("500").or_insert_with(|| {
-                json!({
-                    "description": "An internal error; it is logged with a reference id and \
-                                    the body says nothing more.",
-                    "content": { JSON: { "schema": schemas::schema_ref(error) } },
-                })
-            });
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status).or_insert_with(|| {
+                    json!({
+                        "description": description,
+                        "content": { JSON: { "schema": schemas::schema_ref(error) } },
+                    })
+                });
+            };
+            add(
+                "500",
+                "An internal error; it is logged with a reference id and the body says nothing \
+                 more.",
+            );
+            add(
+                "503",
+                "The database cannot answer now, or the request outlived the request deadline \
+                 (`--request-timeout-seconds`); nothing was changed that the answer does not \
+                 report, and the request may be retried.",
+            );
+            if reads_body {
+                add(
+                    "408",
+                    "The body did not arrive within the body deadline \
+                     (`--body-read-timeout-seconds`); the connection is closed.",
+                );
+            }
             for reply in responses.values_mut() {
                 let headers = reply
                     .as_object_mut()
@@ -544,16 +566,23 @@ mod tests {
             if query.contains("pageSize") {
                 assert!(s.contains(&400), "{method} {path}");
             }
-            // Every operation can meet an internal error, in its dialect.
+            // Every operation can meet an internal error, an unavailable database or its
+            // deadline, and one that reads a body a slow body: all in its dialect.
             let error = if path.starts_with("/v1/") {
                 "#/components/schemas/AccountsError"
             } else {
                 "#/components/schemas/FabricError"
             };
-            assert_eq!(
-                op["responses"]["500"]["content"][JSON]["schema"]["$ref"], error,
-                "{method} {path}"
-            );
+            let mut shared = vec!["500", "503"];
+            if body.is_object() {
+                shared.push("408");
+            }
+            for status in shared {
+                assert_eq!(
+                    op["responses"][status]["content"][JSON]["schema"]["$ref"], error,
+                    "{method} {path} {status}"
+                );
+            }
             for reply in op["responses"].as_object().unwrap().values() {
                 assert!(
                     reply["headers"]["X-Request-Id"].is_object(),
