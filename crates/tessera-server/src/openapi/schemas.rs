@@ -92,14 +92,6 @@ pub(crate) fn date_time() -> Value {
     json!({ "type": "string", "format": "date-time" })
 }
 
-pub(crate) fn non_negative() -> Value {
-    json!({ "type": "integer", "minimum": 0 })
-}
-
-pub(crate) fn positive() -> Value {
-    json!({ "type": "integer", "minimum": 1 })
-}
-
 /// A page number as the server parses it: a `u64`.
 pub(crate) fn page_number_schema() -> Value {
     json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX })
@@ -129,10 +121,6 @@ pub(crate) fn address_types() -> Vec<&'static str> {
 
 pub(crate) fn address_type_filter() -> Value {
     json!({ "type": "string", "maxLength": 32, "examples": address_types() })
-}
-
-pub(crate) fn openapi_object() -> Value {
-    json!({ "type": "object", "description": "An OpenAPI 3.1 document." })
 }
 
 /// An expiry as `Fields::expiry` reads it (fabric-api.md §13 item 4).
@@ -267,11 +255,6 @@ shared_responses!(
     }
 );
 
-/// A non-blank string (see [`NOT_BLANK`]), for a required name the server trims.
-pub(crate) fn not_blank() -> RefOr<Schema> {
-    raw(json!({ "type": "string", "pattern": NOT_BLANK }))
-}
-
 // ---- Error bodies ----------------------------------------------------------------------------
 
 /// An error of the Fabric dialect.
@@ -346,7 +329,7 @@ shared_responses!(
     }
 );
 
-/// A query parameter of a Fabric operation, optional, with its schema as a JSON value.
+/// A query parameter (never required) with a schema given as JSON.
 pub(crate) fn query_param(
     name: &str,
     description: &str,
@@ -397,3 +380,215 @@ macro_rules! json_schema {
     };
 }
 pub(crate) use json_schema;
+
+// ==== The Accounts API (/v1) =================================================================
+// Every 4xx and 5xx under `/v1` is an `AccountsError` (SDDC Manager's `Error` object); the
+// pieces below are the /v1 operations' shared answers, paging parameters and page schemas.
+
+shared_responses!(
+    /// A /v1 body or query with a bad member.
+    V1BadInput {
+        "400" => ("Bad input (`INVALID_REQUEST`), or a body that is not JSON or has a member \
+                   of the wrong type (`MALFORMED_REQUEST_BODY`).", Some("AccountsError")),
+    }
+);
+
+shared_responses!(
+    /// Bad /v1 paging parameters.
+    V1BadPaging {
+        "400" => ("`pageNumber` not a non-negative integer, `pageSize` outside 1–1000, or a \
+                   query string that cannot be decoded (`INVALID_REQUEST`).",
+                  Some("AccountsError")),
+    }
+);
+
+shared_responses!(
+    /// A management operation's bearer token is missing or no longer good.
+    V1Unauthorized {
+        "401" => ("The bearer access token is missing, invalid or expired, or its user is \
+                   disabled or deleted (`Unauthorized`).", Some("AccountsError"),
+                  "WWW-Authenticate" => "`Bearer`."),
+    }
+);
+
+shared_responses!(
+    /// The caller's role is below the operation's.
+    V1Forbidden {
+        "403" => ("The caller's role is too weak (`Forbidden`).", Some("AccountsError")),
+    }
+);
+
+shared_responses!(
+    /// A /v1 id that names nothing.
+    V1NotFound {
+        "404" => ("No such record (`NOT_FOUND`).", Some("AccountsError")),
+    }
+);
+
+shared_responses!(
+    /// A body over the configured limit, in the /v1 dialect.
+    V1TooLarge {
+        "413" => ("The body exceeds the configured limit (`--body-limit`, 64 KiB by default; \
+                   `PAYLOAD_TOO_LARGE`).", Some("AccountsError")),
+    }
+);
+
+/// What `shared_answers` says of a /v1 500.
+pub(crate) const V1_INTERNAL: &str = "An internal error (`INTERNAL_SERVER_ERROR`), logged with \
+                                      the body's `referenceToken`; the body says nothing more.";
+
+/// Adds `T` and the components it refers to, for a hand-written schema's
+/// `ToSchema::schemas` (utoipa collects only what a derive names).
+pub(crate) fn add<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
+    out.push((T::name().into_owned(), T::schema()));
+    T::schemas(out);
+}
+
+/// `pageNumber` as the /v1 lists parse it: a `u64`, 0 by default.
+pub(crate) fn v1_page_number_schema() -> Value {
+    json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX, "default": 0 })
+}
+
+/// `pageSize` as the /v1 lists parse it.
+pub(crate) fn v1_page_size_schema(max: u64, default: u64) -> Value {
+    json!({ "type": "integer", "minimum": 1, "maximum": max, "default": default })
+}
+
+/// SDDC Manager's `Error` object, the body of every /v1 error.
+// A hand-written schema: its `causes` items are unnamed objects whose members are optional
+// but not nullable, and `nestedErrors` refers to the schema itself.
+pub(crate) struct AccountsErrorBody;
+
+impl utoipa::PartialSchema for AccountsErrorBody {
+    fn schema() -> RefOr<Schema> {
+        raw(json!({
+            "type": "object",
+            "required": ["message"],
+            "description": "SDDC Manager's `Error` object: the body of every 4xx and 5xx under \
+                            `/v1`. Tessera sends every member.",
+            "properties": {
+                "errorCode": {
+                    "type": "string",
+                    "examples": ["TOKEN_SPEC_INVALID", "MALFORMED_REQUEST_BODY",
+                                 "INVALID_CREDENTIALS", "REFRESH_TOKEN_REQUIRED",
+                                 "REFRESH_TOKEN_NOT_FOUND", "Unauthorized", "Forbidden",
+                                 "NOT_FOUND", "INVALID_REQUEST", "USER_ALREADY_EXISTS",
+                                 "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE",
+                                 "INTERNAL_SERVER_ERROR"],
+                },
+                "errorType": { "type": "string", "examples": ["ERROR"] },
+                "arguments": { "type": "array", "items": string() },
+                "context": { "type": "object", "additionalProperties": string() },
+                "message": { "type": "string", "description": "What went wrong." },
+                "remediationMessage": { "type": "string",
+                                        "description": "What to do about it; may be empty." },
+                "causes": {
+                    "type": "array",
+                    "items": { "type": "object",
+                               "properties": { "type": string(), "message": string() } },
+                },
+                "nestedErrors": { "type": "array", "items": schema_ref("AccountsError") },
+                "referenceToken": {
+                    "type": "string",
+                    "description": "Identifies this occurrence of the error; quote it when \
+                                    reporting one.",
+                    "examples": ["AB12CD"],
+                },
+            },
+        }))
+    }
+}
+
+impl ToSchema for AccountsErrorBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "AccountsError".into()
+    }
+}
+
+/// A /v1 list's page: `elements` and where they sit in the whole.
+// The generic envelope each `…Page` schema refines with its element type.
+pub(crate) struct Page;
+
+impl utoipa::PartialSchema for Page {
+    fn schema() -> RefOr<Schema> {
+        raw(json!({
+            "type": "object",
+            "required": ["elements", "pageMetadata"],
+            "properties": {
+                "elements": { "type": "array" },
+                "pageMetadata": schema_ref("PageMetadata"),
+            },
+        }))
+    }
+}
+
+impl ToSchema for Page {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        add::<PageMetadata>(out);
+    }
+}
+
+/// Where a page sits in the whole list.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes what `accounts::manage::Paging::page` writes.
+pub(crate) struct PageMetadata {
+    /// Zero-based.
+    #[schema(rename = "pageNumber")]
+    page_number: u64,
+    #[schema(rename = "pageSize")]
+    page_size: u64,
+    #[schema(rename = "totalElements")]
+    total_elements: u64,
+    #[schema(rename = "totalPages")]
+    total_pages: u64,
+}
+
+/// Declares `$page`, the schema of a page of `$item`s (`allOf` the generic [`Page`]).
+macro_rules! page_of {
+    ($(#[$doc:meta])* $page:ident, $item:ty) => {
+        $(#[$doc])*
+        pub(crate) struct $page;
+
+        impl utoipa::PartialSchema for $page {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let item = <$item as utoipa::ToSchema>::name();
+                $crate::openapi::schemas::raw(serde_json::json!({
+                    "allOf": [
+                        $crate::openapi::schemas::schema_ref("Page"),
+                        { "properties": { "elements": {
+                            "type": "array",
+                            "items": $crate::openapi::schemas::schema_ref(&item),
+                        } } },
+                    ],
+                }))
+            }
+        }
+
+        impl utoipa::ToSchema for $page {
+            fn schemas(out: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+                $crate::openapi::schemas::add::<$crate::openapi::schemas::Page>(out);
+                $crate::openapi::schemas::add::<$item>(out);
+            }
+        }
+    };
+}
+pub(crate) use page_of;
+
+/// Marks the request body of the operations in `route` optional: the handler reads an empty
+/// body as an empty object and can succeed on it. utoipa's attribute can only say so with an
+/// `Option<T>` body, which would also document a JSON `null` body, which the server refuses.
+pub(crate) fn optional_body<S>(
+    mut route: utoipa_axum::router::UtoipaMethodRouter<S>,
+) -> utoipa_axum::router::UtoipaMethodRouter<S> {
+    for item in route.1.paths.values_mut() {
+        let ops = [&mut item.post, &mut item.put, &mut item.patch];
+        for body in ops
+            .into_iter()
+            .flatten()
+            .filter_map(|op| op.request_body.as_mut())
+        {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+    route
+}
