@@ -283,7 +283,8 @@ const E400_QUERY: Reply = err(400, "The query string cannot be decoded.");
 const E400_OAUTH: Reply = err(
     400,
     "A malformed request (RFC 6749 §5.2 `invalid_request`): a JSON body that is not an object \
-     or names a member twice, a `token` that is not a string, or a form naming `token` twice.",
+     or names a member twice, a `token` or `token_type_hint` that is neither a string nor \
+     null, or a form naming `token` twice.",
 );
 const E401: Reply = Reply {
     status: 401,
@@ -2139,16 +2140,17 @@ fn error_and_service_schemas(s: &mut Map<String, Value>) {
     );
     // Any hint is accepted: the RFCs let a server ignore hints it does not know (the hint
     // registry is open), and the token itself says what it is.
+    // `null` counts as absent in a JSON body, as in the Fabric bodies.
     let token_hint = json!({
-        "type": "string",
+        "type": ["string", "null"],
         "examples": ["access_token", "refresh_token"],
         "description": "Accepted and ignored, as RFC 7009 allows; the token itself says \
                         what it is.",
     });
     let token = json!({
-        "type": "string",
-        "description": "The token. The RFCs require it; a missing or unreadable one (or an \
-                        empty body) is answered as an unknown token, not as an error.",
+        "type": ["string", "null"],
+        "description": "The token. The RFCs require it; a missing, null or unreadable one \
+                        (or an empty body) is answered as an unknown token, not as an error.",
     });
     s.insert(
         "IntrospectionRequest".into(),
@@ -2479,25 +2481,28 @@ fn user_schemas(s: &mut Map<String, Value>) {
         json!({
             "type": "object",
             "required": ["name", "type", "role"],
-            // A USER needs a password, a SERVICE user must not send one ("" counts as none).
+            // A USER needs a password, a SERVICE user must not send one ("" and null count as
+            // none).
             "if": { "required": ["type"], "properties": { "type": { "const": "SERVICE" } } },
-            "then": { "properties": { "password": { "const": "" } } },
+            "then": { "properties": { "password": { "enum": ["", null] } } },
             "else": { "required": ["password"],
-                      "properties": { "password": { "minLength": 1 } } },
+                      "properties": { "password": { "type": "string", "minLength": 1 } } },
             "properties": {
-                "name": { "type": "string", "pattern": format!("^{USERNAME_CHARS}+$"),
+                "name": { "type": "string", "maxLength": 256,
+                          "pattern": format!("^{USERNAME_CHARS}+$"),
                           "description": "The login name, unique (ASCII \
                                           case-insensitively and otherwise byte for byte): 1 \
-                                          to 256 bytes without whitespace or control \
+                                          to 256 characters without whitespace or control \
                                           characters." },
-                "domain": { "type": ["string", "null"],
+                "domain": { "type": ["string", "null"], "maxLength": 256,
                             "pattern": format!("^{USERNAME_CHARS}*$"),
                             "description": "Empty or null for none; otherwise like `name`." },
                 "type": user_type,
                 "role": schema_ref("RoleReference"),
-                "password": { "type": "string", "format": "password",
+                "password": { "type": ["string", "null"], "format": "password",
                               "description": "Required for a USER (Tessera keeps its own \
-                                              passwords); refused for a SERVICE user." },
+                                              passwords); refused for a SERVICE user (empty \
+                                              or null counts as none)." },
             },
         }),
     );
