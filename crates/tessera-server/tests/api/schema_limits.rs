@@ -401,3 +401,56 @@ async fn schemathesis_configuration_names_documented_operations() {
         "only {named} operations found in schemathesis.toml"
     );
 }
+
+/// `page_number` may be as large as `u64::MAX` (the document's maximum) with a page token:
+/// the `next` link's number saturates. It was `number + 1`, which panicked (debug builds; a
+/// release build wrapped to 0) when Schemathesis asked for page `u64::MAX` of a longer list.
+#[tokio::test]
+async fn the_last_page_number_has_a_next_link() {
+    let app = start().await;
+    for name in ["a", "b", "c"] {
+        let (s, _) = app
+            .post(
+                "/api/fabric/resources/conference_rooms",
+                json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let get = |query: String| {
+        app.client
+            .get(format!(
+                "{}/api/fabric/resources/conference_rooms?{query}",
+                app.base
+            ))
+            .basic_auth(&app.project.0, Some(&app.project.1))
+            .send()
+    };
+    let first: Value = get("page_size=1".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next = first["links"]["next"].as_str().unwrap();
+    let token = next
+        .split("page_token=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let r = get(format!(
+        "page_number={}&page_size=1&page_token={token}",
+        u64::MAX
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Value = r.json().await.unwrap();
+    let next = page["links"]["next"].as_str().unwrap();
+    assert!(
+        next.contains(&format!("page_number={}&", u64::MAX)),
+        "{next}"
+    );
+}
