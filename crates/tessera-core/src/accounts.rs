@@ -280,10 +280,12 @@ pub fn new_operator(
     (op, api_key)
 }
 
-/// Checks a username: 1–256 printable characters without spaces.
+/// Checks a username: 1–256 printable characters without spaces. The limit counts characters
+/// (code points), as the OpenAPI document's `maxLength` does; the stores' unique index is on
+/// plain `TEXT`, which has no length of its own.
 pub fn valid_username(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 256
+        && name.chars().count() <= 256
         && name.chars().all(|c| !c.is_control() && !c.is_whitespace())
 }
 

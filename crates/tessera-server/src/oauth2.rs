@@ -37,13 +37,15 @@ fn token_request(description: &str) -> Value {
         "type": "object",
         "description": description,
         "properties": {
+            // `null` counts as absent in a JSON body, as in the Fabric bodies.
             "token": {
-                "type": "string",
-                "description": "The token. The RFCs require it; a missing or unreadable one (or \
-                                an empty body) is answered as an unknown token, not as an error.",
+                "type": ["string", "null"],
+                "description": "The token. The RFCs require it; a missing, null or unreadable one \
+                                (or an empty body) is answered as an unknown token, not as an \
+                                error.",
             },
             "token_type_hint": {
-                "type": "string",
+                "type": ["string", "null"],
                 "examples": ["access_token", "refresh_token"],
                 "description": "Accepted and ignored, as RFC 7009 allows; the token itself says \
                                 what it is.",
@@ -159,19 +161,26 @@ fn token_param(headers: &HeaderMap, body: &Bytes) -> Result<Option<String>, Fabr
         .to_ascii_lowercase();
     if ct.starts_with("application/json") {
         // An empty body names no token (answered like a missing one); anything else must be
-        // an object whose `token`, if given, is a string: RFC 6749 §5.2's
-        // `invalid_request` otherwise, rather than a silent "inactive" that hides a client's
-        // bug.
+        // an object whose `token` and `token_type_hint`, if given, are strings: RFC 6749
+        // §5.2's `invalid_request` otherwise, rather than a silent "inactive" that hides a
+        // client's bug. The hint's value is ignored, its type is not: a form can only send
+        // a string, and the document says so.
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        return match crate::json_body::parse(body) {
-            Ok(Value::Object(m)) => match m.get("token") {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(t)) => Ok(Some(t.clone())),
-                Some(_) => Err(FabricError::BadRequest),
-            },
-            Ok(_) | Err(_) => Err(FabricError::BadRequest),
+        let Ok(Value::Object(m)) = crate::json_body::parse(body) else {
+            return Err(FabricError::BadRequest);
+        };
+        if !matches!(
+            m.get("token_type_hint"),
+            None | Some(Value::Null | Value::String(_))
+        ) {
+            return Err(FabricError::BadRequest);
+        }
+        return match m.get("token") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(t)) => Ok(Some(t.clone())),
+            Some(_) => Err(FabricError::BadRequest),
         };
     }
     let Ok(text) = std::str::from_utf8(body) else {

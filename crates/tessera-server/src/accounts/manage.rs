@@ -432,23 +432,26 @@ impl PartialSchema for UserCreate {
             "required": ["name", "type", "role"],
             "if": { "required": ["type"],
                     "properties": { "type": { "const": OperatorKind::Service.as_str() } } },
-            "then": { "properties": { "password": { "const": "" } } },
+            // "" and null count as no password.
+            "then": { "properties": { "password": { "enum": ["", null] } } },
             "else": { "required": ["password"],
-                      "properties": { "password": { "minLength": 1 } } },
+                      "properties": { "password": { "type": "string", "minLength": 1 } } },
             "properties": {
-                "name": { "type": "string", "pattern": format!("^{USERNAME_CHARS}+$"),
+                "name": { "type": "string", "maxLength": 256,
+                          "pattern": format!("^{USERNAME_CHARS}+$"),
                           "description": "The login name, unique (ASCII \
                                           case-insensitively and otherwise byte for byte): 1 \
-                                          to 256 bytes without whitespace or control \
+                                          to 256 characters without whitespace or control \
                                           characters." },
-                "domain": { "type": ["string", "null"],
+                "domain": { "type": ["string", "null"], "maxLength": 256,
                             "pattern": format!("^{USERNAME_CHARS}*$"),
                             "description": "Empty or null for none; otherwise like `name`." },
                 "type": user_type(),
                 "role": schema_ref("RoleReference"),
-                "password": { "type": "string", "format": "password",
+                "password": { "type": ["string", "null"], "format": "password",
                               "description": "Required for a USER (Tessera keeps its own \
-                                              passwords); refused for a SERVICE user." },
+                                              passwords); refused for a SERVICE user (empty \
+                                              or null counts as none)." },
             },
         }))
     }

@@ -341,9 +341,11 @@ pub(crate) fn envelope<T>(
     });
     if page.more {
         if let Some(last) = page.items.last() {
+            // The page token says where the next page starts; the number is only echoed, and
+            // the document allows any up to u64::MAX, so it saturates instead of overflowing.
             links["next"] = format!(
                 "{base}?page_number={}&page_size={size}&page_token=PA{}{extra}",
-                paging.number + 1,
+                paging.number.saturating_add(1),
                 last_id(last)
             )
             .into();

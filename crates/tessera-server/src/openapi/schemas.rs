@@ -324,8 +324,8 @@ shared_responses!(
     /// A malformed OAuth 2.0 request.
     OAuthBadRequest {
         "400" => ("A malformed request (RFC 6749 §5.2 `invalid_request`): a JSON body that is \
-                   not an object or names a member twice, a `token` that is not a string, or a \
-                   form naming `token` twice.", Some("FabricError")),
+                   not an object or names a member twice, a `token` or `token_type_hint` that is \
+                   neither a string nor null, or a form naming `token` twice.", Some("FabricError")),
     }
 );
 

@@ -622,6 +622,25 @@ async fn oauth_endpoints_refuse_a_json_body_that_is_not_an_object() {
         ("[null, null]", StatusCode::BAD_REQUEST),
         ("\"tok\"", StatusCode::BAD_REQUEST),
         ("{\"token\": 5}", StatusCode::BAD_REQUEST),
+        // The hint is ignored, but a non-string one is as malformed as a non-string token
+        // (Schemathesis sent `{"token_type_hint": 0}` and saw it accepted).
+        (
+            "{\"token\": \"a\", \"token_type_hint\": 0}",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "{\"token_type_hint\": [\"access_token\"]}",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "{\"token\": \"a\", \"token_type_hint\": \"x\"}",
+            StatusCode::OK,
+        ),
+        // Null counts as absent, as the document says.
+        (
+            "{\"token\": null, \"token_type_hint\": null}",
+            StatusCode::OK,
+        ),
         ("{\"token\": \"a\"", StatusCode::BAD_REQUEST),
         ("", StatusCode::OK),
         ("{}", StatusCode::OK),

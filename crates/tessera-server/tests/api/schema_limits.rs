@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use tessera_core::admin::{Actor, Admin};
 use tessera_core::crypto::MasterKey;
 use tessera_core::ids::ProjectId;
-use tessera_core::{ManualClock, UnixTime};
+use tessera_core::model::Role;
+use tessera_core::{ManualClock, Secret, UnixTime};
 use tessera_server::config::Database;
 use tessera_server::Config;
 
@@ -144,6 +145,108 @@ async fn project_and_token_names_count_characters() {
     assert!(app.admin.new_api_token(id, &accented(257)).await.is_err());
 }
 
+/// An operator's username is at most 256 characters, not bytes, as `UserCreate.name`'s
+/// `maxLength` says: 256 `é` (512 bytes) used to be refused, and such a name logs in.
+#[tokio::test]
+async fn usernames_count_characters() {
+    let app = start().await;
+    let pw = || Some(Secret::new("Limits-Passw0rd!".to_string()));
+    app.admin
+        .create_operator(&accented(256), pw(), Role::Admin, false)
+        .await
+        .unwrap();
+    assert!(app
+        .admin
+        .create_operator(&accented(257), pw(), Role::Admin, false)
+        .await
+        .is_err());
+    let r = app
+        .client
+        .post(format!("{}/v1/tokens", app.base))
+        .json(&json!({ "username": accented(256), "password": "Limits-Passw0rd!" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = &doc["components"]["schemas"]["UserCreate"]["properties"];
+    assert_eq!(user["name"]["maxLength"], 256);
+    assert_eq!(user["domain"]["maxLength"], 256);
+}
+
+/// A SERVICE user's `password` may be null (it counts as none, as the server always read it),
+/// and the document says so: Schemathesis sent `"password": null` as invalid data and saw 201.
+#[tokio::test]
+async fn a_service_users_null_password_is_documented() {
+    let app = start().await;
+    let pw = "Limits-Passw0rd!";
+    app.admin
+        .create_operator(
+            "admin",
+            Some(Secret::new(pw.to_string())),
+            Role::Admin,
+            false,
+        )
+        .await
+        .unwrap();
+    let login: Value = app
+        .client
+        .post(format!("{}/v1/tokens", app.base))
+        .json(&json!({ "username": "admin", "password": pw }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let create = |user: Value| {
+        app.client
+            .post(format!("{}/v1/users", app.base))
+            .bearer_auth(login["accessToken"].as_str().unwrap())
+            .json(&json!([user]))
+            .send()
+    };
+    let svc = json!({ "name": "svc", "type": "SERVICE", "role": { "id": "ADMIN" },
+                      "password": null });
+    assert_eq!(create(svc).await.unwrap().status(), StatusCode::CREATED);
+    // A USER still needs one.
+    let user = json!({ "name": "u", "type": "USER", "role": { "id": "ADMIN" },
+                       "password": null });
+    assert_eq!(
+        create(user).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = &doc["components"]["schemas"]["UserCreate"];
+    assert_eq!(
+        user["properties"]["password"]["type"],
+        json!(["string", "null"])
+    );
+    assert_eq!(
+        user["then"]["properties"]["password"]["enum"],
+        json!(["", null])
+    );
+    assert_eq!(user["else"]["properties"]["password"]["type"], "string");
+}
+
 /// The document's request schemas say what the server does with the inputs Schemathesis found
 /// misdescribed: optional bodies, `null` members, blank names, page tokens, hints and roles.
 #[tokio::test]
@@ -224,7 +327,11 @@ async fn document_states_what_the_server_accepts() {
     let pw = &schemas["SubscriberRequest"]["properties"]["password"];
     assert_eq!(pw["anyOf"], json!([{ "const": "" }, { "minLength": 8 }]));
     // Hints are open-ended (RFC 7009 lets a server ignore unknown ones).
-    assert!(schemas["IntrospectionRequest"]["properties"]["token_type_hint"]["enum"].is_null());
+    let oauth = &schemas["IntrospectionRequest"]["properties"];
+    assert!(oauth["token_type_hint"]["enum"].is_null());
+    // A JSON body's `null` counts as absent there too; any other non-string is a 400.
+    assert_eq!(oauth["token_type_hint"]["type"], json!(["string", "null"]));
+    assert_eq!(oauth["token"]["type"], json!(["string", "null"]));
     // A role reference names a role.
     assert!(schemas["RoleReference"]["properties"]["id"]["enum"]
         .as_array()
@@ -262,4 +369,101 @@ async fn address_type_filter_counts_characters() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = list(accented(33)).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Every operation `tests/fuzz/schemathesis.toml` widens a check for is one the document
+/// serves: Schemathesis silently ignores an entry that matches nothing, so a renamed path
+/// would otherwise make the fuzz run fail on a class it had been told about.
+#[tokio::test]
+async fn schemathesis_configuration_names_documented_operations() {
+    let app = start().await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fuzz/schemathesis.toml"
+    ))
+    .unwrap();
+    let mut named = 0;
+    for quoted in config
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split('"').skip(1).step_by(2))
+    {
+        let Some((method, path)) = quoted.split_once(' ') else {
+            continue;
+        };
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) {
+            continue;
+        }
+        named += 1;
+        assert!(
+            doc["paths"][path][method.to_ascii_lowercase()].is_object(),
+            "schemathesis.toml names {quoted}, which the document does not have"
+        );
+    }
+    assert!(
+        named >= 16,
+        "only {named} operations found in schemathesis.toml"
+    );
+}
+
+/// `page_number` may be as large as `u64::MAX` (the document's maximum) with a page token:
+/// the `next` link's number saturates. It was `number + 1`, which panicked (debug builds; a
+/// release build wrapped to 0) when Schemathesis asked for page `u64::MAX` of a longer list.
+#[tokio::test]
+async fn the_last_page_number_has_a_next_link() {
+    let app = start().await;
+    for name in ["a", "b", "c"] {
+        let (s, _) = app
+            .post(
+                "/api/fabric/resources/conference_rooms",
+                json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let get = |query: String| {
+        app.client
+            .get(format!(
+                "{}/api/fabric/resources/conference_rooms?{query}",
+                app.base
+            ))
+            .basic_auth(&app.project.0, Some(&app.project.1))
+            .send()
+    };
+    let first: Value = get("page_size=1".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next = first["links"]["next"].as_str().unwrap();
+    let token = next
+        .split("page_token=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let r = get(format!(
+        "page_number={}&page_size=1&page_token={token}",
+        u64::MAX
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Value = r.json().await.unwrap();
+    let next = page["links"]["next"].as_str().unwrap();
+    assert!(
+        next.contains(&format!("page_number={}&", u64::MAX)),
+        "{next}"
+    );
 }
