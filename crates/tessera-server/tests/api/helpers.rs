@@ -48,6 +48,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }
 
+/// A running server with one project: where most Fabric tests begin.
+pub async fn spawn_with_project() -> (TestApp, Project) {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    (app, p)
+}
+
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let (_, key) = MasterKey::generate();
