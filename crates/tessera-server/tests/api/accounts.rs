@@ -393,7 +393,9 @@ async fn look_alike_usernames_neither_log_in_nor_lock_out_each_other() {
 
     // Locking the look-alike out at an address leaves the real account open there; and the
     // other way round, with an operator that does not exist as the look-alike.
-    let table: [(&str, &str, &[(&str, &str, StatusCode)]); 2] = [
+    // After locking one username out at an address: (username, password, answer) from there.
+    type Then = &'static [(&'static str, &'static str, StatusCode)];
+    let table: [(&str, &str, Then); 2] = [
         (
             "127.0.0.1",
             "\u{212A}ate@local",
