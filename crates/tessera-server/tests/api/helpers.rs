@@ -262,8 +262,13 @@ impl Fabric {
 
     /// [`Fabric::subscriber_token`] for `reference`, expecting 200; answers its body.
     pub async fn grant(&self, reference: &str) -> Value {
-        let r = self.subscriber_token(json!({"reference": reference})).await;
-        assert_eq!(r.status(), StatusCode::OK);
+        self.grant_with(json!({"reference": reference})).await
+    }
+
+    /// [`Fabric::subscriber_token`] with `body`, expecting 200; answers its body.
+    pub async fn grant_with(&self, body: Value) -> Value {
+        let r = self.subscriber_token(body).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.url());
         r.value().await
     }
 

@@ -145,12 +145,7 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
     let state_store = app.admin.stores.keys.clone();
     let mut before = Vec::new();
     for i in 0..5 {
-        let t = app
-            .fabric(&p)
-            .subscriber_token(json!({"reference": format!("r{i}")}))
-            .await
-            .value()
-            .await;
+        let t = app.fabric(&p).grant(&format!("r{i}")).await;
         before.push(t);
     }
     // Load: issue and refresh concurrently while keys rotate.
@@ -315,9 +310,7 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
     let p = app.project().await;
     let t = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "aud", "password": "a secret pw"}))
-        .await
-        .value()
+        .grant_with(json!({"reference": "aud", "password": "a secret pw"}))
         .await;
     app.fabric(&p).refresh(&t["refresh_token"]).await;
     app.fabric(&p).refresh(&t["refresh_token"]).await;

@@ -35,21 +35,14 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
     // The same reference in another case finds the same subscriber and patches it.
     let t2 = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "alice@example.com", "first_name": "A"}))
-        .await
-        .value()
+        .grant_with(json!({"reference": "alice@example.com", "first_name": "A"}))
         .await;
     assert_eq!(t2["subscriber_id"], sid.as_str());
     let s = app.fabric(&p).get_subscriber(&sid).await.value().await;
     assert_eq!(s["subscriber"]["timezone"], "UTC");
     assert_eq!(s["subscriber"]["first_name"], "A");
     // The subscriber id also works as a reference.
-    let t3 = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": sid}))
-        .await
-        .value()
-        .await;
+    let t3 = app.fabric(&p).grant(&sid).await;
     assert_eq!(t3["subscriber_id"], sid.as_str());
 
     let rt = t["refresh_token"].as_str().unwrap();
@@ -332,9 +325,7 @@ async fn unbound_sat_refresh_scope_is_capped_at_sixty_seconds() {
     let (app, p) = spawn_with_project().await;
     let t = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "jo", "scope": "sat:refresh"}))
-        .await
-        .value()
+        .grant_with(json!({"reference": "jo", "scope": "sat:refresh"}))
         .await;
     let sat = t["token"].as_str().unwrap();
     assert_eq!(
