@@ -20,12 +20,10 @@ async fn healthz_answers_with_a_request_id() {
 #[tokio::test]
 async fn subscriber_token_upserts_and_refresh_rotates() {
     let (app, p) = spawn_with_project().await;
-    let r = app
+    let t = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "Alice@Example.com", "time_zone": "UTC"}))
+        .grant_with(json!({"reference": "Alice@Example.com", "time_zone": "UTC"}))
         .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let t = r.value().await;
     let sid = t["subscriber_id"].as_str().unwrap().to_string();
     assert_eq!(header(t["token"].as_str().unwrap())["typ"], "SAT");
     assert_eq!(
