@@ -5,9 +5,10 @@
 //! SKIP and passes, so `cargo test` works on a bare machine; with `TESSERA_REQUIRE_COMPAT=1`
 //! (set by `.ci/run`) a missing SDK is a failure instead.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+mod support;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -51,26 +52,20 @@ impl Drop for Server {
     }
 }
 
-const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
 fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("tessera.db").display());
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
-        .env("TESSERA_MASTER_KEY", TEST_MASTER_KEY)
+        .env("TESSERA_MASTER_KEY", support::MASTER_KEY)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .expect("tessera serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let host = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+    let base = support::listening_on(&mut child);
+    let host = base
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http:// address: {base:?}"))
         .to_string();
     Server {
         child,
@@ -90,7 +85,7 @@ fn run_suite(script: &str, module: &str) {
         .env("TESSERA_HOST", &server.host)
         .env("TESSERA_BIN", env!("CARGO_BIN_EXE_tessera"))
         .env("TESSERA_DATABASE_URL", &server.database)
-        .env("TESSERA_MASTER_KEY", TEST_MASTER_KEY)
+        .env("TESSERA_MASTER_KEY", support::MASTER_KEY)
         .status()
         .expect("python runs");
     assert!(status.success(), "{script} failed against the real server");

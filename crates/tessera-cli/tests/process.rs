@@ -4,7 +4,7 @@
 //!
 //! PostgreSQL cases read `TESSERA_TEST_POSTGRES_URL`; without it they print SKIP and pass.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+use support::MASTER_KEY;
+
+mod support;
 
 /// A running `tessera serve`; killed (SIGKILL) when dropped.
 struct Node {
@@ -39,16 +41,8 @@ impl Node {
     /// Starts `cmd` and waits for the address it listens on.
     fn spawn(mut cmd: Command) -> Node {
         let mut child = cmd.spawn().expect("tessera serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let host = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Node { child, base: host }
+        let base = support::listening_on(&mut child);
+        Node { child, base }
     }
 
     /// `kill -9`: no graceful shutdown, no flush.

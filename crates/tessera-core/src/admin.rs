@@ -149,13 +149,7 @@ impl Admin {
             .delete_project(id)
             .await
             .map_err(not_found("project"))?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                Some(id),
-                "project.deleted",
-                format!("project:{id}"),
-            )])
+        self.record(Some(id), "project.deleted", format!("project:{id}"))
             .await?;
         Ok(())
     }
@@ -173,13 +167,7 @@ impl Admin {
             .delete_operator(id)
             .await
             .map_err(not_found("operator"))?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                None,
-                "operator.deleted",
-                format!("operator:{id}"),
-            )])
+        self.record(None, "operator.deleted", format!("operator:{id}"))
             .await?;
         Ok(())
     }
@@ -205,14 +193,12 @@ impl Admin {
             .directory
             .create_api_token(token.clone())
             .await?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                Some(project),
-                "api_token.created",
-                format!("api_token:{}", token.id),
-            )])
-            .await?;
+        self.record(
+            Some(project),
+            "api_token.created",
+            format!("api_token:{}", token.id),
+        )
+        .await?;
         Ok((token, secret))
     }
 
@@ -269,13 +255,7 @@ impl Admin {
                 }
                 other => AdminError::Store(other),
             })?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                None,
-                "operator.created",
-                format!("operator:{id}"),
-            )])
+        self.record(None, "operator.created", format!("operator:{id}"))
             .await?;
         Ok((id, key))
     }
@@ -304,13 +284,7 @@ impl Admin {
             .update_operator(id, patch)
             .await
             .map_err(not_found("user"))?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                None,
-                "operator.updated",
-                format!("operator:{id}"),
-            )])
+        self.record(None, "operator.updated", format!("operator:{id}"))
             .await?;
         Ok(op)
     }
@@ -353,13 +327,7 @@ impl Admin {
             .revoke_api_token(id, self.clock.now())
             .await
             .map_err(not_found("api token"))?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                project,
-                "api_token.revoked",
-                format!("api_token:{id}"),
-            )])
+        self.record(project, "api_token.revoked", format!("api_token:{id}"))
             .await?;
         Ok(())
     }
@@ -433,18 +401,23 @@ impl Admin {
         };
         let id = embed.id;
         self.stores.directory.create_embed(embed).await?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                Some(project),
-                "embed.created",
-                format!("embed:{id}"),
-            )])
+        self.record(Some(project), "embed.created", format!("embed:{id}"))
             .await?;
         Ok(NewEmbed {
             id,
             token: Secret::new(token),
         })
+    }
+
+    /// Appends one audit event of this actor.
+    async fn record(
+        &self,
+        project: Option<ProjectId>,
+        action: &str,
+        subject: String,
+    ) -> Result<(), AdminError> {
+        let event = self.audit(project, action, subject);
+        Ok(self.stores.audit.append_audit(vec![event]).await?)
     }
 
     fn audit(&self, project: Option<ProjectId>, action: &str, subject: String) -> AuditEvent {
@@ -505,10 +478,7 @@ impl Admin {
             .retire_key(kid, self.clock.now())
             .await
             .map_err(not_found("pending key"))?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(None, "key.retired", kid.into())])
-            .await?;
+        self.record(None, "key.retired", kid.into()).await?;
         Ok(())
     }
 
@@ -525,10 +495,7 @@ impl Admin {
             .destroy_key(kid)
             .await
             .map_err(not_found("key"))?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(None, "key.destroyed", kid.into())])
-            .await?;
+        self.record(None, "key.destroyed", kid.into()).await?;
         Ok(())
     }
 
@@ -553,14 +520,12 @@ impl Admin {
             .collect();
         let keys =
             unwrap_all(&self.master, &stored).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        self.stores
-            .audit
-            .append_audit(vec![self.audit(
-                None,
-                "keys.exported",
-                format!("purpose:{}", purpose.as_str()),
-            )])
-            .await?;
+        self.record(
+            None,
+            "keys.exported",
+            format!("purpose:{}", purpose.as_str()),
+        )
+        .await?;
         Ok(keys)
     }
 

@@ -7,7 +7,7 @@ use tessera_core::export::{
     TRANSIENT_TABLES,
 };
 use tessera_core::store::{StoreError, StoreResult, TransferStore};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 use uuid::Uuid;
 
@@ -33,29 +33,24 @@ fn select_list(t: &ExportTable) -> String {
 }
 
 fn read_cell(r: &Row, i: usize, ty: ColumnType) -> Result<Cell, tokio_postgres::Error> {
-    Ok(match ty {
-        ColumnType::Uuid => r
-            .try_get::<_, Option<Uuid>>(i)?
-            .map_or(Cell::Null, Cell::Uuid),
-        ColumnType::Text => r
-            .try_get::<_, Option<String>>(i)?
-            .map_or(Cell::Null, Cell::Text),
-        ColumnType::Json => r
-            .try_get::<_, Option<String>>(i)?
-            .map_or(Cell::Null, Cell::Json),
-        ColumnType::Integer => r
-            .try_get::<_, Option<i64>>(i)?
-            .map_or(Cell::Null, Cell::Integer),
-        ColumnType::Flag => r
-            .try_get::<_, Option<bool>>(i)?
-            .map_or(Cell::Null, Cell::Flag),
-        ColumnType::Bytes => r
-            .try_get::<_, Option<Vec<u8>>>(i)?
-            .map_or(Cell::Null, Cell::Bytes),
-        ColumnType::UuidList => r
-            .try_get::<_, Option<Vec<Uuid>>>(i)?
-            .map_or(Cell::Null, Cell::UuidList),
-    })
+    match ty {
+        ColumnType::Uuid => cell(r, i, Cell::Uuid),
+        ColumnType::Text => cell(r, i, Cell::Text),
+        ColumnType::Json => cell(r, i, Cell::Json),
+        ColumnType::Integer => cell(r, i, Cell::Integer),
+        ColumnType::Flag => cell(r, i, Cell::Flag),
+        ColumnType::Bytes => cell(r, i, Cell::Bytes),
+        ColumnType::UuidList => cell(r, i, Cell::UuidList),
+    }
+}
+
+/// Column `i` read as a nullable `T`: `NULL` as [`Cell::Null`], a value wrapped by `wrap`.
+fn cell<'a, T: FromSql<'a>>(
+    r: &'a Row,
+    i: usize,
+    wrap: fn(T) -> Cell,
+) -> Result<Cell, tokio_postgres::Error> {
+    Ok(r.try_get::<_, Option<T>>(i)?.map_or(Cell::Null, wrap))
 }
 
 /// A cell as a parameter of its column's type (a `NULL` is typed too).

@@ -124,6 +124,10 @@ impl Source {
             must_contain: None,
             kind: Kind::Fixed,
         };
+        // The same JSON request on every send.
+        let post = |path: &str, auth: Option<&str>, body: serde_json::Value, status| {
+            fixed(vec![http::post_json(path, auth, &body.to_string())], status)
+        };
         match w {
             Workload::Healthz => fixed(vec![http::request("GET", "/healthz", &[], "")], 200),
             Workload::Introspect => Source {
@@ -136,12 +140,10 @@ impl Source {
                     200,
                 )
             },
-            Workload::Guest => fixed(
-                vec![http::post_json(
-                    "/api/fabric/guests/tokens",
-                    Some(&fx.basic),
-                    &json!({ "allowed_addresses": fx.addresses }).to_string(),
-                )],
+            Workload::Guest => post(
+                "/api/fabric/guests/tokens",
+                Some(&fx.basic),
+                json!({ "allowed_addresses": fx.addresses }),
                 201,
             ),
             Workload::SubscriberExisting => fixed(
@@ -168,20 +170,16 @@ impl Source {
                 kind: Kind::Chain(seeds[conn % seeds.len()].clone()),
                 ..fixed(Vec::new(), 201)
             },
-            Workload::Invite => fixed(
-                vec![http::post_json(
-                    "/api/fabric/subscriber/invites",
-                    Some(&fx.basic),
-                    &json!({ "address_id": fx.invite_address }).to_string(),
-                )],
+            Workload::Invite => post(
+                "/api/fabric/subscriber/invites",
+                Some(&fx.basic),
+                json!({ "address_id": fx.invite_address }),
                 201,
             ),
-            Workload::Embed => fixed(
-                vec![http::post_json(
-                    "/api/fabric/embeds/tokens",
-                    None,
-                    &json!({ "token": fx.embed }).to_string(),
-                )],
+            Workload::Embed => post(
+                "/api/fabric/embeds/tokens",
+                None,
+                json!({ "token": fx.embed }),
                 201,
             ),
             Workload::Login => fixed(

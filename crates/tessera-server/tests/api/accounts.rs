@@ -391,40 +391,41 @@ async fn look_alike_usernames_neither_log_in_nor_lock_out_each_other() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
 
-    // Locking the look-alike out at an address leaves the real account open there.
-    let one = client_from("127.0.0.1");
-    let bad = json!({"username": "\u{212A}ate@local", "password": "guess"});
-    for _ in 0..5 {
-        assert_eq!(
-            app.accounts().via(&one).login_with(bad.clone()).await.0,
-            StatusCode::UNAUTHORIZED
-        );
+    // Locking the look-alike out at an address leaves the real account open there; and the
+    // other way round, with an operator that does not exist as the look-alike.
+    // After locking one username out at an address: (username, password, answer) from there.
+    type Then = &'static [(&'static str, &'static str, StatusCode)];
+    let table: [(&str, &str, Then); 2] = [
+        (
+            "127.0.0.1",
+            "\u{212A}ate@local",
+            &[
+                // Locked: even the right password is refused from there.
+                (
+                    "\u{212A}ate@local",
+                    "another password",
+                    StatusCode::UNAUTHORIZED,
+                ),
+                ("kate@local", PASSWORD, StatusCode::OK),
+            ],
+        ),
+        (
+            "127.0.0.2",
+            "admin@local",
+            &[("ADM\u{130}N@local", "another password", StatusCode::OK)],
+        ),
+    ];
+    for (address, locked, then) in table {
+        let client = client_from(address);
+        for _ in 0..5 {
+            let (s, _) = app.accounts().via(&client).login(locked, "guess").await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{locked:?} from {address}");
+        }
+        for &(user, password, status) in then {
+            let (s, v) = app.accounts().via(&client).login(user, password).await;
+            assert_eq!(s, status, "{user:?} from {address} after {locked:?}: {v}");
+        }
     }
-    let good = json!({"username": "\u{212A}ate@local", "password": "another password"});
-    assert_eq!(
-        app.accounts().via(&one).login_with(good).await.0,
-        StatusCode::UNAUTHORIZED,
-        "locked"
-    );
-    let kate = json!({"username": "kate@local", "password": PASSWORD});
-    assert_eq!(
-        app.accounts().via(&one).login_with(kate).await.0,
-        StatusCode::OK
-    );
-    // And the other way round, with an operator that does not exist as the look-alike.
-    let two = client_from("127.0.0.2");
-    let bad = json!({"username": "admin@local", "password": "guess"});
-    for _ in 0..5 {
-        assert_eq!(
-            app.accounts().via(&two).login_with(bad.clone()).await.0,
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    let dotted = json!({"username": "ADM\u{130}N@local", "password": "another password"});
-    assert_eq!(
-        app.accounts().via(&two).login_with(dotted).await.0,
-        StatusCode::OK
-    );
 }
 
 /// What one management call needs: a fresh fixture per attempt for the destructive ones.
@@ -779,47 +780,23 @@ async fn tokens_signed_before_subkeys_keep_working_until_they_expire() {
         let sig = ed25519_dalek::SigningKey::from_bytes(&material).sign(t.as_bytes());
         format!("{t}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
     };
+    // What `GET /v1/users` answers a bearer of `token`.
+    let users_as = |token: &str| {
+        let request = app
+            .accounts()
+            .bearer(token)
+            .raw(Method::GET, accounts_path::USERS);
+        async move { request.send().await.unwrap().status() }
+    };
     let issued_before = legacy(START.0 - 600);
-    let r = app
-        .accounts()
-        .bearer(&issued_before)
-        .raw(Method::GET, accounts_path::USERS)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(users_as(&issued_before).await, StatusCode::OK);
     // Signed that way after the upgrade (the check was recorded at START): refused.
     let issued_after = legacy(START.0 + 1);
-    let r = app
-        .accounts()
-        .bearer(&issued_after)
-        .raw(Method::GET, accounts_path::USERS)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(users_as(&issued_after).await, StatusCode::UNAUTHORIZED);
     // New tokens are signed with the subkey, and the old one dies at its expiry.
     let (access, _) = app.accounts().tokens("root@local").await;
     // Past its expiry and the verification leeway.
     app.clock.advance(3100);
-    assert_eq!(
-        app.accounts()
-            .bearer(&issued_before)
-            .raw(Method::GET, accounts_path::USERS)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.accounts()
-            .bearer(&access)
-            .raw(Method::GET, accounts_path::USERS)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(users_as(&issued_before).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(users_as(&access).await, StatusCode::OK);
 }

@@ -39,8 +39,7 @@ fn case(
 
 #[tokio::test]
 async fn bad_input_gets_the_documented_4xx_never_a_500() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let room = app.room_address(&p, "r").await;
     let (sid, sub_addr) = app.subscriber(&p, "n@example.com").await;
     let now = START.0;
@@ -411,8 +410,7 @@ async fn bad_input_gets_the_documented_4xx_never_a_500() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let big = "x".repeat(tessera_server::config::DEFAULT_BODY_LIMIT + 1);
     let r = app
         .fabric(&p)
@@ -437,8 +435,7 @@ async fn oversized_bodies_get_413() {
 
 #[tokio::test]
 async fn several_bad_fields_are_reported_together() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let r = app
         .fabric(&p)
         .invite(json!({"address_id": "x", "expires_at": "later"}))
@@ -456,8 +453,7 @@ async fn several_bad_fields_are_reported_together() {
 
 #[tokio::test]
 async fn nul_characters_are_refused_not_stored() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let r = app
         .fabric(&p)
         .subscriber_token(json!({"reference": "a\u{0}b"}))

@@ -107,8 +107,7 @@ async fn send_raw(app: &TestApp, bytes: &[u8]) -> TcpStream {
 
 #[tokio::test]
 async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let room = app.room_address(&p, "r").await;
     // The attack of the issue: a WAF that reads the first "username" sees "nobody".
     app.operator("admin@local", Role::Admin, false).await;
@@ -171,8 +170,7 @@ async fn duplicate_json_members_are_refused_on_every_json_endpoint() {
 
 #[tokio::test]
 async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let room = app.room_address(&p, "r").await;
     let guest =
         |expire: &str| format!(r#"{{"allowed_addresses":["{room}"],"expire_at":{expire}}}"#);
@@ -214,8 +212,7 @@ async fn numbers_out_of_range_and_bad_aliases_are_422_naming_the_field() {
 
 #[tokio::test]
 async fn a_path_id_that_is_not_utf8_gets_the_dialects_json_404() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     for path in [
         format!("{}/%FF", fabric_path::RESOURCES),
         format!("{}/%C3%28", fabric_path::SUBSCRIBERS),
@@ -251,8 +248,7 @@ async fn links_with_host(app: &TestApp, p: &Project, host: &str) -> Value {
 
 #[tokio::test]
 async fn pagination_links_never_come_from_the_host_header() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     app.subscriber(&p, "a@example.com").await;
     app.subscriber(&p, "b@example.com").await;
     let links = links_with_host(&app, &p, "evil.example").await;
@@ -303,8 +299,7 @@ async fn pagination_links_never_come_from_the_host_header() {
 
 #[tokio::test]
 async fn a_content_length_over_the_limit_is_refused_before_the_body_is_read() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     for (path, fabric) in [
         (fabric_path::GUEST_TOKENS, true),
         (accounts_path::TOKENS, false),
@@ -588,8 +583,7 @@ async fn refusals_are_logged_at_the_default_level_without_their_secrets() {
 /// was a unique-index conflict answered 500.
 #[tokio::test]
 async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let (sid, _) = app.subscriber(&p, "a@example.com").await;
     let r = app
         .fabric(&p)
@@ -615,8 +609,7 @@ async fn an_email_that_is_another_subscribers_reference_is_taken_not_a_500() {
 /// unknown token (`{"active": false}` / 200), hiding the client's bug.
 #[tokio::test]
 async fn oauth_endpoints_refuse_a_json_body_that_is_not_an_object() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     // Malformed: 400. An empty body or one without a token still names nothing: not an error.
     let cases = [
         ("[null, null]", StatusCode::BAD_REQUEST),

@@ -48,6 +48,13 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }
 
+/// A running server with one project: where most Fabric tests begin.
+pub async fn spawn_with_project() -> (TestApp, Project) {
+    let app = spawn_app().await;
+    let p = app.project().await;
+    (app, p)
+}
+
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let (_, key) = MasterKey::generate();
@@ -255,8 +262,13 @@ impl Fabric {
 
     /// [`Fabric::subscriber_token`] for `reference`, expecting 200; answers its body.
     pub async fn grant(&self, reference: &str) -> Value {
-        let r = self.subscriber_token(json!({"reference": reference})).await;
-        assert_eq!(r.status(), StatusCode::OK);
+        self.grant_with(json!({"reference": reference})).await
+    }
+
+    /// [`Fabric::subscriber_token`] with `body`, expecting 200; answers its body.
+    pub async fn grant_with(&self, body: Value) -> Value {
+        let r = self.subscriber_token(body).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.url());
         r.value().await
     }
 

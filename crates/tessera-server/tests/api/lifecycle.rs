@@ -19,8 +19,7 @@ async fn introspect(app: &TestApp, p: &Project, token: &str) -> Value {
 /// waiting, every grant is there.
 #[tokio::test]
 async fn stopping_writes_the_audit_events_of_answered_requests() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let room = app.room_address(&p, "lobby").await;
     let mut tasks = Vec::new();
     for _ in 0..32 {
@@ -54,8 +53,7 @@ async fn stopping_writes_the_audit_events_of_answered_requests() {
 /// Repeated addresses count once, in the order first named.
 #[tokio::test]
 async fn guest_addresses_named_twice_count_once_in_first_seen_order() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let mut rooms = Vec::new();
     for i in 0..4 {
         rooms.push(app.room_address(&p, &format!("room {i}")).await);
@@ -143,17 +141,11 @@ async fn introspection_answers_active_only_for_live_access_tokens_of_the_project
 
 #[tokio::test]
 async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let state_store = app.admin.stores.keys.clone();
     let mut before = Vec::new();
     for i in 0..5 {
-        let t = app
-            .fabric(&p)
-            .subscriber_token(json!({"reference": format!("r{i}")}))
-            .await
-            .value()
-            .await;
+        let t = app.fabric(&p).grant(&format!("r{i}")).await;
         before.push(t);
     }
     // Load: issue and refresh concurrently while keys rotate.
@@ -228,8 +220,7 @@ async fn rotation_during_load_fails_nothing_and_old_tokens_stay_active() {
 
 #[tokio::test]
 async fn cleanup_returns_the_families_table_to_its_live_size() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let room = app.room_address(&p, "lobby").await;
     for _ in 0..10 {
         app.fabric(&p)
@@ -319,9 +310,7 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
     let p = app.project().await;
     let t = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "aud", "password": "a secret pw"}))
-        .await
-        .value()
+        .grant_with(json!({"reference": "aud", "password": "a secret pw"}))
         .await;
     app.fabric(&p).refresh(&t["refresh_token"]).await;
     app.fabric(&p).refresh(&t["refresh_token"]).await;

@@ -9,8 +9,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn pagination_walks_every_subscriber_once() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let mut created = HashSet::new();
     for i in 0..7 {
         created.insert(app.subscriber(&p, &format!("u{i}@example.com")).await.0);
@@ -90,8 +89,7 @@ async fn a_project_sees_nothing_of_another() {
 
 #[tokio::test]
 async fn wrong_or_revoked_credentials_are_unauthorized() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let bad = Project {
         id: p.id.clone(),
         token: "tsr_wrong".into(),
@@ -118,8 +116,7 @@ async fn wrong_or_revoked_credentials_are_unauthorized() {
 
 #[tokio::test]
 async fn subscriber_crud_merges_updates_and_rejects_duplicate_email() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let r = app
         .fabric(&p)
         .create_subscriber(
@@ -152,8 +149,7 @@ async fn subscriber_crud_merges_updates_and_rejects_duplicate_email() {
 
 #[tokio::test]
 async fn rooms_store_what_clients_send_and_filters_work() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let r = app.fabric(&p).create_room(json!({"name": "standup", "display_name": "Stand-up", "max_members": 12, "enable_room_previews": true})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let room = r.value().await;

@@ -74,6 +74,24 @@ impl App {
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
+
+    /// Creates a subscriber from `body`.
+    async fn post_subscriber(&self, body: Value) -> (StatusCode, Value) {
+        self.post("/api/fabric/resources/subscribers", body).await
+    }
+
+    /// Creates a conference room from `body`.
+    async fn post_room(&self, body: Value) -> (StatusCode, Value) {
+        self.post("/api/fabric/resources/conference_rooms", body)
+            .await
+    }
+
+    /// The JSON document at `path`, fetched without credentials.
+    async fn get_json(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.base);
+        let response = self.client.get(url).send().await.unwrap();
+        response.json().await.unwrap()
+    }
 }
 
 /// Two bytes in UTF-8, one character.
@@ -87,29 +105,18 @@ fn accented(n: usize) -> String {
 async fn fabric_text_limit_counts_characters() {
     let app = start().await;
     let (s, body) = app
-        .post(
-            "/api/fabric/resources/subscribers",
-            json!({ "email": accented(1024), "first_name": accented(1024) }),
-        )
+        .post_subscriber(json!({ "email": accented(1024), "first_name": accented(1024) }))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     assert_eq!(body["subscriber"]["first_name"], accented(1024));
 
     let (s, body) = app
-        .post(
-            "/api/fabric/resources/subscribers",
-            json!({ "email": "a@example.com", "first_name": accented(1025) }),
-        )
+        .post_subscriber(json!({ "email": "a@example.com", "first_name": accented(1025) }))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["attribute"], "first_name");
 
-    let (s, body) = app
-        .post(
-            "/api/fabric/resources/conference_rooms",
-            json!({ "name": accented(1024) }),
-        )
-        .await;
+    let (s, body) = app.post_room(json!({ "name": accented(1024) })).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
 }
 
@@ -118,17 +125,11 @@ async fn fabric_text_limit_counts_characters() {
 async fn fabric_password_limit_counts_characters() {
     let app = start().await;
     let (s, body) = app
-        .post(
-            "/api/fabric/resources/subscribers",
-            json!({ "email": "pw@example.com", "password": accented(72) }),
-        )
+        .post_subscriber(json!({ "email": "pw@example.com", "password": accented(72) }))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let (s, body) = app
-        .post(
-            "/api/fabric/resources/subscribers",
-            json!({ "email": "pw2@example.com", "password": accented(73) }),
-        )
+        .post_subscriber(json!({ "email": "pw2@example.com", "password": accented(73) }))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["errors"][0]["attribute"], "password");
@@ -252,15 +253,7 @@ async fn a_service_users_null_password_is_documented() {
 #[tokio::test]
 async fn document_states_what_the_server_accepts() {
     let app = start().await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     let paths = &doc["paths"];
     let schemas = &doc["components"]["schemas"];
 
@@ -284,12 +277,7 @@ async fn document_states_what_the_server_accepts() {
         true
     );
     // And the server really does answer an empty merge with 200.
-    let (s, room) = app
-        .post(
-            "/api/fabric/resources/conference_rooms",
-            json!({ "name": "r" }),
-        )
-        .await;
+    let (s, room) = app.post_room(json!({ "name": "r" })).await;
     assert_eq!(s, StatusCode::CREATED);
     let r = app
         .client
@@ -308,20 +296,12 @@ async fn document_states_what_the_server_accepts() {
     let room_req = &schemas["ConferenceRoomRequest"]["properties"];
     assert_eq!(room_req["display_name"]["type"], json!(["string", "null"]));
     let (s, body) = app
-        .post(
-            "/api/fabric/resources/conference_rooms",
-            json!({ "name": "n", "display_name": null }),
-        )
+        .post_room(json!({ "name": "n", "display_name": null }))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     // A required name is not blank: the server trims it.
     assert!(room_req["name"]["pattern"].is_string());
-    let (s, _) = app
-        .post(
-            "/api/fabric/resources/conference_rooms",
-            json!({ "name": "\r" }),
-        )
-        .await;
+    let (s, _) = app.post_room(json!({ "name": "\r" })).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     // A password is empty or 8 characters at least.
     let pw = &schemas["SubscriberRequest"]["properties"]["password"];

@@ -80,6 +80,19 @@ fn family(project: ProjectId, kind: PrincipalKind) -> Family {
     }
 }
 
+/// Upserts a subscriber through a grant that opens a fresh subscriber family for it.
+async fn grant(
+    s: &Stores,
+    project: ProjectId,
+    upsert: SubscriberUpsert,
+    at: UnixTime,
+) -> StoreResult<ResourceId> {
+    let family = family(project, PrincipalKind::Subscriber);
+    s.families
+        .grant_subscriber(project, upsert, family, at)
+        .await
+}
+
 fn upsert(
     clock: &ManualClock,
     project: ProjectId,
@@ -221,24 +234,10 @@ async fn subscribers(s: &Stores) {
     let clock = ManualClock::new(START);
     let (p, t) = project();
     s.directory.create_project(p.clone(), t).await.unwrap();
-    let a = s
-        .families
-        .grant_subscriber(
-            p.id,
-            upsert(&clock, p.id, "Alice", "a@x.io"),
-            family(p.id, PrincipalKind::Subscriber),
-            START,
-        )
+    let a = grant(s, p.id, upsert(&clock, p.id, "Alice", "a@x.io"), START)
         .await
         .unwrap();
-    let again = s
-        .families
-        .grant_subscriber(
-            p.id,
-            upsert(&clock, p.id, "alice", "a@x.io"),
-            family(p.id, PrincipalKind::Subscriber),
-            START,
-        )
+    let again = grant(s, p.id, upsert(&clock, p.id, "alice", "a@x.io"), START)
         .await
         .unwrap();
     assert_eq!(a, again);
@@ -258,24 +257,10 @@ async fn subscribers(s: &Stores) {
     );
     assert_eq!(s.directory.get_resource(p.id, a).await.unwrap(), before);
     assert_eq!(s.families.get_family(fam_id).await.unwrap().subject, a.0);
-    s.families
-        .grant_subscriber(
-            p.id,
-            upsert(&clock, p.id, "bob", "b@x.io"),
-            family(p.id, PrincipalKind::Subscriber),
-            START,
-        )
+    grant(s, p.id, upsert(&clock, p.id, "bob", "b@x.io"), START)
         .await
         .unwrap();
-    let taken = s
-        .families
-        .grant_subscriber(
-            p.id,
-            upsert(&clock, p.id, "carol", "A@X.io"),
-            family(p.id, PrincipalKind::Subscriber),
-            START,
-        )
-        .await;
+    let taken = grant(s, p.id, upsert(&clock, p.id, "carol", "A@X.io"), START).await;
     assert!(
         matches!(taken, Err(StoreError::Conflict(ref c)) if c == "email"),
         "{taken:?}"
@@ -334,15 +319,7 @@ async fn subscribers(s: &Stores) {
         .unwrap();
     let mut pw = upsert(&clock, p.id, "alice", "a@x.io");
     pw.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
-    s.families
-        .grant_subscriber(
-            p.id,
-            pw,
-            family(p.id, PrincipalKind::Subscriber),
-            START.plus(5),
-        )
-        .await
-        .unwrap();
+    grant(s, p.id, pw, START.plus(5)).await.unwrap();
     assert!(s
         .families
         .get_family(fam_id)
@@ -454,13 +431,7 @@ async fn concurrent_failures(s: &Stores) {
     let clock = Arc::new(ManualClock::new(START));
     let (p, t) = project();
     s.directory.create_project(p.clone(), t).await.unwrap();
-    s.families
-        .grant_subscriber(
-            p.id,
-            upsert(&clock, p.id, "owner", "taken@x.io"),
-            family(p.id, PrincipalKind::Subscriber),
-            START,
-        )
+    grant(s, p.id, upsert(&clock, p.id, "owner", "taken@x.io"), START)
         .await
         .unwrap();
     let mut tasks = Vec::new();

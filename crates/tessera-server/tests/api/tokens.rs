@@ -19,14 +19,11 @@ async fn healthz_answers_with_a_request_id() {
 
 #[tokio::test]
 async fn subscriber_token_upserts_and_refresh_rotates() {
-    let app = spawn_app().await;
-    let p = app.project().await;
-    let r = app
+    let (app, p) = spawn_with_project().await;
+    let t = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "Alice@Example.com", "time_zone": "UTC"}))
+        .grant_with(json!({"reference": "Alice@Example.com", "time_zone": "UTC"}))
         .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let t = r.value().await;
     let sid = t["subscriber_id"].as_str().unwrap().to_string();
     assert_eq!(header(t["token"].as_str().unwrap())["typ"], "SAT");
     assert_eq!(
@@ -36,21 +33,14 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
     // The same reference in another case finds the same subscriber and patches it.
     let t2 = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "alice@example.com", "first_name": "A"}))
-        .await
-        .value()
+        .grant_with(json!({"reference": "alice@example.com", "first_name": "A"}))
         .await;
     assert_eq!(t2["subscriber_id"], sid.as_str());
     let s = app.fabric(&p).get_subscriber(&sid).await.value().await;
     assert_eq!(s["subscriber"]["timezone"], "UTC");
     assert_eq!(s["subscriber"]["first_name"], "A");
     // The subscriber id also works as a reference.
-    let t3 = app
-        .fabric(&p)
-        .subscriber_token(json!({"reference": sid}))
-        .await
-        .value()
-        .await;
+    let t3 = app.fabric(&p).grant(&sid).await;
     assert_eq!(t3["subscriber_id"], sid.as_str());
 
     let rt = t["refresh_token"].as_str().unwrap();
@@ -65,8 +55,7 @@ async fn subscriber_token_upserts_and_refresh_rotates() {
 
 #[tokio::test]
 async fn reuse_after_the_grace_window_revokes_the_whole_family() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let t: Value = app.fabric(&p).grant("bob").await;
     let old = t["refresh_token"].clone();
     let n = app.fabric(&p).refresh(&old).await.value().await;
@@ -126,8 +115,7 @@ async fn grace_zero_makes_concurrent_refreshes_yield_exactly_one_winner() {
 
 #[tokio::test]
 async fn expired_refresh_tokens_say_token_expired_and_access_tokens_are_not_refresh_tokens() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let t: Value = app.fabric(&p).grant("dave").await;
     let (code, _) = first_error(app.fabric(&p).refresh(&t["token"]).await).await;
     assert_eq!(code, "not_a_refresh_token");
@@ -153,8 +141,7 @@ async fn another_projects_credentials_cannot_refresh() {
 
 #[tokio::test]
 async fn tokens_handed_out_survive_a_restart() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let a = app.room_address(&p, "lobby").await;
     let g: Value = app.fabric(&p).guest(&[a.as_str()]).await;
     let s: Value = app.fabric(&p).grant("frank").await;
@@ -184,8 +171,7 @@ async fn assert_token_members(r: reqwest::Response, members: &[&str]) {
 
 #[tokio::test]
 async fn guest_invite_and_embed_tokens() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let room = app.room_address(&p, "lobby").await;
     let (_, sub_addr) = app.subscriber(&p, "gina@example.com").await;
     let r = app
@@ -258,8 +244,7 @@ async fn the_embed_exchange_is_rate_limited_per_client_address() {
 
 #[tokio::test]
 async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let room = app.room_address(&p, "hall").await;
     let (_, other_addr) = app.subscriber(&p, "other@example.com").await;
     let t: Value = app.fabric(&p).grant("hank@example.com").await;
@@ -316,8 +301,7 @@ async fn bearer_sat_has_subscriber_scope_and_guests_have_none() {
 
 #[tokio::test]
 async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let t: Value = app.fabric(&p).grant("ivy@example.com").await;
     let sid = t["subscriber_id"].as_str().unwrap();
     let r = app
@@ -336,13 +320,10 @@ async fn password_change_and_deletion_revoke_the_subscribers_sessions() {
 
 #[tokio::test]
 async fn unbound_sat_refresh_scope_is_capped_at_sixty_seconds() {
-    let app = spawn_app().await;
-    let p = app.project().await;
+    let (app, p) = spawn_with_project().await;
     let t = app
         .fabric(&p)
-        .subscriber_token(json!({"reference": "jo", "scope": "sat:refresh"}))
-        .await
-        .value()
+        .grant_with(json!({"reference": "jo", "scope": "sat:refresh"}))
         .await;
     let sat = t["token"].as_str().unwrap();
     assert_eq!(
