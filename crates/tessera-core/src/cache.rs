@@ -218,18 +218,9 @@ impl CachedStore {
 
 #[async_trait]
 impl FamilyStore for CachedStore {
-    async fn grant_subscriber(
-        &self,
-        project: ProjectId,
-        upsert: SubscriberUpsert,
-        family: Family,
-        at: UnixTime,
-    ) -> StoreResult<ResourceId> {
-        let revokes = upsert.password_hash.is_some();
-        let r = self
-            .inner_families
-            .grant_subscriber(project, upsert, family, at)
-            .await;
+    async fn grant_subscriber(&self, grant: GrantWrite) -> StoreResult<ResourceId> {
+        let revokes = grant.upsert.password_hash.is_some();
+        let r = self.inner_families.grant_subscriber(grant).await;
         if revokes {
             self.forget_revoked_subject();
         }
@@ -259,20 +250,11 @@ impl FamilyStore for CachedStore {
         read
     }
 
-    async fn rotate_family(
-        &self,
-        project: ProjectId,
-        id: FamilyId,
-        generation: i64,
-        at: UnixTime,
-        tokens_expire_at: UnixTime,
-    ) -> StoreResult<RotateOutcome> {
+    async fn rotate_family(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {
         // Rotation is decided by the database, never by the cache; the cached row's
         // generation would be stale after it.
-        self.families.remove(&id);
-        self.inner_families
-            .rotate_family(project, id, generation, at, tokens_expire_at)
-            .await
+        self.families.remove(&rotation.id);
+        self.inner_families.rotate_family(rotation).await
     }
 
     async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()> {

@@ -308,6 +308,20 @@ pub struct SubscriberUpsert {
     pub create: NewResource,
 }
 
+/// The write of a subscriber grant: what [`crate::store::FamilyStore::grant_subscriber`] writes in one
+/// transaction.
+#[derive(Debug, Clone)]
+pub struct GrantWrite {
+    /// The project of the subscriber and the family.
+    pub project: ProjectId,
+    /// The subscriber to find or create.
+    pub upsert: SubscriberUpsert,
+    /// The family to open (its subject is set by the store).
+    pub family: Family,
+    /// When.
+    pub at: UnixTime,
+}
+
 impl SubscriberUpsert {
     /// Whether an existing subscriber must be written: most token requests name only the
     /// reference, and then the subscriber (its `updated_at` too) is left as it is.
@@ -350,6 +364,22 @@ impl Family {
     pub fn stored_tokens_expire_at(&self) -> UnixTime {
         self.tokens_expire_at.min(self.expires_at)
     }
+}
+
+/// A refresh spending one generation of a family: what [`crate::store::FamilyStore::rotate_family`]
+/// is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The project the family must belong to.
+    pub project: ProjectId,
+    /// The family.
+    pub id: FamilyId,
+    /// The generation the refresh token spends.
+    pub generation: i64,
+    /// When.
+    pub at: UnixTime,
+    /// When the tokens about to be issued will expire.
+    pub tokens_expire_at: UnixTime,
 }
 
 /// The result of trying to spend a refresh generation.

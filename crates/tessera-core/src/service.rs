@@ -569,7 +569,12 @@ impl TokenService {
         let password_set = upsert.password_hash.is_some();
         let sid = self
             .families
-            .grant_subscriber(project, upsert, fam.clone(), now)
+            .grant_subscriber(GrantWrite {
+                project,
+                upsert,
+                family: fam.clone(),
+                at: now,
+            })
             .await?;
         if password_set {
             self.audit_credential(
@@ -736,7 +741,13 @@ impl TokenService {
         let tokens_expire_at = exp.plus(self.policy.refresh_extra);
         let (fam, outcome) = match self
             .families
-            .rotate_family(project, claims.fam, generation, now, tokens_expire_at)
+            .rotate_family(Rotation {
+                project,
+                id: claims.fam,
+                generation,
+                at: now,
+                tokens_expire_at,
+            })
             .await?
         {
             RotateOutcome::Rotated(f) => (f, RefreshResult::Rotated),

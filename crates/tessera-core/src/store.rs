@@ -75,18 +75,12 @@ pub fn take_queued<T>(queue: &mut tokio::sync::mpsc::Receiver<T>, batch: &mut Ve
 /// subject's families), not the directory.
 #[async_trait]
 pub trait FamilyStore: Send + Sync + std::fmt::Debug {
-    /// Upserts a subscriber by reference and opens a family for it, in one transaction.
-    /// The reference's [`crate::ids::identity_key`] is matched against the subscribers'
+    /// Upserts `grant.upsert` by reference and opens `grant.family` for it, in one
+    /// transaction. The reference's [`crate::ids::identity_key`] is matched against the subscribers'
     /// reference keys, then their email keys, then (when it is one) their ids; no match
-    /// creates `upsert.create`. Returns the subscriber id (the family's subject is set to it
+    /// creates `grant.upsert.create`. Returns the subscriber id (the family's subject is set to it
     /// by the store).
-    async fn grant_subscriber(
-        &self,
-        project: ProjectId,
-        upsert: SubscriberUpsert,
-        family: Family,
-        at: UnixTime,
-    ) -> StoreResult<ResourceId>;
+    async fn grant_subscriber(&self, grant: GrantWrite) -> StoreResult<ResourceId>;
     /// Opens a family (guest, invite and embed grants).
     async fn create_family(&self, family: Family) -> StoreResult<()>;
     /// Opens many families in one transaction. For bulk loads (the benchmark's
@@ -94,16 +88,9 @@ pub trait FamilyStore: Send + Sync + std::fmt::Debug {
     async fn insert_families(&self, families: Vec<Family>) -> StoreResult<()>;
     /// Reads a family.
     async fn get_family(&self, id: FamilyId) -> StoreResult<Family>;
-    /// Spends `generation` of a family of `project` in one conditional update, recording when
-    /// the tokens about to be issued will expire.
-    async fn rotate_family(
-        &self,
-        project: ProjectId,
-        id: FamilyId,
-        generation: i64,
-        at: UnixTime,
-        tokens_expire_at: UnixTime,
-    ) -> StoreResult<RotateOutcome>;
+    /// Spends the rotation's generation of a family of its project in one conditional update,
+    /// recording when the tokens about to be issued will expire.
+    async fn rotate_family(&self, rotation: Rotation) -> StoreResult<RotateOutcome>;
     /// Revokes a family (idempotent).
     async fn revoke_family(&self, id: FamilyId, at: UnixTime) -> StoreResult<()>;
     /// One bounded purge round (it sits with the families: they are most of what it deletes,

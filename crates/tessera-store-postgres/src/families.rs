@@ -4,13 +4,13 @@ use super::*;
 
 #[async_trait]
 impl FamilyStore for PgStore {
-    async fn grant_subscriber(
-        &self,
-        project: ProjectId,
-        upsert: SubscriberUpsert,
-        family: Family,
-        at: UnixTime,
-    ) -> StoreResult<ResourceId> {
+    async fn grant_subscriber(&self, grant: GrantWrite) -> StoreResult<ResourceId> {
+        let GrantWrite {
+            project,
+            upsert,
+            family,
+            at,
+        } = grant;
         let _t = self.time("grant_subscriber");
         let key = identity_key(&upsert.reference);
         // The reference may be the subscriber id itself; ids are stored as UUID, so it is
@@ -123,25 +123,11 @@ impl FamilyStore for PgStore {
         .await
     }
 
-    async fn rotate_family(
-        &self,
-        project: ProjectId,
-        id: FamilyId,
-        generation: i64,
-        at: UnixTime,
-        tokens_expire_at: UnixTime,
-    ) -> StoreResult<RotateOutcome> {
+    async fn rotate_family(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {
         let _t = self.time("rotate_family");
         let (reply, answer) = tokio::sync::oneshot::channel();
         let stopped = || StoreError::Unavailable("the rotation writer has stopped".into());
-        let job = RotateJob {
-            project,
-            id,
-            generation,
-            at,
-            tokens_expire_at,
-            reply,
-        };
+        let job = RotateJob { rotation, reply };
         self.rotations.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -308,11 +294,7 @@ async fn insert_family_rows<'a>(
 
 /// A refresh rotation to decide and where its outcome goes.
 pub(crate) struct RotateJob {
-    project: ProjectId,
-    id: FamilyId,
-    generation: i64,
-    at: UnixTime,
-    tokens_expire_at: UnixTime,
+    rotation: Rotation,
     reply: tokio::sync::oneshot::Sender<StoreResult<RotateOutcome>>,
 }
 
@@ -347,7 +329,7 @@ pub(crate) async fn rotation_batches(
                 None => {
                     let pool = pool.clone();
                     tokio::spawn(async move {
-                        let outcome = classify(&pool, job.project, job.id, job.at).await;
+                        let outcome = classify(&pool, job.rotation).await;
                         let _ = job.reply.send(outcome);
                     });
                 }
@@ -360,11 +342,11 @@ pub(crate) async fn rotation_batches(
 /// rotation left it, or `None` where nothing was rotated.
 async fn rotate_rows(pool: &Pool, jobs: &[RotateJob]) -> StoreResult<Vec<Option<Family>>> {
     let idx: Vec<i64> = (0..jobs.len() as i64).collect();
-    let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.id.0).collect();
-    let projects: Vec<uuid::Uuid> = jobs.iter().map(|j| j.project.0).collect();
-    let generations: Vec<i64> = jobs.iter().map(|j| j.generation).collect();
-    let ats: Vec<i64> = jobs.iter().map(|j| j.at.0).collect();
-    let expiries: Vec<i64> = jobs.iter().map(|j| j.tokens_expire_at.0).collect();
+    let ids: Vec<uuid::Uuid> = jobs.iter().map(|j| j.rotation.id.0).collect();
+    let projects: Vec<uuid::Uuid> = jobs.iter().map(|j| j.rotation.project.0).collect();
+    let generations: Vec<i64> = jobs.iter().map(|j| j.rotation.generation).collect();
+    let ats: Vec<i64> = jobs.iter().map(|j| j.rotation.at.0).collect();
+    let expiries: Vec<i64> = jobs.iter().map(|j| j.rotation.tokens_expire_at.0).collect();
     let mut db = pool.conn().await?;
     let r = async {
         let (c, st) = db.parts();
@@ -396,12 +378,10 @@ async fn rotate_rows(pool: &Pool, jobs: &[RotateJob]) -> StoreResult<Vec<Option<
 
 /// Why a rotation did not happen: the family as it is now (a new statement, so it sees the
 /// rotation that beat this one).
-async fn classify(
-    pool: &Pool,
-    project: ProjectId,
-    id: FamilyId,
-    at: UnixTime,
-) -> StoreResult<RotateOutcome> {
+async fn classify(pool: &Pool, rotation: Rotation) -> StoreResult<RotateOutcome> {
+    let Rotation {
+        project, id, at, ..
+    } = rotation;
     let mut db = pool.conn().await?;
     let r = async {
         let (c, st) = db.parts();

@@ -656,7 +656,12 @@ async fn migration_7_recomputes_identity_keys_with_ascii_folding() {
         let store = &store;
         async move {
             store
-                .grant_subscriber(p.id, upsert, family, t(1000))
+                .grant_subscriber(GrantWrite {
+                    project: p.id,
+                    upsert,
+                    family,
+                    at: t(1000),
+                })
                 .await
                 .expect("grant")
         }
@@ -726,7 +731,13 @@ async fn concurrent_refreshes_of_one_generation_have_exactly_one_winner() {
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .rotate_family(p.id, fam.id, generation, t(2000), t(4000))
+                        .rotate_family(Rotation {
+                            project: p.id,
+                            id: fam.id,
+                            generation,
+                            at: t(2000),
+                            tokens_expire_at: t(4000),
+                        })
                         .await
                 })
             })
@@ -774,7 +785,14 @@ async fn concurrent_grants_of_a_new_reference_create_one_subscriber() {
                 let up = upsert(100 + i, p.id, "Race@Example.com", "race@example.com", None);
                 let fam = family(200 + i, p.id, PrincipalKind::Subscriber, Uuid::nil());
                 barrier.wait().await;
-                store.grant_subscriber(p.id, up, fam, t(1500)).await
+                store
+                    .grant_subscriber(GrantWrite {
+                        project: p.id,
+                        upsert: up,
+                        family: fam,
+                        at: t(1500),
+                    })
+                    .await
             })
         })
         .collect();
@@ -808,23 +826,23 @@ async fn subscriber_upserts_and_their_conflicts() {
 
     // Created by reference; found again case-insensitively, by email and by id.
     let alice = s
-        .grant_subscriber(
-            p.id,
-            upsert(10, p.id, "Alice@X.com", "Alice@X.com", None),
-            family(20, p.id, PrincipalKind::Subscriber, Uuid::nil()),
-            t(1000),
-        )
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: upsert(10, p.id, "Alice@X.com", "Alice@X.com", None),
+            family: family(20, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+            at: t(1000),
+        })
         .await
         .expect("create");
     assert_eq!(alice, ResourceId(id(10)));
     for (n, reference) in [(21, "alice@x.COM"), (22, &alice.to_string()[..])] {
         let again = s
-            .grant_subscriber(
-                p.id,
-                upsert(11, p.id, reference, "alice@x.com", None),
-                family(n, p.id, PrincipalKind::Subscriber, Uuid::nil()),
-                t(1001),
-            )
+            .grant_subscriber(GrantWrite {
+                project: p.id,
+                upsert: upsert(11, p.id, reference, "alice@x.com", None),
+                family: family(n, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+                at: t(1001),
+            })
             .await
             .expect("upsert");
         assert_eq!(again, alice, "{reference}");
@@ -835,18 +853,18 @@ async fn subscriber_upserts_and_their_conflicts() {
     );
 
     // A password change revokes the subscriber's live families.
-    s.grant_subscriber(
-        p.id,
-        upsert(
+    s.grant_subscriber(GrantWrite {
+        project: p.id,
+        upsert: upsert(
             12,
             p.id,
             "ALICE@x.com",
             "alice@x.com",
             Some("$argon2id$new"),
         ),
-        family(23, p.id, PrincipalKind::Subscriber, Uuid::nil()),
-        t(1002),
-    )
+        family: family(23, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+        at: t(1002),
+    })
     .await
     .expect("password change");
     for n in [20, 21, 22] {
@@ -863,12 +881,12 @@ async fn subscriber_upserts_and_their_conflicts() {
     // A new reference whose email another subscriber holds: Conflict("email"), and nothing of
     // the failed grant remains.
     let err = s
-        .grant_subscriber(
-            p.id,
-            upsert(13, p.id, "bob", "ALICE@X.COM", None),
-            family(24, p.id, PrincipalKind::Subscriber, Uuid::nil()),
-            t(1003),
-        )
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: upsert(13, p.id, "bob", "ALICE@X.COM", None),
+            family: family(24, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+            at: t(1003),
+        })
         .await
         .expect_err("email taken");
     assert!(
@@ -889,12 +907,12 @@ async fn subscriber_upserts_and_their_conflicts() {
         matches!(err, StoreError::Conflict(ref c) if c == "email"),
         "{err:?}"
     );
-    s.grant_subscriber(
-        p.id,
-        upsert(15, p.id, "carol", "carol@x.com", None),
-        family(25, p.id, PrincipalKind::Subscriber, Uuid::nil()),
-        t(1004),
-    )
+    s.grant_subscriber(GrantWrite {
+        project: p.id,
+        upsert: upsert(15, p.id, "carol", "carol@x.com", None),
+        family: family(25, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+        at: t(1004),
+    })
     .await
     .expect("carol");
     let err = s
@@ -937,12 +955,12 @@ async fn subscriber_upserts_and_their_conflicts() {
     assert!(matches!(err, StoreError::NotFound));
 
     // One subscriber's reference is another's email: the reference match wins.
-    s.grant_subscriber(
-        p.id,
-        upsert(18, p.id, "dave", "dave@x.com", None),
-        family(27, p.id, PrincipalKind::Subscriber, Uuid::nil()),
-        t(1007),
-    )
+    s.grant_subscriber(GrantWrite {
+        project: p.id,
+        upsert: upsert(18, p.id, "dave", "dave@x.com", None),
+        family: family(27, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+        at: t(1007),
+    })
     .await
     .expect("dave");
     s.update_subscriber(
@@ -958,12 +976,12 @@ async fn subscriber_upserts_and_their_conflicts() {
     .await
     .expect("carol's email is now dave");
     let who = s
-        .grant_subscriber(
-            p.id,
-            upsert(19, p.id, "DAVE", "dave@x.com", None),
-            family(28, p.id, PrincipalKind::Subscriber, Uuid::nil()),
-            t(1008),
-        )
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: upsert(19, p.id, "DAVE", "dave@x.com", None),
+            family: family(28, p.id, PrincipalKind::Subscriber, Uuid::nil()),
+            at: t(1008),
+        })
         .await
         .expect("ambiguous grant");
     assert_eq!(who, ResourceId(id(18)));
@@ -971,12 +989,12 @@ async fn subscriber_upserts_and_their_conflicts() {
     // A grant in a project that does not exist: the resource's foreign key → NotFound.
     let other = ProjectId(id(98));
     let err = s
-        .grant_subscriber(
-            other,
-            upsert(17, other, "dave", "dave@x.com", None),
-            family(26, other, PrincipalKind::Subscriber, Uuid::nil()),
-            t(1006),
-        )
+        .grant_subscriber(GrantWrite {
+            project: other,
+            upsert: upsert(17, other, "dave", "dave@x.com", None),
+            family: family(26, other, PrincipalKind::Subscriber, Uuid::nil()),
+            at: t(1006),
+        })
         .await
         .expect_err("no project");
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
@@ -1550,79 +1568,74 @@ async fn script(s: &Stores) -> Vec<String> {
     let f = |n| family(n, p1.id, PrincipalKind::Subscriber, Uuid::nil());
     let _ = check!(
         "grant new",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(200, p1.id, "Carol@Example.com", "carol@example.com", None),
-            f(300),
-            t(1400)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(200, p1.id, "Carol@Example.com", "carol@example.com", None),
+            family: f(300),
+            at: t(1400),
+        }),
         Ok(r) if *r == ResourceId(id(200))
     );
     let _ = check!(
         "grant same ref",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(201, p1.id, "CAROL@example.com", "Carol@Example.com", None),
-            f(301),
-            t(1401)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(201, p1.id, "CAROL@example.com", "Carol@Example.com", None),
+            family: f(301),
+            at: t(1401),
+        }),
         Ok(r) if *r == ResourceId(id(200))
     );
     let _ = check!(
         "grant by email",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(202, p1.id, "alice@example.COM", "alice@example.com", None),
-            f(302),
-            t(1402)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(202, p1.id, "alice@example.COM", "alice@example.com", None),
+            family: f(302),
+            at: t(1402),
+        }),
         Ok(r) if *r == ResourceId(id(100))
     );
     let _ = check!(
         "grant by id",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(203, p1.id, &id(107).to_string(), "pw@example.com", None),
-            f(303),
-            t(1403)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(203, p1.id, &id(107).to_string(), "pw@example.com", None),
+            family: f(303),
+            at: t(1403),
+        }),
         Ok(r) if *r == ResourceId(id(107))
     );
     let _ = check!(
         "grant by id uppercase",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(
+        s.families.grant_subscriber(GrantWrite { project: p1.id, upsert: upsert(
                 204,
                 p1.id,
                 &id(107).to_string().to_uppercase(),
                 "pw@example.com",
                 None
-            ),
-            f(304),
-            t(1404)
-        ),
+            ), family: f(304), at: t(1404) }),
         Ok(r) if *r == ResourceId(id(107))
     );
     // dave's reference is erin's email: the reference match must win.
     let _ = check!(
         "grant dave",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(205, p1.id, "dave", "dave@example.com", None),
-            f(305),
-            t(1405)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(205, p1.id, "dave", "dave@example.com", None),
+            family: f(305),
+            at: t(1405),
+        }),
         Ok(r) if *r == ResourceId(id(205))
     );
     let _ = check!(
         "grant erin",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(206, p1.id, "erin@example.com", "erin@example.com", None),
-            f(306),
-            t(1406)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(206, p1.id, "erin@example.com", "erin@example.com", None),
+            family: f(306),
+            at: t(1406),
+        }),
         Ok(r) if *r == ResourceId(id(206))
     );
     let _ = rec!(
@@ -1644,22 +1657,22 @@ async fn script(s: &Stores) -> Vec<String> {
     // `subscriber_upserts_and_their_conflicts`.
     let _ = check!(
         "grant email taken",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(208, p1.id, "frank", "CAROL@example.com", None),
-            f(308),
-            t(1409)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(208, p1.id, "frank", "CAROL@example.com", None),
+            family: f(308),
+            at: t(1409),
+        }),
         Err(StoreError::Conflict(c)) if c == "email"
     );
     let _ = check!(
         "grant reference taken",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(209, p1.id, "george", "george@example.com", None),
-            f(309),
-            t(1410)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(209, p1.id, "george", "george@example.com", None),
+            family: f(309),
+            at: t(1410),
+        }),
         Ok(r) if *r == ResourceId(id(209))
     );
     let _ = check!(
@@ -1669,12 +1682,12 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "grant dup family",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(211, p1.id, "harry", "harry@example.com", None),
-            f(300),
-            t(1411)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: p1.id,
+            upsert: upsert(211, p1.id, "harry", "harry@example.com", None),
+            family: f(300),
+            at: t(1411)
+        }),
         Err(StoreError::Conflict(_))
     );
     let _ = check!(
@@ -1684,28 +1697,23 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "grant password",
-        s.families.grant_subscriber(
-            p1.id,
-            upsert(
+        s.families.grant_subscriber(GrantWrite { project: p1.id, upsert: upsert(
                 212,
                 p1.id,
                 "carol@example.com",
                 "carol@example.com",
                 Some("$argon2id$pw")
-            ),
-            f(310),
-            t(1412)
-        ),
+            ), family: f(310), at: t(1412) }),
         Ok(r) if *r == ResourceId(id(200))
     );
     let _ = check!(
         "grant no project",
-        s.families.grant_subscriber(
-            missing,
-            upsert(213, missing, "ivy", "ivy@example.com", None),
-            family(311, missing, PrincipalKind::Subscriber, Uuid::nil()),
-            t(1413)
-        ),
+        s.families.grant_subscriber(GrantWrite {
+            project: missing,
+            upsert: upsert(213, missing, "ivy", "ivy@example.com", None),
+            family: family(311, missing, PrincipalKind::Subscriber, Uuid::nil()),
+            at: t(1413)
+        }),
         Err(StoreError::NotFound)
     );
     let mut granted = std::collections::BTreeMap::new();
@@ -1754,45 +1762,92 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "rotate 1",
-        s.families.rotate_family(p1.id, g.id, 1, t(1500), t(9000)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: g.id,
+            generation: 1,
+            at: t(1500),
+            tokens_expire_at: t(9000),
+        }),
         Ok(RotateOutcome::Rotated(f)) if f.generation == 2
             && f.rotated_at == Some(t(1500))
             && f.tokens_expire_at == t(5000)
     );
     let _ = check!(
         "rotate 1 again",
-        s.families.rotate_family(p1.id, g.id, 1, t(1501), t(9000)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: g.id,
+            generation: 1,
+            at: t(1501),
+            tokens_expire_at: t(9000),
+        }),
         Ok(RotateOutcome::Stale(f)) if f.generation == 2
     );
     let _ = check!(
         "rotate 2",
-        s.families.rotate_family(p1.id, g.id, 2, t(1502), t(2500)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: g.id,
+            generation: 2,
+            at: t(1502),
+            tokens_expire_at: t(2500),
+        }),
         Ok(RotateOutcome::Rotated(f)) if f.generation == 3 && f.tokens_expire_at == t(2500)
     );
     let _ = check!(
         "rotate future gen",
-        s.families.rotate_family(p1.id, g.id, 7, t(1503), t(2500)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: g.id,
+            generation: 7,
+            at: t(1503),
+            tokens_expire_at: t(2500),
+        }),
         Ok(RotateOutcome::Stale(f)) if f.generation == 3
     );
     let _ = check!(
         "rotate wrong project",
-        s.families.rotate_family(p2.id, g.id, 3, t(1503), t(2500)),
+        s.families.rotate_family(Rotation {
+            project: p2.id,
+            id: g.id,
+            generation: 3,
+            at: t(1503),
+            tokens_expire_at: t(2500)
+        }),
         Ok(RotateOutcome::NotFound)
     );
     let _ = check!(
         "rotate missing",
-        s.families
-            .rotate_family(p1.id, FamilyId(id(499)), 1, t(1503), t(2500)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: FamilyId(id(499)),
+            generation: 1,
+            at: t(1503),
+            tokens_expire_at: t(2500)
+        }),
         Ok(RotateOutcome::NotFound)
     );
     let _ = check!(
         "rotate at expiry",
-        s.families.rotate_family(p1.id, g.id, 3, t(5000), t(6000)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: g.id,
+            generation: 3,
+            at: t(5000),
+            tokens_expire_at: t(6000)
+        }),
         Ok(RotateOutcome::Dead)
     );
     let _ = check!(
         "rotate stale at expiry",
-        s.families.rotate_family(p1.id, g.id, 2, t(5000), t(6000)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: g.id,
+            generation: 2,
+            at: t(5000),
+            tokens_expire_at: t(6000)
+        }),
         Ok(RotateOutcome::Dead)
     );
     let _ = check!(
@@ -1812,7 +1867,13 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "rotate revoked",
-        s.families.rotate_family(p1.id, g.id, 3, t(1800), t(2500)),
+        s.families.rotate_family(Rotation {
+            project: p1.id,
+            id: g.id,
+            generation: 3,
+            at: t(1800),
+            tokens_expire_at: t(2500)
+        }),
         Ok(RotateOutcome::Dead)
     );
     let _ = check!(

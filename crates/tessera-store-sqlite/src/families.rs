@@ -4,13 +4,13 @@ use super::*;
 
 #[async_trait]
 impl FamilyStore for SqliteStore {
-    async fn grant_subscriber(
-        &self,
-        project: ProjectId,
-        upsert: SubscriberUpsert,
-        family: Family,
-        at: UnixTime,
-    ) -> StoreResult<ResourceId> {
+    async fn grant_subscriber(&self, grant: GrantWrite) -> StoreResult<ResourceId> {
+        let GrantWrite {
+            project,
+            upsert,
+            family,
+            at,
+        } = grant;
         self.write("grant_subscriber", move |c| {
             let key = identity_key(&upsert.reference);
             let existing = find_subscriber_id(c, project, &key).map_err(map_err)?;
@@ -73,14 +73,14 @@ impl FamilyStore for SqliteStore {
         .await
     }
 
-    async fn rotate_family(
-        &self,
-        project: ProjectId,
-        id: FamilyId,
-        generation: i64,
-        at: UnixTime,
-        tokens_expire_at: UnixTime,
-    ) -> StoreResult<RotateOutcome> {
+    async fn rotate_family(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {
+        let Rotation {
+            project,
+            id,
+            generation,
+            at,
+            tokens_expire_at,
+        } = rotation;
         self.write("rotate_family", move |c| {
             // The conditional update is the whole race: only the request that still sees the
             // generation it spends advances it. The writer thread serialises it anyway, but the

@@ -680,7 +680,12 @@ mod tests {
                     Default::default(),
                 ),
             };
-            store.grant_subscriber(project, upsert, family, UnixTime(10))
+            store.grant_subscriber(GrantWrite {
+                project,
+                upsert,
+                family,
+                at: UnixTime(10),
+            })
         };
         let kate = grant("kate@x").await.unwrap();
         assert_ne!(kate.to_string(), kelvin, "kate@x is not \u{212A}ate@x");

@@ -89,7 +89,12 @@ async fn grant(
 ) -> StoreResult<ResourceId> {
     let family = family(project, PrincipalKind::Subscriber);
     s.families
-        .grant_subscriber(project, upsert, family, at)
+        .grant_subscriber(GrantWrite {
+            project,
+            upsert,
+            family,
+            at,
+        })
         .await
 }
 
@@ -161,7 +166,13 @@ async fn rotation(s: &Stores) {
     let now = START.plus(10);
     match s
         .families
-        .rotate_family(p.id, f.id, 1, now, now.plus(600))
+        .rotate_family(Rotation {
+            project: p.id,
+            id: f.id,
+            generation: 1,
+            at: now,
+            tokens_expire_at: now.plus(600),
+        })
         .await
         .unwrap()
     {
@@ -173,13 +184,25 @@ async fn rotation(s: &Stores) {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        s.families.rotate_family(p.id, f.id, 1, now, now).await.unwrap(),
+        s.families.rotate_family(Rotation {
+            project: p.id,
+            id: f.id,
+            generation: 1,
+            at: now,
+            tokens_expire_at: now,
+        }).await.unwrap(),
         RotateOutcome::Stale(n) if n.generation == 2
     ));
     // Another project cannot spend it.
     assert_eq!(
         s.families
-            .rotate_family(ProjectId::random(), f.id, 2, now, now)
+            .rotate_family(Rotation {
+                project: ProjectId::random(),
+                id: f.id,
+                generation: 2,
+                at: now,
+                tokens_expire_at: now
+            })
             .await
             .unwrap(),
         RotateOutcome::NotFound
@@ -190,7 +213,13 @@ async fn rotation(s: &Stores) {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             s.families
-                .rotate_family(p.id, f.id, 2, now, now.plus(600))
+                .rotate_family(Rotation {
+                    project: p.id,
+                    id: f.id,
+                    generation: 2,
+                    at: now,
+                    tokens_expire_at: now.plus(600),
+                })
                 .await
                 .unwrap()
         }));
@@ -205,14 +234,26 @@ async fn rotation(s: &Stores) {
     s.families.revoke_family(f.id, now).await.unwrap();
     assert_eq!(
         s.families
-            .rotate_family(p.id, f.id, 3, now, now)
+            .rotate_family(Rotation {
+                project: p.id,
+                id: f.id,
+                generation: 3,
+                at: now,
+                tokens_expire_at: now
+            })
             .await
             .unwrap(),
         RotateOutcome::Dead
     );
     assert_eq!(
         s.families
-            .rotate_family(p.id, FamilyId::random(), 1, now, now)
+            .rotate_family(Rotation {
+                project: p.id,
+                id: FamilyId::random(),
+                generation: 1,
+                at: now,
+                tokens_expire_at: now
+            })
             .await
             .unwrap(),
         RotateOutcome::NotFound
@@ -250,7 +291,12 @@ async fn subscribers(s: &Stores) {
     let fam_id = fam.id;
     assert_eq!(
         s.families
-            .grant_subscriber(p.id, bare, fam, START.plus(2))
+            .grant_subscriber(GrantWrite {
+                project: p.id,
+                upsert: bare,
+                family: fam,
+                at: START.plus(2)
+            })
             .await
             .unwrap(),
         a
@@ -272,7 +318,12 @@ async fn subscribers(s: &Stores) {
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
     s.families
-        .grant_subscriber(p.id, renamed, fam, START.plus(3))
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: renamed,
+            family: fam,
+            at: START.plus(3),
+        })
         .await
         .unwrap();
     let r = s.directory.get_resource(p.id, a).await.unwrap();
@@ -299,7 +350,12 @@ async fn subscribers(s: &Stores) {
     let fam_id = fam.id;
     let taken = s
         .families
-        .grant_subscriber(p.id, moved, fam, START.plus(4))
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: moved,
+            family: fam,
+            at: START.plus(4),
+        })
         .await;
     assert_email_taken(s, taken, fam_id).await;
     assert_eq!(
@@ -314,7 +370,12 @@ async fn subscribers(s: &Stores) {
     let fam = family(p.id, PrincipalKind::Subscriber);
     let fam_id = fam.id;
     s.families
-        .grant_subscriber(p.id, upsert(&clock, p.id, "alice", "a@x.io"), fam, START)
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: upsert(&clock, p.id, "alice", "a@x.io"),
+            family: fam,
+            at: START,
+        })
         .await
         .unwrap();
     let mut pw = upsert(&clock, p.id, "alice", "a@x.io");
@@ -372,7 +433,12 @@ async fn subscriber_identities(s: &Stores) {
                 let upsert = upsert(&clock, p.id, name, name);
                 let id = s
                     .families
-                    .grant_subscriber(p.id, upsert, fam, START)
+                    .grant_subscriber(GrantWrite {
+                        project: p.id,
+                        upsert,
+                        family: fam,
+                        at: START,
+                    })
                     .await
                     .unwrap();
                 let known = *ids.entry(name).or_insert(id);
@@ -390,8 +456,12 @@ async fn subscriber_identities(s: &Stores) {
     let (p, ids) = last.unwrap();
     let grant = |reference: &str| {
         let upsert = upsert(&clock, p.id, reference, reference);
-        s.families
-            .grant_subscriber(p.id, upsert, family(p.id, PrincipalKind::Subscriber), START)
+        s.families.grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert,
+            family: family(p.id, PrincipalKind::Subscriber),
+            at: START,
+        })
     };
     // ASCII case still folds, beside non-ASCII letters too.
     assert_eq!(
@@ -447,7 +517,12 @@ async fn concurrent_failures(s: &Stores) {
             let fam_id = fam.id;
             let out = s
                 .families
-                .grant_subscriber(p.id, upsert(&clock, p.id, &reference, &email), fam, START)
+                .grant_subscriber(GrantWrite {
+                    project: p.id,
+                    upsert: upsert(&clock, p.id, &reference, &email),
+                    family: fam,
+                    at: START,
+                })
                 .await;
             (i, fam_id, out)
         }));
@@ -1228,7 +1303,12 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     with_password.password_hash = Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into());
     let first = family(p.id, PrincipalKind::Subscriber);
     let sub = cached
-        .grant_subscriber(p.id, carol(&clock), first.clone(), START)
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: carol(&clock),
+            family: first.clone(),
+            at: START,
+        })
         .await
         .unwrap();
     assert!(cached
@@ -1238,12 +1318,12 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
         .revoked_at
         .is_none());
     cached
-        .grant_subscriber(
-            p.id,
-            with_password,
-            family(p.id, PrincipalKind::Subscriber),
-            START,
-        )
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: with_password,
+            family: family(p.id, PrincipalKind::Subscriber),
+            at: START,
+        })
         .await
         .unwrap();
     let revoked = cached.get_family(first.id).await.unwrap();
@@ -1421,11 +1501,22 @@ async fn populate(s: &Stores) -> Populated {
     let fam = family(p.id, PrincipalKind::Subscriber);
     let sub_id = s
         .families
-        .grant_subscriber(p.id, sub, fam.clone(), START)
+        .grant_subscriber(GrantWrite {
+            project: p.id,
+            upsert: sub,
+            family: fam.clone(),
+            at: START,
+        })
         .await
         .unwrap();
     s.families
-        .rotate_family(p.id, fam.id, 1, START.plus(2), START.plus(600))
+        .rotate_family(Rotation {
+            project: p.id,
+            id: fam.id,
+            generation: 1,
+            at: START.plus(2),
+            tokens_expire_at: START.plus(600),
+        })
         .await
         .unwrap();
     let guest = family(p.id, PrincipalKind::Guest);
