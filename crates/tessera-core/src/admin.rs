@@ -18,8 +18,8 @@ use crate::keyring::{KeyMaterial, KeyPurpose, KeyState};
 use crate::keys::unwrap_all;
 use crate::maintenance::pending_key;
 use crate::model::{
-    ApiToken, AuditEvent, Embed, NewResource, Operator, OperatorKind, OperatorPatch, Project,
-    ResourceKind, Role, StoredKey,
+    ApiToken, AuditEvent, AuditFilter, AuditPage, Embed, NewResource, Operator, OperatorKind,
+    OperatorPatch, Project, ResourceKind, Role, StoredKey,
 };
 use crate::store::{StoreError, Stores};
 use crate::Secret;
@@ -538,11 +538,15 @@ impl Admin {
         offset: u64,
         limit: u32,
     ) -> Result<(u64, Vec<AuditEvent>), AdminError> {
-        let total = self.stores.audit.count_audit_events(project, since).await?;
+        let total = self
+            .stores
+            .audit
+            .count_audit_events(AuditFilter { project, since })
+            .await?;
         let events = self
             .stores
             .audit
-            .audit_events(project, since, offset, limit)
+            .audit_events(AuditFilter { project, since }, AuditPage { offset, limit })
             .await?;
         Ok((total, events))
     }
@@ -557,7 +561,13 @@ impl Admin {
         Ok(self
             .stores
             .audit
-            .audit_events(project, since, 0, 10_000)
+            .audit_events(
+                AuditFilter { project, since },
+                AuditPage {
+                    offset: 0,
+                    limit: 10_000,
+                },
+            )
             .await?)
     }
 }

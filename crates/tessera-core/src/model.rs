@@ -382,6 +382,24 @@ pub struct Rotation {
     pub tokens_expire_at: UnixTime,
 }
 
+/// Which audit events a read or a count is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this project's events (`None`: every project's).
+    pub project: Option<ProjectId>,
+    /// Only events recorded at or after this.
+    pub since: UnixTime,
+}
+
+/// A page of audit events by position: the audit log is read oldest first, by offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPage {
+    /// How many matching events to skip.
+    pub offset: u64,
+    /// The most events to return.
+    pub limit: u32,
+}
+
 /// The result of trying to spend a refresh generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {

@@ -269,21 +269,15 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
 pub trait AuditStore: Send + Sync + std::fmt::Debug {
     /// Appends audit events (called in batches, off the request path).
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
-    /// Reads audit events at or after `since`, optionally of one project, oldest first,
-    /// skipping the first `offset`.
+    /// Reads the audit events `filter` selects, oldest first, skipping the first
+    /// `page.offset`.
     async fn audit_events(
         &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-        offset: u64,
-        limit: u32,
+        filter: AuditFilter,
+        page: AuditPage,
     ) -> StoreResult<Vec<AuditEvent>>;
     /// Counts what [`AuditStore::audit_events`] would page through.
-    async fn count_audit_events(
-        &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-    ) -> StoreResult<u64>;
+    async fn count_audit_events(&self, filter: AuditFilter) -> StoreResult<u64>;
 }
 
 /// Moving an installation (`tessera admin export` / `import`).

@@ -36,10 +36,8 @@ impl AuditStore for PgStore {
 
     async fn audit_events(
         &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-        offset: u64,
-        limit: u32,
+        filter: AuditFilter,
+        page: AuditPage,
     ) -> StoreResult<Vec<AuditEvent>> {
         self.fetch_all(
             "audit_events",
@@ -51,26 +49,22 @@ impl AuditStore for PgStore {
                  ORDER BY seq LIMIT $3 OFFSET $4"
             ),
             &[
-                &since.0,
-                &project.map(|p| p.0),
-                &(limit as i64),
-                &(offset.min(i64::MAX as u64) as i64),
+                &filter.since.0,
+                &filter.project.map(|p| p.0),
+                &(page.limit as i64),
+                &(page.offset.min(i64::MAX as u64) as i64),
             ],
             audit_row,
         )
         .await
     }
 
-    async fn count_audit_events(
-        &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-    ) -> StoreResult<u64> {
+    async fn count_audit_events(&self, filter: AuditFilter) -> StoreResult<u64> {
         self.fetch_one(
             "count_audit_events",
             "SELECT COUNT(*) FROM audit_events
              WHERE at >= $1 AND ($2::uuid IS NULL OR project_id = $2)",
-            &[&since.0, &project.map(|p| p.0)],
+            &[&filter.since.0, &filter.project.map(|p| p.0)],
             count_row,
         )
         .await

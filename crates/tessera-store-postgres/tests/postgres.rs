@@ -1957,28 +1957,38 @@ async fn script(s: &Stores) -> Vec<String> {
     let _ = rec!("audit empty", s.audit.append_audit(vec![]));
     let _ = check!(
         "audit all",
-        s.audit.audit_events(None, t(0), 0, 100),
+        s.audit.audit_events(AuditFilter { project: None, since: t(0) }, AuditPage { offset: 0, limit: 100 }),
         Ok(events) if actions(events) == ["a", "b", "c", "d", "e", "f"]
     );
     let _ = check!(
         "audit since",
-        s.audit.audit_events(None, t(20), 0, 100),
+        s.audit.audit_events(AuditFilter { project: None, since: t(20) }, AuditPage { offset: 0, limit: 100 }),
         Ok(events) if actions(events) == ["b", "c", "d", "f"]
     );
     let _ = check!(
         "audit p1 page",
-        s.audit.audit_events(Some(p1.id), t(10), 1, 2),
+        s.audit.audit_events(AuditFilter { project: Some(p1.id), since: t(10) }, AuditPage { offset: 1, limit: 2 }),
         Ok(events) if actions(events) == ["d", "f"]
     );
     let _ = check!(
         "audit huge offset",
-        s.audit.audit_events(None, t(0), u64::MAX, 2),
+        s.audit.audit_events(AuditFilter { project: None, since: t(0) }, AuditPage { offset: u64::MAX, limit: 2 }),
         Ok(events) if events.is_empty()
     );
-    let _ = check!("audit count", s.audit.count_audit_events(None, t(0)), Ok(6));
+    let _ = check!(
+        "audit count",
+        s.audit.count_audit_events(AuditFilter {
+            project: None,
+            since: t(0)
+        }),
+        Ok(6)
+    );
     let _ = check!(
         "audit count p1",
-        s.audit.count_audit_events(Some(p1.id), t(15)),
+        s.audit.count_audit_events(AuditFilter {
+            project: Some(p1.id),
+            since: t(15)
+        }),
         Ok(2)
     );
 
@@ -2295,7 +2305,10 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "audit kept",
-        s.audit.count_audit_events(Some(p1.id), t(0)),
+        s.audit.count_audit_events(AuditFilter {
+            project: Some(p1.id),
+            since: t(0)
+        }),
         Ok(4)
     );
     log

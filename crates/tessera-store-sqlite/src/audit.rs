@@ -30,10 +30,8 @@ impl AuditStore for SqliteStore {
 
     async fn audit_events(
         &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-        offset: u64,
-        limit: u32,
+        filter: AuditFilter,
+        page: AuditPage,
     ) -> StoreResult<Vec<AuditEvent>> {
         self.read("audit_events", move |c| {
             let mut st = c.prepare_cached(
@@ -43,10 +41,10 @@ impl AuditStore for SqliteStore {
             )?;
             let rows = st.query_map(
                 params![
-                    since.0,
-                    project.map(|p| p.to_string()),
-                    limit as i64,
-                    offset.min(i64::MAX as u64) as i64
+                    filter.since.0,
+                    filter.project.map(|p| p.to_string()),
+                    page.limit as i64,
+                    page.offset.min(i64::MAX as u64) as i64
                 ],
                 audit_row,
             )?;
@@ -55,15 +53,11 @@ impl AuditStore for SqliteStore {
         .await
     }
 
-    async fn count_audit_events(
-        &self,
-        project: Option<ProjectId>,
-        since: UnixTime,
-    ) -> StoreResult<u64> {
+    async fn count_audit_events(&self, filter: AuditFilter) -> StoreResult<u64> {
         self.read("count_audit_events", move |c| {
             c.query_row(
                 "SELECT COUNT(*) FROM audit_events WHERE at >= ?1 AND (?2 IS NULL OR project_id = ?2)",
-                params![since.0, project.map(|p| p.to_string())],
+                params![filter.since.0, filter.project.map(|p| p.to_string())],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n.max(0) as u64)

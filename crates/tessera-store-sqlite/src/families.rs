@@ -5,42 +5,37 @@ use super::*;
 #[async_trait]
 impl FamilyStore for SqliteStore {
     async fn grant_subscriber(&self, grant: GrantWrite) -> StoreResult<ResourceId> {
-        let GrantWrite {
-            project,
-            upsert,
-            family,
-            at,
-        } = grant;
         self.write("grant_subscriber", move |c| {
-            let key = identity_key(&upsert.reference);
-            let existing = find_subscriber_id(c, project, &key).map_err(map_err)?;
+            let key = identity_key(&grant.upsert.reference);
+            let existing = find_subscriber_id(c, grant.project, &key).map_err(map_err)?;
             let id = match existing {
                 Some(id) => {
                     let id = ResourceId(id.parse().map_err(unavailable)?);
-                    if upsert.changes_existing() {
+                    if grant.upsert.changes_existing() {
                         update_subscriber_row(
                             c,
-                            project,
+                            grant.project,
                             id,
-                            &upsert.patch,
-                            upsert.password_hash.as_deref(),
-                            at,
+                            &grant.upsert.patch,
+                            grant.upsert.password_hash.as_deref(),
+                            grant.at,
                         )
                         .map_err(map_err)?;
                     }
-                    if upsert.password_hash.is_some() {
-                        revoke_subject(c, project, id, at).map_err(map_err)?;
+                    if grant.upsert.password_hash.is_some() {
+                        revoke_subject(c, grant.project, id, grant.at).map_err(map_err)?;
                     }
                     id
                 }
                 None => {
-                    insert_resource(c, &upsert.create, Some(&upsert.reference)).map_err(map_err)?;
-                    upsert.create.resource.id
+                    insert_resource(c, &grant.upsert.create, Some(&grant.upsert.reference))
+                        .map_err(map_err)?;
+                    grant.upsert.create.resource.id
                 }
             };
             let family = Family {
                 subject: id.0,
-                ..family.clone()
+                ..grant.family.clone()
             };
             insert_family(c, &family).map_err(map_err)?;
             Ok(id)
@@ -74,13 +69,7 @@ impl FamilyStore for SqliteStore {
     }
 
     async fn rotate_family(&self, rotation: Rotation) -> StoreResult<RotateOutcome> {
-        let Rotation {
-            project,
-            id,
-            generation,
-            at,
-            tokens_expire_at,
-        } = rotation;
+        let Rotation { project, id, .. } = rotation;
         self.write("rotate_family", move |c| {
             // The conditional update is the whole race: only the request that still sees the
             // generation it spends advances it. The writer thread serialises it anyway, but the
@@ -96,9 +85,9 @@ impl FamilyStore for SqliteStore {
                     st.execute(params![
                         id.to_string(),
                         project.to_string(),
-                        generation,
-                        at.0,
-                        tokens_expire_at.0
+                        rotation.generation,
+                        rotation.at.0,
+                        rotation.tokens_expire_at.0
                     ])
                 })
                 .map_err(map_err)?;
@@ -114,7 +103,9 @@ impl FamilyStore for SqliteStore {
             Ok(match fam {
                 None => RotateOutcome::NotFound,
                 Some(f) if n == 1 => RotateOutcome::Rotated(f),
-                Some(f) if f.revoked_at.is_some() || f.expires_at <= at => RotateOutcome::Dead,
+                Some(f) if f.revoked_at.is_some() || f.expires_at <= rotation.at => {
+                    RotateOutcome::Dead
+                }
                 Some(f) => RotateOutcome::Stale(f),
             })
         })

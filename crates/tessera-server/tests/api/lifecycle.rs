@@ -2,8 +2,10 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tessera_core::ids::ProjectId;
 use tessera_core::keyring::KeyPurpose;
 use tessera_core::maintenance::pending_key;
+use tessera_core::model::{AuditEvent, AuditFilter, AuditPage};
 
 use crate::helpers::*;
 
@@ -32,18 +34,8 @@ async fn stopping_writes_the_audit_events_of_answered_requests() {
         assert_eq!(t.await.unwrap(), StatusCode::CREATED);
     }
     let app = app.restart().await;
-    let issued = app
-        .admin
-        .stores
-        .audit
-        .audit_events(
-            Some(p.id.parse().unwrap()),
-            tessera_core::UnixTime(0),
-            0,
-            100,
-        )
+    let issued = audit_of(&app, p.id.parse().unwrap())
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| e.action == "token.issued")
         .count();
@@ -248,18 +240,31 @@ async fn cleanup_returns_the_families_table_to_its_live_size() {
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
+/// The first 100 audit events of a project, oldest first, read from the store itself.
+async fn audit_of(app: &TestApp, project: ProjectId) -> Vec<AuditEvent> {
+    let all = AuditFilter {
+        project: Some(project),
+        since: tessera_core::UnixTime(0),
+    };
+    let first = AuditPage {
+        offset: 0,
+        limit: 100,
+    };
+    app.admin
+        .stores
+        .audit
+        .audit_events(all, first)
+        .await
+        .unwrap()
+}
+
 /// The project's audit actions once `issued` `token.issued` events have been written (the
 /// request path queues them).
 async fn audit_after_grants(app: &TestApp, project: &str, issued: usize) -> Vec<String> {
     let pid = project.parse().unwrap();
     for _ in 0..200 {
-        let actions: Vec<String> = app
-            .admin
-            .stores
-            .audit
-            .audit_events(Some(pid), tessera_core::UnixTime(0), 0, 100)
+        let actions: Vec<String> = audit_of(app, pid)
             .await
-            .unwrap()
             .into_iter()
             .map(|e| e.action)
             .collect();
@@ -289,7 +294,10 @@ async fn audit_events_are_purged_once_past_the_retention_and_kept_without_one() 
             .admin
             .stores
             .audit
-            .count_audit_events(Some(p.id.parse().unwrap()), tessera_core::UnixTime(0))
+            .count_audit_events(AuditFilter {
+                project: Some(p.id.parse().unwrap()),
+                since: tessera_core::UnixTime(0),
+            })
             .await
             .unwrap() as usize;
         if days > 0 {
@@ -329,13 +337,7 @@ async fn audit_events_record_issuance_refresh_and_reuse_without_secrets() {
         .unwrap();
     let mut events = Vec::new();
     for _ in 0..200 {
-        events = app
-            .admin
-            .stores
-            .audit
-            .audit_events(Some(pid), tessera_core::UnixTime(0), 0, 100)
-            .await
-            .unwrap();
+        events = audit_of(&app, pid).await;
         if events.len() >= 9 {
             break;
         }

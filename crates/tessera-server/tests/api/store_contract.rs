@@ -637,7 +637,20 @@ async fn bounded_purge(s: &Stores) {
     for f in dead.iter().chain([&overlong]) {
         assert_not_found(s.families.get_family(f.id)).await;
     }
-    let left = s.audit.audit_events(Some(p.id), past, 0, 10).await.unwrap();
+    let left = s
+        .audit
+        .audit_events(
+            AuditFilter {
+                project: Some(p.id),
+                since: past,
+            },
+            AuditPage {
+                offset: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
     let actions: Vec<_> = left.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["kept"]);
     // No retention: audit events stay whatever their age.
@@ -648,7 +661,13 @@ async fn bounded_purge(s: &Stores) {
         .unwrap();
     assert_eq!(c.audit_events, 0);
     assert_eq!(
-        s.audit.count_audit_events(Some(p.id), past).await.unwrap(),
+        s.audit
+            .count_audit_events(AuditFilter {
+                project: Some(p.id),
+                since: past
+            })
+            .await
+            .unwrap(),
         1
     );
 }
@@ -1122,17 +1141,39 @@ async fn audit(s: &Stores) {
         .collect();
     s.audit.append_audit(events).await.unwrap();
     assert_eq!(
-        s.audit.count_audit_events(Some(p.id), START).await.unwrap(),
+        s.audit
+            .count_audit_events(AuditFilter {
+                project: Some(p.id),
+                since: START
+            })
+            .await
+            .unwrap(),
         5
     );
     assert_eq!(
         s.audit
-            .count_audit_events(Some(p.id), START.plus(3))
+            .count_audit_events(AuditFilter {
+                project: Some(p.id),
+                since: START.plus(3)
+            })
             .await
             .unwrap(),
         2
     );
-    let page = s.audit.audit_events(Some(p.id), START, 1, 2).await.unwrap();
+    let page = s
+        .audit
+        .audit_events(
+            AuditFilter {
+                project: Some(p.id),
+                since: START,
+            },
+            AuditPage {
+                offset: 1,
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
     let actions: Vec<_> = page.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["a1", "a2"]);
 
@@ -1151,7 +1192,16 @@ async fn audit(s: &Stores) {
     s.audit.append_audit(events.clone()).await.unwrap();
     let back = s
         .audit
-        .audit_events(Some(q.id), START, 0, 100)
+        .audit_events(
+            AuditFilter {
+                project: Some(q.id),
+                since: START,
+            },
+            AuditPage {
+                offset: 0,
+                limit: 100,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(back, events);
@@ -1240,7 +1290,10 @@ async fn the_audit_log_writes_a_burst_whole_and_in_order() {
     for _ in 0..500 {
         if store
             .audit
-            .count_audit_events(Some(p.id), START)
+            .count_audit_events(AuditFilter {
+                project: Some(p.id),
+                since: START,
+            })
             .await
             .unwrap()
             == 1500
@@ -1251,7 +1304,16 @@ async fn the_audit_log_writes_a_burst_whole_and_in_order() {
     }
     let back = store
         .audit
-        .audit_events(Some(p.id), START, 0, 2000)
+        .audit_events(
+            AuditFilter {
+                project: Some(p.id),
+                since: START,
+            },
+            AuditPage {
+                offset: 0,
+                limit: 2000,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(back, events);
@@ -1706,11 +1768,29 @@ pub async fn moves_intact(from: &Stores, to: &Stores, spare: &Stores) {
     );
     assert_eq!(
         to.audit
-            .audit_events(None, UnixTime(0), 0, 100)
+            .audit_events(
+                AuditFilter {
+                    project: None,
+                    since: UnixTime(0)
+                },
+                AuditPage {
+                    offset: 0,
+                    limit: 100
+                }
+            )
             .await
             .unwrap(),
         from.audit
-            .audit_events(None, UnixTime(0), 0, 100)
+            .audit_events(
+                AuditFilter {
+                    project: None,
+                    since: UnixTime(0)
+                },
+                AuditPage {
+                    offset: 0,
+                    limit: 100
+                }
+            )
             .await
             .unwrap()
     );
@@ -1726,7 +1806,16 @@ pub async fn moves_intact(from: &Stores, to: &Stores, spare: &Stores) {
     to.audit.append_audit(vec![later]).await.unwrap();
     let events = to
         .audit
-        .audit_events(None, UnixTime(0), 0, 100)
+        .audit_events(
+            AuditFilter {
+                project: None,
+                since: UnixTime(0),
+            },
+            AuditPage {
+                offset: 0,
+                limit: 100,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(events.len(), 3);
