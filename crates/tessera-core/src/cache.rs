@@ -348,20 +348,10 @@ impl DirectoryStore for CachedStore {
             .await
     }
 
-    async fn update_subscriber(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        patch: SubscriberPatch,
-        password_hash: Option<String>,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
-        let renamed = patch.display_name.is_some();
-        let revokes = password_hash.is_some();
-        let r = self
-            .inner_directory
-            .update_subscriber(project, id, patch, password_hash, at)
-            .await;
+    async fn update_subscriber(&self, update: SubscriberUpdate) -> StoreResult<Resource> {
+        let renamed = update.patch.display_name.is_some();
+        let revokes = update.password_hash.is_some();
+        let r = self.inner_directory.update_subscriber(update).await;
         if renamed {
             self.addresses.clear();
         }
@@ -371,38 +361,19 @@ impl DirectoryStore for CachedStore {
         r
     }
 
-    async fn update_room(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        patch: RoomPatch,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
-        let r = self
-            .inner_directory
-            .update_room(project, id, kind, patch, at)
-            .await;
+    async fn update_room(&self, update: RoomUpdate) -> StoreResult<Resource> {
+        let r = self.inner_directory.update_room(update).await;
         // Its address is renamed: forget the cached address records.
         self.addresses.clear();
         r
     }
 
-    async fn delete_resource(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        at: UnixTime,
-    ) -> StoreResult<()> {
-        let r = self
-            .inner_directory
-            .delete_resource(project, id, kind, at)
-            .await;
+    async fn delete_resource(&self, deletion: ResourceDeletion) -> StoreResult<()> {
+        let r = self.inner_directory.delete_resource(deletion).await;
         // Its address goes with it (addresses are cached by id, not by resource).
         self.addresses.clear();
         self.owners.clear();
-        if kind == ResourceKind::Subscriber {
+        if deletion.kind == ResourceKind::Subscriber {
             self.forget_revoked_subject();
         }
         r

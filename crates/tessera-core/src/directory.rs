@@ -14,8 +14,8 @@ use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::ids::{AddressId, ProjectId, ResourceId};
 use crate::model::{
-    Address, AddressQuery, AuditEvent, NewResource, Page, PageOf, Resource, ResourceKind,
-    RoomPatch, SubscriberPatch, SubscriberProfile,
+    Address, AddressQuery, AuditEvent, NewResource, Page, PageOf, Resource, ResourceDeletion,
+    ResourceKind, RoomPatch, RoomUpdate, SubscriberPatch, SubscriberProfile, SubscriberUpdate,
 };
 use crate::service::{PasswordPool, Rule, ServiceError, ServiceResult};
 use crate::store::{DirectoryStore, StoreError};
@@ -189,7 +189,13 @@ impl Directory {
         let changed = hash.is_some();
         let r = self
             .store
-            .update_subscriber(project, id, patch, hash, self.clock.now())
+            .update_subscriber(SubscriberUpdate {
+                project,
+                id,
+                patch,
+                password_hash: hash,
+                at: self.clock.now(),
+            })
             .await?;
         if changed {
             self.audit.record(AuditEvent {
@@ -213,7 +219,13 @@ impl Directory {
     ) -> ServiceResult<Resource> {
         Ok(self
             .store
-            .update_room(project, id, ResourceKind::Room, patch, self.clock.now())
+            .update_room(RoomUpdate {
+                project,
+                id,
+                kind: ResourceKind::Room,
+                patch,
+                at: self.clock.now(),
+            })
             .await?)
     }
 
@@ -228,7 +240,12 @@ impl Directory {
         let r = self.get(project, id, kind).await?;
         Ok(self
             .store
-            .delete_resource(project, r.id, r.kind, self.clock.now())
+            .delete_resource(ResourceDeletion {
+                project,
+                id: r.id,
+                kind: r.kind,
+                at: self.clock.now(),
+            })
             .await?)
     }
 

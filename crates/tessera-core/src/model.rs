@@ -476,6 +476,50 @@ pub struct MasterKeyCheck {
     pub recorded_at: UnixTime,
 }
 
+/// A change to a subscriber: what [`crate::store::DirectoryStore::update_subscriber`] writes.
+#[derive(Debug, Clone)]
+pub struct SubscriberUpdate {
+    /// The subscriber's project.
+    pub project: ProjectId,
+    /// The subscriber.
+    pub id: ResourceId,
+    /// The profile fields to replace.
+    pub patch: SubscriberPatch,
+    /// A new password hash (setting one revokes the subscriber's families).
+    pub password_hash: Option<String>,
+    /// When.
+    pub at: UnixTime,
+}
+
+/// A change to a room or an application: what [`crate::store::DirectoryStore::update_room`]
+/// writes.
+#[derive(Debug, Clone)]
+pub struct RoomUpdate {
+    /// The resource's project.
+    pub project: ProjectId,
+    /// The resource.
+    pub id: ResourceId,
+    /// The kind it must be (another kind is not found).
+    pub kind: ResourceKind,
+    /// The fields to replace, and `data` to merge.
+    pub patch: RoomPatch,
+    /// When.
+    pub at: UnixTime,
+}
+
+/// A resource to delete: what [`crate::store::DirectoryStore::delete_resource`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceDeletion {
+    /// The resource's project.
+    pub project: ProjectId,
+    /// The resource.
+    pub id: ResourceId,
+    /// The kind it must be (another kind is not found).
+    pub kind: ResourceKind,
+    /// When (subscribers' families are revoked at this time).
+    pub at: UnixTime,
+}
+
 /// Which addresses a listing should return.
 #[derive(Debug, Clone, Default)]
 pub struct AddressQuery {

@@ -149,32 +149,12 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
         page: Page,
     ) -> StoreResult<PageOf<Resource>>;
     /// Updates a subscriber's profile and optionally its password hash.
-    async fn update_subscriber(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        patch: SubscriberPatch,
-        password_hash: Option<String>,
-        at: UnixTime,
-    ) -> StoreResult<Resource>;
+    async fn update_subscriber(&self, update: SubscriberUpdate) -> StoreResult<Resource>;
     /// Updates a room (or application): replaces given fields, merges `data`.
-    async fn update_room(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        patch: RoomPatch,
-        at: UnixTime,
-    ) -> StoreResult<Resource>;
+    async fn update_room(&self, update: RoomUpdate) -> StoreResult<Resource>;
     /// Deletes a resource of the given kind with its address; for subscribers, also revokes
     /// every family whose subject it is.
-    async fn delete_resource(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        at: UnixTime,
-    ) -> StoreResult<()>;
+    async fn delete_resource(&self, deletion: ResourceDeletion) -> StoreResult<()>;
     /// Reads an address of a project.
     async fn get_address(&self, project: ProjectId, id: AddressId) -> StoreResult<Address>;
     /// What an address of the project belongs to (`NotFound` for another project's). Every

@@ -163,41 +163,34 @@ impl DirectoryStore for PgStore {
         Ok(page_of(items, page.size))
     }
 
-    async fn update_subscriber(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        patch: SubscriberPatch,
-        password_hash: Option<String>,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
+    async fn update_subscriber(&self, update: SubscriberUpdate) -> StoreResult<Resource> {
         let _t = self.time("update_subscriber");
         let mut db = self.db().await?;
         let r = transaction!(db, |tx, st| {
-            let n =
-                update_subscriber_row(&tx, st, project, id, &patch, password_hash.as_deref(), at)
-                    .await?;
+            let n = update_subscriber_row(
+                &tx,
+                st,
+                update.project,
+                update.id,
+                &update.patch,
+                update.password_hash.as_deref(),
+                update.at,
+            )
+            .await?;
             found(n)?;
             // Changing the password revokes the subscriber's sessions (security.md).
-            if password_hash.is_some() {
-                revoke_subject(&tx, st, project, id, at).await?;
+            if update.password_hash.is_some() {
+                revoke_subject(&tx, st, update.project, update.id, update.at).await?;
             }
             let row = st
-                .query_opt(&tx, READ_RESOURCE, &[&id.0, &project.0])
+                .query_opt(&tx, READ_RESOURCE, &[&update.id.0, &update.project.0])
                 .await?;
             one(row, resource_row)?
         });
         db.finish(r)
     }
 
-    async fn update_room(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        patch: RoomPatch,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
+    async fn update_room(&self, update: RoomUpdate) -> StoreResult<Resource> {
         let _t = self.time("update_room");
         let mut db = self.db().await?;
         let r = transaction!(db, |tx, st| {
@@ -212,46 +205,46 @@ impl DirectoryStore for PgStore {
                         " FROM resources r LEFT JOIN subscribers s ON s.id = r.id
                          WHERE r.id = $1 AND r.project_id = $2 FOR UPDATE OF r"
                     ),
-                    &[&id.0, &project.0],
+                    &[&update.id.0, &update.project.0],
                 )
                 .await?;
             let mut r = one(row, resource_row)?;
-            if r.kind != kind {
+            if r.kind != update.kind {
                 return Err(Fail::Store(StoreError::NotFound));
             }
-            if let Some(n) = &patch.name {
+            if let Some(n) = &update.patch.name {
                 r.name.clone_from(n);
             }
-            if let Some(d) = &patch.display_name {
+            if let Some(d) = &update.patch.display_name {
                 r.display_name.clone_from(d);
             }
-            r.data.extend(patch.data.clone());
+            r.data.extend(update.patch.data.clone());
             st.execute(
                 &tx,
                 "UPDATE resources SET name = $2, display_name = $3, data = $4, updated_at = $5
                  WHERE id = $1",
-                &[&id.0, &r.name, &r.display_name, &json(&r.data), &at.0],
+                &[
+                    &update.id.0,
+                    &r.name,
+                    &r.display_name,
+                    &json(&r.data),
+                    &update.at.0,
+                ],
             )
             .await?;
             st.execute(
                 &tx,
                 "UPDATE addresses SET name = $2, display_name = $3 WHERE resource_id = $1",
-                &[&id.0, &r.name, &r.display_name],
+                &[&update.id.0, &r.name, &r.display_name],
             )
             .await?;
-            r.updated_at = at;
+            r.updated_at = update.at;
             r
         });
         db.finish(r)
     }
 
-    async fn delete_resource(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        at: UnixTime,
-    ) -> StoreResult<()> {
+    async fn delete_resource(&self, deletion: ResourceDeletion) -> StoreResult<()> {
         let _t = self.time("delete_resource");
         let mut db = self.db().await?;
         let r = transaction!(db, |tx, st| {
@@ -259,12 +252,12 @@ impl DirectoryStore for PgStore {
                 .execute(
                     &tx,
                     "DELETE FROM resources WHERE id = $1 AND project_id = $2 AND kind = $3",
-                    &[&id.0, &project.0, &kind.as_str()],
+                    &[&deletion.id.0, &deletion.project.0, &deletion.kind.as_str()],
                 )
                 .await?;
             found(n)?;
-            if kind == ResourceKind::Subscriber {
-                revoke_subject(&tx, st, project, id, at).await?;
+            if deletion.kind == ResourceKind::Subscriber {
+                revoke_subject(&tx, st, deletion.project, deletion.id, deletion.at).await?;
             }
         });
         db.finish(r)

@@ -926,16 +926,16 @@ async fn subscriber_upserts_and_their_conflicts() {
 
     // update_subscriber to a taken email → email; unknown → NotFound.
     let err = s
-        .update_subscriber(
-            p.id,
-            ResourceId(id(15)),
-            SubscriberPatch {
+        .update_subscriber(SubscriberUpdate {
+            project: p.id,
+            id: ResourceId(id(15)),
+            patch: SubscriberPatch {
                 email: Some("ALICE@x.com".into()),
                 ..Default::default()
             },
-            None,
-            t(1005),
-        )
+            password_hash: None,
+            at: t(1005),
+        })
         .await
         .expect_err("taken");
     assert!(
@@ -943,13 +943,13 @@ async fn subscriber_upserts_and_their_conflicts() {
         "{err:?}"
     );
     let err = s
-        .update_subscriber(
-            p.id,
-            ResourceId(id(99)),
-            SubscriberPatch::default(),
-            None,
-            t(1005),
-        )
+        .update_subscriber(SubscriberUpdate {
+            project: p.id,
+            id: ResourceId(id(99)),
+            patch: SubscriberPatch::default(),
+            password_hash: None,
+            at: t(1005),
+        })
         .await
         .expect_err("missing");
     assert!(matches!(err, StoreError::NotFound));
@@ -963,16 +963,16 @@ async fn subscriber_upserts_and_their_conflicts() {
     })
     .await
     .expect("dave");
-    s.update_subscriber(
-        p.id,
-        ResourceId(id(15)),
-        SubscriberPatch {
+    s.update_subscriber(SubscriberUpdate {
+        project: p.id,
+        id: ResourceId(id(15)),
+        patch: SubscriberPatch {
             email: Some("Dave".into()),
             ..Default::default()
         },
-        None,
-        t(1007),
-    )
+        password_hash: None,
+        at: t(1007),
+    })
     .await
     .expect("carol's email is now dave");
     let who = s
@@ -1396,53 +1396,53 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "update alice",
-        s.directory.update_subscriber(
-            p1.id,
-            ResourceId(id(100)),
-            SubscriberPatch {
+        s.directory.update_subscriber(SubscriberUpdate {
+            project: p1.id,
+            id: ResourceId(id(100)),
+            patch: SubscriberPatch {
                 display_name: Some("Alice A.".into()),
                 country: Some("NZ".into()),
                 ..Default::default()
             },
-            None,
-            t(1200),
-        ),
+            password_hash: None,
+            at: t(1200),
+        }),
         Ok(r) if r.display_name == "Alice A." && r.updated_at == t(1200)
     );
     let _ = check!(
         "update alice email taken",
-        s.directory.update_subscriber(
-            p1.id,
-            ResourceId(id(100)),
-            SubscriberPatch {
+        s.directory.update_subscriber(SubscriberUpdate {
+            project: p1.id,
+            id: ResourceId(id(100)),
+            patch: SubscriberPatch {
                 email: Some("PW@example.com".into()),
                 ..Default::default()
             },
-            None,
-            t(1201),
-        ),
+            password_hash: None,
+            at: t(1201),
+        }),
         Err(StoreError::Conflict(c)) if c == "email"
     );
     let _ = check!(
         "update alice wrong project",
-        s.directory.update_subscriber(
-            p2.id,
-            ResourceId(id(100)),
-            SubscriberPatch::default(),
-            None,
-            t(1202)
-        ),
+        s.directory.update_subscriber(SubscriberUpdate {
+            project: p2.id,
+            id: ResourceId(id(100)),
+            patch: SubscriberPatch::default(),
+            password_hash: None,
+            at: t(1202)
+        }),
         Err(StoreError::NotFound)
     );
     let _ = check!(
         "update room as subscriber",
-        s.directory.update_subscriber(
-            p1.id,
-            ResourceId(id(101)),
-            SubscriberPatch::default(),
-            None,
-            t(1202)
-        ),
+        s.directory.update_subscriber(SubscriberUpdate {
+            project: p1.id,
+            id: ResourceId(id(101)),
+            patch: SubscriberPatch::default(),
+            password_hash: None,
+            at: t(1202)
+        }),
         Err(StoreError::NotFound)
     );
     let mut patch = RoomPatch {
@@ -1456,13 +1456,13 @@ async fn script(s: &Stores) -> Vec<String> {
         .insert("new".into(), serde_json::json!({"x": [1, 2]}));
     let _ = check!(
         "update room",
-        s.directory.update_room(
-            p1.id,
-            ResourceId(id(101)),
-            ResourceKind::Room,
-            patch.clone(),
-            t(1300)
-        ),
+        s.directory.update_room(RoomUpdate {
+            project: p1.id,
+            id: ResourceId(id(101)),
+            kind: ResourceKind::Room,
+            patch: patch.clone(),
+            at: t(1300),
+        }),
         Ok(r) if r.name == "lounge"
             && r.data["size"] == 3
             && r.data.contains_key("tags")
@@ -1470,24 +1470,24 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "update room as app",
-        s.directory.update_room(
-            p1.id,
-            ResourceId(id(101)),
-            ResourceKind::App,
-            patch.clone(),
-            t(1301)
-        ),
+        s.directory.update_room(RoomUpdate {
+            project: p1.id,
+            id: ResourceId(id(101)),
+            kind: ResourceKind::App,
+            patch: patch.clone(),
+            at: t(1301)
+        }),
         Err(StoreError::NotFound)
     );
     let _ = check!(
         "update room other project",
-        s.directory.update_room(
-            p2.id,
-            ResourceId(id(101)),
-            ResourceKind::Room,
+        s.directory.update_room(RoomUpdate {
+            project: p2.id,
+            id: ResourceId(id(101)),
+            kind: ResourceKind::Room,
             patch,
-            t(1301)
-        ),
+            at: t(1301)
+        }),
         Err(StoreError::NotFound)
     );
     let _ = rec!(
@@ -1640,16 +1640,16 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = rec!(
         "erin takes email dave",
-        s.directory.update_subscriber(
-            p1.id,
-            ResourceId(id(206)),
-            SubscriberPatch {
+        s.directory.update_subscriber(SubscriberUpdate {
+            project: p1.id,
+            id: ResourceId(id(206)),
+            patch: SubscriberPatch {
                 email: Some("DAVE".into()),
                 ..Default::default()
             },
-            None,
-            t(1407)
-        )
+            password_hash: None,
+            at: t(1407)
+        })
     );
     // Granting "Dave" now matches dave by reference and erin by email. That case is not
     // replayed: SQLite's `LIMIT 1` without ORDER BY answers whichever row its query plan meets
@@ -1886,28 +1886,32 @@ async fn script(s: &Stores) -> Vec<String> {
     // Deleting resources.
     let _ = check!(
         "delete carol as room",
-        s.directory
-            .delete_resource(p1.id, ResourceId(id(200)), ResourceKind::Room, t(1900)),
+        s.directory.delete_resource(ResourceDeletion {
+            project: p1.id,
+            id: ResourceId(id(200)),
+            kind: ResourceKind::Room,
+            at: t(1900)
+        }),
         Err(StoreError::NotFound)
     );
     let _ = check!(
         "delete carol",
-        s.directory.delete_resource(
-            p1.id,
-            ResourceId(id(200)),
-            ResourceKind::Subscriber,
-            t(1900)
-        ),
+        s.directory.delete_resource(ResourceDeletion {
+            project: p1.id,
+            id: ResourceId(id(200)),
+            kind: ResourceKind::Subscriber,
+            at: t(1900)
+        }),
         Ok(())
     );
     let _ = check!(
         "delete carol again",
-        s.directory.delete_resource(
-            p1.id,
-            ResourceId(id(200)),
-            ResourceKind::Subscriber,
-            t(1901)
-        ),
+        s.directory.delete_resource(ResourceDeletion {
+            project: p1.id,
+            id: ResourceId(id(200)),
+            kind: ResourceKind::Subscriber,
+            at: t(1901)
+        }),
         Err(StoreError::NotFound)
     );
     let _ = check!(
@@ -1917,8 +1921,12 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "delete app",
-        s.directory
-            .delete_resource(p1.id, ResourceId(id(102)), ResourceKind::App, t(1902)),
+        s.directory.delete_resource(ResourceDeletion {
+            project: p1.id,
+            id: ResourceId(id(102)),
+            kind: ResourceKind::App,
+            at: t(1902)
+        }),
         Ok(())
     );
     let _ = check!(
@@ -1957,22 +1965,34 @@ async fn script(s: &Stores) -> Vec<String> {
     let _ = rec!("audit empty", s.audit.append_audit(vec![]));
     let _ = check!(
         "audit all",
-        s.audit.audit_events(AuditFilter { project: None, since: t(0) }, AuditPage { offset: 0, limit: 100 }),
+        s.audit.audit_events(
+            AuditFilter { project: None, since: t(0) },
+            AuditPage { offset: 0, limit: 100 }
+        ),
         Ok(events) if actions(events) == ["a", "b", "c", "d", "e", "f"]
     );
     let _ = check!(
         "audit since",
-        s.audit.audit_events(AuditFilter { project: None, since: t(20) }, AuditPage { offset: 0, limit: 100 }),
+        s.audit.audit_events(
+            AuditFilter { project: None, since: t(20) },
+            AuditPage { offset: 0, limit: 100 }
+        ),
         Ok(events) if actions(events) == ["b", "c", "d", "f"]
     );
     let _ = check!(
         "audit p1 page",
-        s.audit.audit_events(AuditFilter { project: Some(p1.id), since: t(10) }, AuditPage { offset: 1, limit: 2 }),
+        s.audit.audit_events(
+            AuditFilter { project: Some(p1.id), since: t(10) },
+            AuditPage { offset: 1, limit: 2 }
+        ),
         Ok(events) if actions(events) == ["d", "f"]
     );
     let _ = check!(
         "audit huge offset",
-        s.audit.audit_events(AuditFilter { project: None, since: t(0) }, AuditPage { offset: u64::MAX, limit: 2 }),
+        s.audit.audit_events(
+            AuditFilter { project: None, since: t(0) },
+            AuditPage { offset: u64::MAX, limit: 2 }
+        ),
         Ok(events) if events.is_empty()
     );
     let _ = check!(

@@ -148,86 +148,77 @@ impl DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn update_subscriber(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        patch: SubscriberPatch,
-        password_hash: Option<String>,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
+    async fn update_subscriber(&self, update: SubscriberUpdate) -> StoreResult<Resource> {
         self.write("update_subscriber", move |c| {
-            let n = update_subscriber_row(c, project, id, &patch, password_hash.as_deref(), at)
-                .map_err(map_err)?;
+            let n = update_subscriber_row(
+                c,
+                update.project,
+                update.id,
+                &update.patch,
+                update.password_hash.as_deref(),
+                update.at,
+            )
+            .map_err(map_err)?;
             found(n)?;
             // Changing the password revokes the subscriber's sessions (security.md).
-            if password_hash.is_some() {
-                revoke_subject(c, project, id, at).map_err(map_err)?;
+            if update.password_hash.is_some() {
+                revoke_subject(c, update.project, update.id, update.at).map_err(map_err)?;
             }
-            read_resource(c, project, id)
+            read_resource(c, update.project, update.id)
         })
         .await
     }
 
-    async fn update_room(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        patch: RoomPatch,
-        at: UnixTime,
-    ) -> StoreResult<Resource> {
+    async fn update_room(&self, update: RoomUpdate) -> StoreResult<Resource> {
         self.write("update_room", move |c| {
-            let mut r = read_resource(c, project, id)?;
-            if r.kind != kind {
+            let mut r = read_resource(c, update.project, update.id)?;
+            if r.kind != update.kind {
                 return Err(StoreError::NotFound);
             }
-            if let Some(n) = &patch.name {
+            if let Some(n) = &update.patch.name {
                 r.name = n.clone();
             }
-            if let Some(d) = &patch.display_name {
+            if let Some(d) = &update.patch.display_name {
                 r.display_name = d.clone();
             }
-            r.data.extend(patch.data.clone());
+            r.data.extend(update.patch.data.clone());
             c.execute(
                 "UPDATE resources SET name = ?2, display_name = ?3, data = ?4, updated_at = ?5 WHERE id = ?1",
                 params![
-                    id.to_string(),
+                    update.id.to_string(),
                     r.name,
                     r.display_name,
                     serde_json::Value::Object(r.data.clone()).to_string(),
-                    at.0
+                    update.at.0
                 ],
             )
             .map_err(map_err)?;
             c.execute(
                 "UPDATE addresses SET name = ?2, display_name = ?3 WHERE resource_id = ?1",
-                params![id.to_string(), r.name, r.display_name],
+                params![update.id.to_string(), r.name, r.display_name],
             )
             .map_err(map_err)?;
-            r.updated_at = at;
+            r.updated_at = update.at;
             Ok(r)
         })
         .await
     }
 
-    async fn delete_resource(
-        &self,
-        project: ProjectId,
-        id: ResourceId,
-        kind: ResourceKind,
-        at: UnixTime,
-    ) -> StoreResult<()> {
+    async fn delete_resource(&self, deletion: ResourceDeletion) -> StoreResult<()> {
         self.write("delete_resource", move |c| {
             let n = c
                 .execute(
                     "DELETE FROM resources WHERE id = ?1 AND project_id = ?2 AND kind = ?3",
-                    params![id.to_string(), project.to_string(), kind.as_str()],
+                    params![
+                        deletion.id.to_string(),
+                        deletion.project.to_string(),
+                        deletion.kind.as_str()
+                    ],
                 )
                 .map_err(map_err)?;
             found(n)?;
-            if kind == ResourceKind::Subscriber {
-                revoke_subject(c, project, id, at).map_err(map_err)?;
+            if deletion.kind == ResourceKind::Subscriber {
+                revoke_subject(c, deletion.project, deletion.id, deletion.at).map_err(map_err)?;
             }
             Ok(())
         })

@@ -477,16 +477,16 @@ async fn subscriber_identities(s: &Stores) {
     let kelvin = ids["\u{212A}ate@example.com"];
     let moved = s
         .directory
-        .update_subscriber(
-            p.id,
-            kelvin,
-            SubscriberPatch {
+        .update_subscriber(SubscriberUpdate {
+            project: p.id,
+            id: kelvin,
+            patch: SubscriberPatch {
                 email: Some("Kate@Example.com".into()),
                 ..Default::default()
             },
-            None,
-            START,
-        )
+            password_hash: None,
+            at: START,
+        })
         .await;
     assert!(
         matches!(moved, Err(StoreError::Conflict(ref c)) if c == "email"),
@@ -818,17 +818,17 @@ async fn resources_and_addresses(s: &Stores) {
     let mut data = serde_json::Map::new();
     data.insert("topic".into(), serde_json::json!("news"));
     let renamed = d
-        .update_room(
-            p.id,
-            lobby.resource.id,
-            ResourceKind::Room,
-            RoomPatch {
+        .update_room(RoomUpdate {
+            project: p.id,
+            id: lobby.resource.id,
+            kind: ResourceKind::Room,
+            patch: RoomPatch {
                 name: None,
                 display_name: Some("Main lobby".into()),
                 data,
             },
-            START.plus(5),
-        )
+            at: START.plus(5),
+        })
         .await
         .unwrap();
     assert_eq!(renamed.display_name, "Main lobby");
@@ -846,15 +846,21 @@ async fn resources_and_addresses(s: &Stores) {
     assert_eq!(found.items.len(), 1);
     assert_eq!(found.items[0].id, lobby.address.id);
     // The kind must match: a room is not updated or deleted as an application.
-    assert_not_found(d.update_room(
-        p.id,
-        lobby.resource.id,
-        ResourceKind::App,
-        RoomPatch::default(),
-        START,
-    ))
+    assert_not_found(d.update_room(RoomUpdate {
+        project: p.id,
+        id: lobby.resource.id,
+        kind: ResourceKind::App,
+        patch: RoomPatch::default(),
+        at: START,
+    }))
     .await;
-    assert_not_found(d.delete_resource(p.id, hall.resource.id, ResourceKind::App, START)).await;
+    assert_not_found(d.delete_resource(ResourceDeletion {
+        project: p.id,
+        id: hall.resource.id,
+        kind: ResourceKind::App,
+        at: START,
+    }))
+    .await;
     // Another project sees none of it.
     let other = ProjectId::random();
     assert_not_found(d.get_resource(other, lobby.resource.id)).await;
@@ -866,12 +872,23 @@ async fn resources_and_addresses(s: &Stores) {
         .unwrap()
         .is_empty());
     // Deleted with its address.
-    d.delete_resource(p.id, hall.resource.id, ResourceKind::Room, START)
-        .await
-        .unwrap();
+    d.delete_resource(ResourceDeletion {
+        project: p.id,
+        id: hall.resource.id,
+        kind: ResourceKind::Room,
+        at: START,
+    })
+    .await
+    .unwrap();
     assert_not_found(d.get_resource(p.id, hall.resource.id)).await;
     assert_not_found(d.get_address(p.id, hall.address.id)).await;
-    assert_not_found(d.delete_resource(p.id, hall.resource.id, ResourceKind::Room, START)).await;
+    assert_not_found(d.delete_resource(ResourceDeletion {
+        project: p.id,
+        id: hall.resource.id,
+        kind: ResourceKind::Room,
+        at: START,
+    }))
+    .await;
 }
 
 /// Embed widgets are found by the hash of their public token, and only by it.
@@ -1447,7 +1464,12 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     assert_not_found(cached.address_owner(p.id, addr)).await;
     // Deleted through the cache: gone at once.
     cached
-        .delete_resource(q.id, room.resource.id, ResourceKind::Room, START)
+        .delete_resource(ResourceDeletion {
+            project: q.id,
+            id: room.resource.id,
+            kind: ResourceKind::Room,
+            at: START,
+        })
         .await
         .unwrap();
     assert!(cached
@@ -1471,7 +1493,12 @@ async fn the_cache_is_fresh_through_itself_and_bounded_behind_its_back() {
     assert!(cached.address_owner(q.id, hall_addr).await.is_ok());
     inner
         .directory
-        .delete_resource(q.id, hall.resource.id, ResourceKind::Room, START)
+        .delete_resource(ResourceDeletion {
+            project: q.id,
+            id: hall.resource.id,
+            kind: ResourceKind::Room,
+            at: START,
+        })
         .await
         .unwrap();
     assert!(cached.address_owner(q.id, hall_addr).await.is_ok());
