@@ -21,7 +21,7 @@ use tessera_core::{Secret, UnixTime};
 use super::{malformed, Caller, V1Json, V1Path};
 use crate::error::V1Error;
 use crate::openapi::schemas::{
-    add, date_time, optional_body, page_of, query_param, raw, schema_ref, string,
+    add, date_time, id_object, optional_body, page_of, query_param, raw, schema_ref, string,
     v1_page_number_schema, v1_page_size_schema, AccountsErrorBody, V1BadInput, V1BadPaging,
     V1Forbidden, V1NotFound, V1TooLarge, V1Unauthorized, NOT_BLANK, NO_NUL,
 };
@@ -214,16 +214,12 @@ pub(crate) struct RoleReference;
 
 impl PartialSchema for RoleReference {
     fn schema() -> RefOr<Schema> {
-        raw(json!({
-            "type": "object",
-            "required": ["id"],
-            "properties": {
-                "id": { "type": "string",
-                        "enum": Role::ALL.map(Role::id).into_iter()
-                            .chain(Role::ALL.map(Role::as_str)).collect::<Vec<_>>(),
-                        "description": "A role's `id` from `GET /v1/roles`; its `name` is \
-                                        accepted too (both ASCII case-insensitively)." },
-            },
+        id_object(json!({
+            "type": "string",
+            "enum": Role::ALL.map(Role::id).into_iter()
+                .chain(Role::ALL.map(Role::as_str)).collect::<Vec<_>>(),
+            "description": "A role's `id` from `GET /v1/roles`; its `name` is accepted too \
+                            (both ASCII case-insensitively).",
         }))
     }
 }
@@ -1246,15 +1242,7 @@ async fn list_audit_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The 400's code, or `"ok"`.
-    fn code<T>(r: Result<T, V1Error>) -> &'static str {
-        match r {
-            Ok(_) => "ok",
-            Err(V1Error::BadRequest(code, _)) => code,
-            Err(e) => panic!("not a 400: {e:?}"),
-        }
-    }
+    use crate::accounts::tests::code;
 
     #[test]
     fn new_users_are_all_checked_and_a_password_goes_with_a_user_only() {

@@ -31,7 +31,7 @@ use crate::error::{FabricError, V1Error};
 use crate::extract::RawBody;
 use crate::json_body::JsonError;
 use crate::openapi::schemas::{
-    add, raw, schema_ref, string, AccountsErrorBody, V1TooLarge, UUID_PATTERN,
+    add, id_object, raw, schema_ref, string, AccountsErrorBody, V1TooLarge, UUID_PATTERN,
 };
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -251,15 +251,11 @@ pub(crate) struct RefreshTokenId;
 
 impl PartialSchema for RefreshTokenId {
     fn schema() -> RefOr<Schema> {
-        raw(json!({
-            "type": "object",
-            "required": ["id"],
-            "properties": {
-                "id": { "type": "string",
-                        "pattern": format!("^{UUID_PATTERN}$"),
-                        "description": "The refresh id (UUID-shaped). Reusable until 24 h \
-                                        after the login, unless invalidated." },
-            },
+        id_object(json!({
+            "type": "string",
+            "pattern": format!("^{UUID_PATTERN}$"),
+            "description": "The refresh id (UUID-shaped). Reusable until 24 h after the login, \
+                            unless invalidated.",
         }))
     }
 }
@@ -596,8 +592,8 @@ mod tests {
         );
     }
 
-    /// The 400's code, or `"ok"`.
-    fn code<T>(r: Result<T, V1Error>) -> &'static str {
+    /// The 400's code, or `"ok"` (the management handlers' tests use it too).
+    pub(super) fn code<T>(r: Result<T, V1Error>) -> &'static str {
         match r {
             Ok(_) => "ok",
             Err(V1Error::BadRequest(code, _)) => code,

@@ -30,6 +30,16 @@ pub(crate) fn raw(v: Value) -> RefOr<Schema> {
     RefOr::T(Schema::Object(object))
 }
 
+/// An object whose one member, required, is `id` with the schema `id` (the Accounts API names
+/// roles and refresh ids this way).
+pub(crate) fn id_object(id: Value) -> RefOr<Schema> {
+    raw(json!({
+        "type": "object",
+        "required": ["id"],
+        "properties": { "id": id },
+    }))
+}
+
 pub(crate) fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
