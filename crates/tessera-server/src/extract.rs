@@ -114,6 +114,15 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
+/// Where a requested expiry must lie: after `now`, at most `max_lifetime` seconds ahead.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryWindow {
+    /// The request's time.
+    pub now: UnixTime,
+    /// The longest lifetime a token may be given, in seconds.
+    pub max_lifetime: i64,
+}
+
 /// Typed access to a JSON object's fields, collecting an error per bad field.
 pub struct Fields {
     map: Map<String, Value>,
@@ -175,6 +184,17 @@ impl Fields {
         }
     }
 
+    /// Reads a body whose one member of interest is the required string `name`.
+    pub fn only_required_string(
+        body: Map<String, Value>,
+        name: &str,
+    ) -> Result<String, FabricError> {
+        let mut f = Fields::new(body);
+        let value = f.required_string(name);
+        f.finish()?;
+        value.ok_or_else(|| FieldError::missing(name).into())
+    }
+
     /// A required, non-empty string.
     pub fn required_string(&mut self, name: &str) -> Option<String> {
         let missing = self.raw(name).is_none()
@@ -223,8 +243,12 @@ impl Fields {
     }
 
     /// An expiry given as integer seconds, an integral float, a numeric string or an RFC 3339
-    /// string (fabric-api.md §13 item 4), checked to lie after `now` and within `max` seconds.
-    pub fn expiry(&mut self, names: &[&str], now: UnixTime, max: i64) -> Option<UnixTime> {
+    /// string (fabric-api.md §13 item 4), checked to lie in `window`.
+    pub fn expiry(&mut self, names: &[&str], window: ExpiryWindow) -> Option<UnixTime> {
+        let ExpiryWindow {
+            now,
+            max_lifetime: max,
+        } = window;
         let (name, v) = names
             .iter()
             .find_map(|n| self.raw(n).map(|v| (*n, v.clone())))?;

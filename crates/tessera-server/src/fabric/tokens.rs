@@ -9,7 +9,9 @@ use serde_json::{json, Map, Value};
 use tessera_core::clock::UnixTime;
 use tessera_core::ids::{AddressId, ResourceId};
 use tessera_core::model::{NewResource, ResourceKind, SubscriberPatch, SubscriberProfile};
-use tessera_core::service::{SubscriberGrant, MAX_ALLOWED_ADDRESSES, SCOPE_SAT_REFRESH};
+use tessera_core::service::{
+    SubscriberGrant, TokenService, MAX_ALLOWED_ADDRESSES, SCOPE_SAT_REFRESH,
+};
 use tessera_core::Secret;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
@@ -18,7 +20,7 @@ use uuid::Uuid;
 
 use super::{subscriber_patch, token_answer, token_pair};
 use crate::error::{FabricError, FieldError};
-use crate::extract::{AnyAuth, Caller, Fields, JsonBody, ProjectAuth};
+use crate::extract::{AnyAuth, Caller, ExpiryWindow, Fields, JsonBody, ProjectAuth};
 use crate::openapi::schemas::{
     expiry, or_null, password, profile_properties, raw, FabricBadJson, FabricErrorBody,
     FabricTooLarge, FabricUnauthorized, FabricValidationErrors, NOT_BLANK,
@@ -39,14 +41,10 @@ pub(crate) struct SubscriberTokenRequest {
 
 impl SubscriberTokenRequest {
     /// Reads and checks every member, reporting every bad one at once.
-    fn read(
-        body: Map<String, Value>,
-        now: UnixTime,
-        max_lifetime: i64,
-    ) -> Result<Self, FabricError> {
+    fn read(body: Map<String, Value>, window: ExpiryWindow) -> Result<Self, FabricError> {
         let mut f = Fields::new(body);
         let reference = f.required_string("reference");
-        let expire_at = f.expiry(&["expire_at", "expires_at"], now, max_lifetime);
+        let expire_at = f.expiry(&["expire_at", "expires_at"], window);
         let application_id = f.uuid("application_id");
         let password = f.password("password");
         let patch = subscriber_patch(&mut f, &["time_zone"]);
@@ -74,6 +72,14 @@ impl SubscriberTokenRequest {
             scope,
             fingerprint,
         })
+    }
+}
+
+/// The window a grant's requested expiry must lie in.
+fn expiry_window(svc: &TokenService) -> ExpiryWindow {
+    ExpiryWindow {
+        now: svc.clock().now(),
+        max_lifetime: svc.policy().max_lifetime,
     }
 }
 
@@ -192,7 +198,7 @@ pub(crate) async fn subscriber_token(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, FabricError> {
     let svc = &state.service;
-    let request = SubscriberTokenRequest::read(body, svc.clock().now(), svc.policy().max_lifetime)?;
+    let request = SubscriberTokenRequest::read(body, expiry_window(svc))?;
     let reference = request.reference;
     let mut profile = SubscriberProfile {
         email: reference.clone(),
@@ -237,11 +243,8 @@ fn refresh_token_schema() -> RefOr<Schema> {
 
 impl RefreshRequest {
     fn read(body: Map<String, Value>) -> Result<Self, FabricError> {
-        let mut f = Fields::new(body);
-        let token = f.required_string("refresh_token");
-        f.finish()?;
         Ok(Self {
-            refresh_token: token.ok_or_else(|| FieldError::missing("refresh_token"))?,
+            refresh_token: Fields::only_required_string(body, "refresh_token")?,
         })
     }
 }
@@ -334,14 +337,10 @@ pub(crate) struct GuestTokenRequest {
 }
 
 impl GuestTokenRequest {
-    fn read(
-        body: Map<String, Value>,
-        now: UnixTime,
-        max_lifetime: i64,
-    ) -> Result<Self, FabricError> {
+    fn read(body: Map<String, Value>, window: ExpiryWindow) -> Result<Self, FabricError> {
         let mut f = Fields::new(body);
         let addresses = allowed_addresses(&mut f);
-        let expire_at = f.expiry(&["expire_at", "expires_at"], now, max_lifetime);
+        let expire_at = f.expiry(&["expire_at", "expires_at"], window);
         f.finish()?;
         Ok(Self {
             allowed_addresses: addresses.ok_or_else(|| FieldError::missing(ALLOWED_ADDRESSES))?,
@@ -393,7 +392,7 @@ pub(crate) async fn guest_token(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, FabricError> {
     let svc = &state.service;
-    let request = GuestTokenRequest::read(body, svc.clock().now(), svc.policy().max_lifetime)?;
+    let request = GuestTokenRequest::read(body, expiry_window(svc))?;
     let tokens = svc
         .grant_guest(project, request.allowed_addresses, request.expire_at)
         .await?;
@@ -408,11 +407,7 @@ pub(crate) struct InviteRequest {
 }
 
 impl InviteRequest {
-    fn read(
-        body: Map<String, Value>,
-        now: UnixTime,
-        max_lifetime: i64,
-    ) -> Result<Self, FabricError> {
+    fn read(body: Map<String, Value>, window: ExpiryWindow) -> Result<Self, FabricError> {
         let mut f = Fields::new(body);
         let address: Option<AddressId> = if f.raw("address_id").is_none() {
             f.errors.push(FieldError::missing("address_id"));
@@ -431,7 +426,7 @@ impl InviteRequest {
                 None => None,
             }
         };
-        let expires_at = f.expiry(&["expires_at", "expire_at"], now, max_lifetime);
+        let expires_at = f.expiry(&["expires_at", "expire_at"], window);
         f.finish()?;
         Ok(Self {
             address_id: address.ok_or_else(|| FieldError::missing("address_id"))?,
@@ -480,7 +475,7 @@ pub(crate) async fn invite_token(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, FabricError> {
     let svc = &state.service;
-    let request = InviteRequest::read(body, svc.clock().now(), svc.policy().max_lifetime)?;
+    let request = InviteRequest::read(body, expiry_window(svc))?;
     let inviter = match caller {
         Caller::Project(_) => None,
         Caller::Subscriber { subscriber, .. } => Some(subscriber),
@@ -509,11 +504,8 @@ pub(crate) struct EmbedRequest {
 
 impl EmbedRequest {
     fn read(body: Map<String, Value>) -> Result<Self, FabricError> {
-        let mut f = Fields::new(body);
-        let token = f.required_string("token");
-        f.finish()?;
         Ok(Self {
-            token: token.ok_or_else(|| FieldError::missing("token"))?,
+            token: Fields::only_required_string(body, "token")?,
         })
     }
 }

@@ -677,28 +677,20 @@ async fn a_handler_that_panics_is_answered_500_in_its_dialect() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let r = app
-        .client
-        .get(format!("{base}/api/fabric/boom"))
-        .send()
-        .await
-        .unwrap();
+    let get = |path: &str| app.client.get(format!("{base}{path}")).send();
+
+    let r = get("/api/fabric/boom").await.unwrap();
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(r.headers().contains_key("x-request-id"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body, json!({ "error": "Internal Server Error" }));
 
-    let r = app
-        .client
-        .get(format!("{base}/v1/boom"))
-        .send()
-        .await
-        .unwrap();
+    let r = get("/v1/boom").await.unwrap();
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errorCode"], "INTERNAL_SERVER_ERROR", "{body}");
     assert!(body["referenceToken"].is_string(), "{body}");
 
-    let r = app.client.get(format!("{base}/fine")).send().await.unwrap();
+    let r = get("/fine").await.unwrap();
     assert_eq!(r.text().await.unwrap(), "fine");
 }

@@ -15,52 +15,58 @@ fn served() -> Vec<(&'static str, String)> {
     use accounts_path as v1;
     use fabric_path as f;
     let id = |base: &str| format!("{base}/{{id}}");
-    let mut routes: Vec<(&str, String)> = vec![
-        ("POST", f::SUBSCRIBER_TOKENS.into()),
-        ("POST", f::REFRESH.into()),
-        ("POST", f::GUEST_TOKENS.into()),
-        ("POST", f::INVITES.into()),
-        ("POST", f::EMBED_TOKENS.into()),
-        ("GET", f::RESOURCES.into()),
-        ("GET", id(f::RESOURCES)),
-        ("DELETE", id(f::RESOURCES)),
-        ("GET", format!("{}/addresses", id(f::RESOURCES))),
+    let projects_id = id(v1::PROJECTS);
+    let gets = [
+        f::RESOURCES.into(),
+        id(f::RESOURCES),
+        format!("{}/addresses", id(f::RESOURCES)),
         // The SDK's room `list_addresses` uses the singular path; both are served.
-        (
-            "GET",
-            "/api/fabric/resources/conference_room/{id}/addresses".into(),
-        ),
-        ("GET", f::ADDRESSES.into()),
-        ("GET", id(f::ADDRESSES)),
-        ("POST", f::INTROSPECT.into()),
-        ("POST", f::REVOKE.into()),
-        ("GET", "/healthz".into()),
-        ("GET", "/openapi.json".into()),
-        ("GET", "/docs".into()),
-        ("GET", "/metrics".into()),
-        ("POST", v1::TOKENS.into()),
-        ("PATCH", v1::REFRESH.into()),
-        ("DELETE", v1::INVALIDATE.into()),
-        ("GET", v1::JWKS.into()),
-        ("GET", v1::ROLES.into()),
-        ("GET", v1::USERS.into()),
-        ("POST", v1::USERS.into()),
-        ("PATCH", id(v1::USERS)),
-        ("DELETE", id(v1::USERS)),
-        ("GET", v1::PROJECTS.into()),
-        ("POST", v1::PROJECTS.into()),
-        ("GET", id(v1::PROJECTS)),
-        ("DELETE", id(v1::PROJECTS)),
-        ("GET", format!("{}/api-tokens", id(v1::PROJECTS))),
-        ("POST", format!("{}/api-tokens", id(v1::PROJECTS))),
-        (
-            "DELETE",
-            format!("{}/api-tokens/{{tokenId}}", id(v1::PROJECTS)),
-        ),
-        ("GET", v1::KEYS.into()),
-        ("POST", v1::ROTATE.into()),
-        ("GET", v1::AUDIT.into()),
+        "/api/fabric/resources/conference_room/{id}/addresses".into(),
+        f::ADDRESSES.into(),
+        id(f::ADDRESSES),
+        "/healthz".into(),
+        "/openapi.json".into(),
+        "/docs".into(),
+        "/metrics".into(),
+        v1::JWKS.into(),
+        v1::ROLES.into(),
+        v1::USERS.into(),
+        v1::PROJECTS.into(),
+        projects_id.clone(),
+        format!("{projects_id}/api-tokens"),
+        v1::KEYS.into(),
+        v1::AUDIT.into(),
     ];
+    let posts = [
+        f::SUBSCRIBER_TOKENS,
+        f::REFRESH,
+        f::GUEST_TOKENS,
+        f::INVITES,
+        f::EMBED_TOKENS,
+        f::INTROSPECT,
+        f::REVOKE,
+        v1::TOKENS,
+        v1::USERS,
+        v1::PROJECTS,
+        v1::ROTATE,
+    ]
+    .map(String::from);
+    let deletes = [
+        id(f::RESOURCES),
+        v1::INVALIDATE.into(),
+        id(v1::USERS),
+        projects_id.clone(),
+        format!("{projects_id}/api-tokens/{{tokenId}}"),
+    ];
+    let mut routes: Vec<(&str, String)> = Vec::new();
+    routes.extend(gets.map(|p| ("GET", p)));
+    routes.extend(posts.map(|p| ("POST", p)));
+    routes.extend(deletes.map(|p| ("DELETE", p)));
+    routes.extend([
+        ("PATCH", v1::REFRESH.into()),
+        ("PATCH", id(v1::USERS)),
+        ("POST", format!("{projects_id}/api-tokens")),
+    ]);
     // Subscribers and rooms: the same five operations and an address list each.
     for base in [f::SUBSCRIBERS, f::ROOMS] {
         routes.extend([
@@ -75,15 +81,16 @@ fn served() -> Vec<(&'static str, String)> {
     routes
 }
 
-async fn document(app: &TestApp) -> Value {
-    let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+/// `GET /openapi.json`, answered 200.
+async fn fetch_document(app: &TestApp) -> reqwest::Response {
+    let r = app.client.get(app.url("/openapi.json")).send().await;
+    let r = r.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
+    r
+}
+
+async fn document(app: &TestApp) -> Value {
+    fetch_document(app).await.json().await.unwrap()
 }
 
 /// Sends `method path` without credentials or body, with every `{id}` and `{tokenId}` a fresh
@@ -128,13 +135,7 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 #[tokio::test]
 async fn openapi_json_is_an_openapi_3_1_document() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let r = fetch_document(&app).await;
     assert_eq!(r.headers()["content-type"], "application/json");
     let doc: Value = r.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");

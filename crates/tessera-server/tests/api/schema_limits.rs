@@ -170,15 +170,7 @@ async fn usernames_count_characters() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
 
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     let user = &doc["components"]["schemas"]["UserCreate"]["properties"];
     assert_eq!(user["name"]["maxLength"], 256);
     assert_eq!(user["domain"]["maxLength"], 256);
@@ -227,15 +219,7 @@ async fn a_service_users_null_password_is_documented() {
         StatusCode::BAD_REQUEST
     );
 
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     let user = &doc["components"]["schemas"]["UserCreate"];
     assert_eq!(
         user["properties"]["password"]["type"],
@@ -357,15 +341,7 @@ async fn address_type_filter_counts_characters() {
 #[tokio::test]
 async fn schemathesis_configuration_names_documented_operations() {
     let app = start().await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     let config = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/fuzz/schemathesis.toml"
