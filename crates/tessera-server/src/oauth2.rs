@@ -16,7 +16,7 @@ use crate::error::FabricError;
 use crate::extract::{ProjectAuth, RawBody};
 use crate::fabric::json_response;
 use crate::openapi::schemas::{
-    json_schema, uuid, FabricTooLarge, FabricUnauthorized, OAuthBadRequest,
+    json_schema, optional_body, uuid, FabricTooLarge, FabricUnauthorized, OAuthBadRequest,
 };
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,8 +25,8 @@ use utoipa_axum::routes;
 /// The OAuth 2.0 routes.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(introspect))
-        .routes(routes!(revoke))
+        .routes(optional_body(routes!(introspect)))
+        .routes(optional_body(routes!(revoke)))
 }
 
 /// The form's or JSON object's members, as both endpoints document them.
@@ -208,10 +208,10 @@ fn token_param(headers: &HeaderMap, body: &Bytes) -> Result<Option<String>, Fabr
 /// else is exactly `{"active": false}`.
 #[utoipa::path(post, path = "/oauth2/introspect", tag = "OAuth 2.0",
     operation_id = "introspectToken", security(("projectBasic" = [])),
-    // Optional: an empty body is answered like a missing `token`.
+    // Optional (`optional_body`): an empty body is answered like a missing `token`.
     request_body(content(
-        (Option<IntrospectionRequest> = "application/x-www-form-urlencoded"),
-        (Option<IntrospectionRequest> = "application/json"),
+        (IntrospectionRequest = "application/x-www-form-urlencoded"),
+        (IntrospectionRequest = "application/json"),
     )),
     responses(
         (status = 200, description = "The token's state. A missing `token` or one Tessera did \
@@ -256,10 +256,10 @@ async fn introspect(
 // exist.
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "OAuth 2.0",
     operation_id = "revokeToken", security(("projectBasic" = [])),
-    // Optional: an empty body is answered like a missing `token`.
+    // Optional (`optional_body`): an empty body is answered like a missing `token`.
     request_body(content(
-        (Option<RevocationRequest> = "application/x-www-form-urlencoded"),
-        (Option<RevocationRequest> = "application/json"),
+        (RevocationRequest = "application/x-www-form-urlencoded"),
+        (RevocationRequest = "application/json"),
     )),
     responses(
         (status = 200, description = "Revoked (or nothing to revoke). Empty body."),

@@ -18,6 +18,8 @@ use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::schemas::optional_body;
+
 /// Every Fabric route.
 pub fn routes() -> OpenApiRouter<AppState> {
     use resources::*;
@@ -30,14 +32,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(embed_token))
         .routes(routes!(list_resources))
         .routes(routes!(list_subscribers, create_subscriber))
-        .routes(routes!(
+        .routes(optional_body(routes!(
             get_subscriber,
             update_subscriber,
             delete_subscriber
-        ))
+        )))
         .routes(routes!(subscriber_addresses))
         .routes(routes!(list_rooms, create_room))
-        .routes(routes!(get_room, update_room, delete_room))
+        .routes(optional_body(routes!(get_room, update_room, delete_room)))
         // The SDK's room `list_addresses` uses the singular path; both are served.
         .routes(routes!(room_addresses))
         .routes(routes!(room_addresses_singular))

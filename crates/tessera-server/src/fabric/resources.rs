@@ -277,7 +277,7 @@ impl utoipa::ToSchema for SubscriberUpdate {
 #[utoipa::path(put, path = "/api/fabric/resources/subscribers/{id}", tag = "Subscribers",
     operation_id = "updateSubscriber", security(("projectBasic" = [])),
     params(("id" = Uuid, Path, description = "Subscriber id (the same UUID as its resource id).")),
-    request_body = Option<SubscriberUpdate>,
+    request_body = SubscriberUpdate,
     responses(
         (status = 200, description = "The updated subscriber.", body = SubscriberResponse),
         FabricBadJson, FabricUnauthorized, FabricNotFound, FabricTooLarge,
@@ -528,7 +528,7 @@ impl utoipa::ToSchema for RoomUpdate {
     tag = "Conference rooms", operation_id = "updateConferenceRoom",
     security(("projectBasic" = [])),
     params(("id" = Uuid, Path, description = "Conference room (resource) id.")),
-    request_body = Option<RoomUpdate>,
+    request_body = RoomUpdate,
     responses(
         (status = 200, description = "The updated room.", body = ConferenceRoomResponse),
         FabricBadJson, FabricUnauthorized, FabricNotFound, FabricTooLarge,

@@ -179,41 +179,7 @@ pub fn document() -> Value {
     let mut doc = serde_json::to_value(api().1).expect("the document serialises");
     request_id_header(&mut doc);
     shared_answers(&mut doc);
-    optional_bodies(&mut doc);
     doc
-}
-
-/// Says what a request body declared `Option<T>` means: the body may be left out. utoipa
-/// leaves such a body without `required` and makes its schema nullable (`oneOf` null and `T`),
-/// which would tell clients they may send the JSON `null`, which the server refuses; the
-/// document states `required: false` and the schema of `T` instead.
-fn optional_bodies(doc: &mut Value) {
-    let paths = doc["paths"].as_object_mut().expect("paths");
-    for item in paths.values_mut() {
-        for op in item.as_object_mut().expect("path item").values_mut() {
-            let Some(Value::Object(body)) = op.get_mut("requestBody") else {
-                continue;
-            };
-            if body.contains_key("required") {
-                continue;
-            }
-            body.insert("required".into(), Value::Bool(false));
-            for media in body["content"]
-                .as_object_mut()
-                .expect("content")
-                .values_mut()
-            {
-                let schema = &mut media["schema"];
-                if let Some([Value::Object(null), t]) =
-                    schema["oneOf"].as_array().map(Vec::as_slice)
-                {
-                    if null.get("type") == Some(&json!("null")) {
-                        *schema = t.clone();
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The `X-Request-Id` response header, which every response carries and refers to.
