@@ -87,6 +87,19 @@ impl App {
     }
 
     /// The JSON document at `path`, fetched without credentials.
+    /// Logs in to the Accounts API and returns the access token; the login must succeed.
+    async fn access_token(&self, username: &str, password: &str) -> String {
+        let body = json!({ "username": username, "password": password });
+        let r = self
+            .client
+            .post(format!("{}/v1/tokens", self.base))
+            .json(&body);
+        let r = r.send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let login: Value = r.json().await.unwrap();
+        login["accessToken"].as_str().unwrap().to_string()
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let url = format!("{}{path}", self.base);
         let response = self.client.get(url).send().await.unwrap();
@@ -161,14 +174,8 @@ async fn usernames_count_characters() {
         .create_operator(&accented(257), pw(), Role::Admin, false)
         .await
         .is_err());
-    let r = app
-        .client
-        .post(format!("{}/v1/tokens", app.base))
-        .json(&json!({ "username": accented(256), "password": "Limits-Passw0rd!" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    // Logs in (the helper asserts the login succeeds).
+    app.access_token(&accented(256), "Limits-Passw0rd!").await;
 
     let doc = app.get_json("/openapi.json").await;
     let user = &doc["components"]["schemas"]["UserCreate"]["properties"];
@@ -191,20 +198,11 @@ async fn a_service_users_null_password_is_documented() {
         )
         .await
         .unwrap();
-    let login: Value = app
-        .client
-        .post(format!("{}/v1/tokens", app.base))
-        .json(&json!({ "username": "admin", "password": pw }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let access = app.access_token("admin", pw).await;
     let create = |user: Value| {
         app.client
             .post(format!("{}/v1/users", app.base))
-            .bearer_auth(login["accessToken"].as_str().unwrap())
+            .bearer_auth(&access)
             .json(&json!([user]))
             .send()
     };
