@@ -337,15 +337,8 @@ impl DirectoryStore for CachedStore {
         self.inner_directory.get_resource(project, id).await
     }
 
-    async fn list_resources(
-        &self,
-        project: ProjectId,
-        kind: Option<ResourceKind>,
-        page: Page,
-    ) -> StoreResult<PageOf<Resource>> {
-        self.inner_directory
-            .list_resources(project, kind, page)
-            .await
+    async fn list_resources(&self, listing: ResourceListing) -> StoreResult<PageOf<Resource>> {
+        self.inner_directory.list_resources(listing).await
     }
 
     async fn update_subscriber(&self, update: SubscriberUpdate) -> StoreResult<Resource> {

@@ -15,7 +15,8 @@ use crate::clock::Clock;
 use crate::ids::{AddressId, ProjectId, ResourceId};
 use crate::model::{
     Address, AddressQuery, AuditEvent, NewResource, Page, PageOf, Resource, ResourceDeletion,
-    ResourceKind, RoomPatch, RoomUpdate, SubscriberPatch, SubscriberProfile, SubscriberUpdate,
+    ResourceKind, ResourceListing, RoomPatch, RoomUpdate, SubscriberPatch, SubscriberProfile,
+    SubscriberUpdate,
 };
 use crate::service::{PasswordPool, Rule, ServiceError, ServiceResult};
 use crate::store::{DirectoryStore, StoreError};
@@ -155,7 +156,8 @@ impl Directory {
         kind: Option<ResourceKind>,
         page: Page,
     ) -> ServiceResult<PageOf<Resource>> {
-        Ok(self.store.list_resources(project, kind, page).await?)
+        let listing = ResourceListing::new(project, kind, page);
+        Ok(self.store.list_resources(listing).await?)
     }
 
     /// One resource of the project; with `kind`, only of that kind (a room's id on the

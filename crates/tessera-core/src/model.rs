@@ -476,6 +476,29 @@ pub struct MasterKeyCheck {
     pub recorded_at: UnixTime,
 }
 
+/// Which of a project's resources to list: what
+/// [`crate::store::DirectoryStore::list_resources`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceListing {
+    /// The project.
+    pub project: ProjectId,
+    /// Only resources of this kind, or all.
+    pub kind: Option<ResourceKind>,
+    /// Which page.
+    pub page: Page,
+}
+
+impl ResourceListing {
+    /// `page` of `project`'s resources of `kind` (all kinds for `None`).
+    pub fn new(project: ProjectId, kind: Option<ResourceKind>, page: Page) -> Self {
+        ResourceListing {
+            project,
+            kind,
+            page,
+        }
+    }
+}
+
 /// A change to a subscriber: what [`crate::store::DirectoryStore::update_subscriber`] writes.
 #[derive(Debug, Clone)]
 pub struct SubscriberUpdate {

@@ -142,12 +142,7 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
     /// Reads a resource of a project (any kind).
     async fn get_resource(&self, project: ProjectId, id: ResourceId) -> StoreResult<Resource>;
     /// Lists a project's resources, optionally of one kind.
-    async fn list_resources(
-        &self,
-        project: ProjectId,
-        kind: Option<ResourceKind>,
-        page: Page,
-    ) -> StoreResult<PageOf<Resource>>;
+    async fn list_resources(&self, listing: ResourceListing) -> StoreResult<PageOf<Resource>>;
     /// Updates a subscriber's profile and optionally its password hash.
     async fn update_subscriber(&self, update: SubscriberUpdate) -> StoreResult<Resource>;
     /// Updates a room (or application): replaces given fields, merges `data`.

@@ -134,12 +134,12 @@ impl DirectoryStore for PgStore {
         .await
     }
 
-    async fn list_resources(
-        &self,
-        project: ProjectId,
-        kind: Option<ResourceKind>,
-        page: Page,
-    ) -> StoreResult<PageOf<Resource>> {
+    async fn list_resources(&self, listing: ResourceListing) -> StoreResult<PageOf<Resource>> {
+        let ResourceListing {
+            project,
+            kind,
+            page,
+        } = listing;
         let items = self
             .fetch_all(
                 "list_resources",

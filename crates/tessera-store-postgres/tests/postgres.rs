@@ -803,7 +803,11 @@ async fn concurrent_grants_of_a_new_reference_create_one_subscriber() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "one subscriber for one reference: {ids:?}");
     let all = store
-        .list_resources(p.id, Some(ResourceKind::Subscriber), page(50, None))
+        .list_resources(ResourceListing::new(
+            p.id,
+            Some(ResourceKind::Subscriber),
+            page(50, None),
+        ))
         .await
         .expect("list");
     assert_eq!(all.items.len(), 1);
@@ -1376,22 +1380,22 @@ async fn script(s: &Stores) -> Vec<String> {
     }
     let _ = check!(
         "list all",
-        s.directory.list_resources(p1.id, None, page(2, None)),
+        s.directory.list_resources(ResourceListing::new(p1.id, None, page(2, None))),
         Ok(page) if resource_ids(page) == [id(100), id(101)] && page.more
     );
     let _ = check!(
         "list after",
-        s.directory.list_resources(p1.id, None, page(2, Some(id(101)))),
+        s.directory.list_resources(ResourceListing::new(p1.id, None, page(2, Some(id(101))))),
         Ok(page) if resource_ids(page) == [id(102), id(107)] && !page.more
     );
     let _ = check!(
         "list rooms",
-        s.directory.list_resources(p1.id, Some(ResourceKind::Room), page(10, None)),
+        s.directory.list_resources(ResourceListing::new(p1.id, Some(ResourceKind::Room), page(10, None))),
         Ok(page) if resource_ids(page) == [id(101)] && !page.more
     );
     let _ = check!(
         "list zero",
-        s.directory.list_resources(p1.id, None, page(0, None)),
+        s.directory.list_resources(ResourceListing::new(p1.id, None, page(0, None))),
         Ok(page) if page.items.is_empty()
     );
     let _ = check!(
@@ -1744,8 +1748,11 @@ async fn script(s: &Stores) -> Vec<String> {
     }
     let _ = rec!(
         "subscribers",
-        s.directory
-            .list_resources(p1.id, Some(ResourceKind::Subscriber), page(50, None))
+        s.directory.list_resources(ResourceListing::new(
+            p1.id,
+            Some(ResourceKind::Subscriber),
+            page(50, None)
+        ))
     );
 
     let g = family(400, p1.id, PrincipalKind::Guest, id(401));
@@ -2320,7 +2327,7 @@ async fn script(s: &Stores) -> Vec<String> {
     );
     let _ = check!(
         "p2 resources",
-        s.directory.list_resources(p2.id, None, page(10, None)),
+        s.directory.list_resources(ResourceListing::new(p2.id, None, page(10, None))),
         Ok(page) if resource_ids(page) == [id(103), id(105)]
     );
     let _ = check!(

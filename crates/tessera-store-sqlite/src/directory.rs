@@ -122,12 +122,12 @@ impl DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn list_resources(
-        &self,
-        project: ProjectId,
-        kind: Option<ResourceKind>,
-        page: Page,
-    ) -> StoreResult<PageOf<Resource>> {
+    async fn list_resources(&self, listing: ResourceListing) -> StoreResult<PageOf<Resource>> {
+        let ResourceListing {
+            project,
+            kind,
+            page,
+        } = listing;
         self.read("list_resources", move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {RESOURCE_COLS} FROM resources r LEFT JOIN subscribers s ON s.id = r.id

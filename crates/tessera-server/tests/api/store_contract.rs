@@ -542,7 +542,11 @@ async fn concurrent_failures(s: &Stores) {
     };
     let listed = s
         .directory
-        .list_resources(p.id, Some(ResourceKind::Subscriber), page)
+        .list_resources(ResourceListing::new(
+            p.id,
+            Some(ResourceKind::Subscriber),
+            page,
+        ))
         .await
         .unwrap();
     assert_eq!(listed.items.len(), 21, "one owner and twenty fine grants");
@@ -776,7 +780,7 @@ async fn resources_and_addresses(s: &Stores) {
         after: None,
     };
     let rooms = d
-        .list_resources(p.id, Some(ResourceKind::Room), first)
+        .list_resources(ResourceListing::new(p.id, Some(ResourceKind::Room), first))
         .await
         .unwrap();
     assert_eq!(rooms.items.len(), 1);
@@ -786,7 +790,7 @@ async fn resources_and_addresses(s: &Stores) {
         after: Some(rooms.items[0].id.0),
     };
     let rest = d
-        .list_resources(p.id, Some(ResourceKind::Room), next)
+        .list_resources(ResourceListing::new(p.id, Some(ResourceKind::Room), next))
         .await
         .unwrap();
     assert_eq!(rest.items.len(), 1);
@@ -803,7 +807,11 @@ async fn resources_and_addresses(s: &Stores) {
         after: None,
     };
     assert_eq!(
-        d.list_resources(p.id, None, all).await.unwrap().items.len(),
+        d.list_resources(ResourceListing::new(p.id, None, all))
+            .await
+            .unwrap()
+            .items
+            .len(),
         3
     );
     // Of the ids asked, the project's addresses come back, in the order asked.
