@@ -19,7 +19,7 @@ use crate::keyring::KeyRing;
 use crate::metrics::{Metrics, OPERATOR};
 use crate::model::{AuditEvent, Operator, OperatorKind, OperatorSession, Role};
 use crate::secret::Secret;
-use crate::service::{PasswordPool, ServiceError};
+use crate::service::{PasswordPool, ServiceError, TokenService};
 use crate::store::{StoreError, Stores};
 
 /// The prefix of operator API keys.
@@ -305,29 +305,21 @@ pub struct AccountsService {
 }
 
 impl AccountsService {
-    /// Assembles the service. `passwords` is shared with the Fabric service, so logins and
-    /// subscriber passwords together never take more than its permits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        stores: Stores,
-        keys: Arc<KeyRing>,
-        clock: Arc<dyn Clock>,
-        master: MasterKey,
-        policy: AccountsPolicy,
-        passwords: Arc<PasswordPool>,
-        audit: AuditLog,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// Assembles the service beside the Fabric `service`, whose key ring, clock, master key,
+    /// password pool, audit log and metrics it shares: logins and subscriber passwords together
+    /// never take more than the pool's permits, and both write one audit log.
+    pub fn beside(service: &TokenService, stores: Stores, policy: AccountsPolicy) -> Self {
+        let clock = service.clock().clone();
         AccountsService {
             lockout: Lockout::new(policy.lockout.clone(), clock.clone()),
             stores,
-            keys,
+            keys: service.keys().clone(),
             clock,
-            master,
+            master: service.master().clone(),
             policy,
-            passwords,
-            audit,
-            metrics,
+            passwords: service.passwords().clone(),
+            audit: service.audit().clone(),
+            metrics: service.metrics().clone(),
         }
     }
 

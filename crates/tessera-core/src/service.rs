@@ -386,6 +386,11 @@ impl TokenService {
         &self.policy
     }
 
+    /// The key ring the tokens are sealed with.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
     /// The master key (for hashing credentials at the edge).
     pub fn master(&self) -> &MasterKey {
         &self.master

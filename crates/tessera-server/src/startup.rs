@@ -239,25 +239,17 @@ pub async fn prepare_opened(
         service.passwords().clone(),
         audit.clone(),
     ));
-    let accounts = Arc::new(AccountsService::new(
-        stores,
-        ring,
-        clock.clone(),
-        master,
-        AccountsPolicy {
-            alg: config.accounts_signing_alg,
-            lockout: LockoutPolicy {
-                failures: config.lockout_failures.get(),
-                window: whole_seconds(config.lockout_window),
-                lock: whole_seconds(config.lockout),
-                address_failures: config.login_address_failures.get(),
-            },
-            ..AccountsPolicy::default()
+    let policy = AccountsPolicy {
+        alg: config.accounts_signing_alg,
+        lockout: LockoutPolicy {
+            failures: config.lockout_failures.get(),
+            window: whole_seconds(config.lockout_window),
+            lock: whole_seconds(config.lockout),
+            address_failures: config.login_address_failures.get(),
         },
-        service.passwords().clone(),
-        audit,
-        metrics,
-    ));
+        ..AccountsPolicy::default()
+    };
+    let accounts = Arc::new(AccountsService::beside(&service, stores, policy));
     Ok(AppState::new(Shared {
         service,
         directory,

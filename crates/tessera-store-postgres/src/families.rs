@@ -147,40 +147,11 @@ impl FamilyStore for PgStore {
         let limit = i64::from(request.limit);
         let mut db = self.db().await?;
         let r = transaction!(db, |tx, st| {
-            // Families whose newest token has expired can never be used again; revoked ones
-            // are kept until their tokens expire so that reuse of a revoked chain still reads
-            // as reuse in logs. Each DELETE takes at most `limit` rows through its index (see
-            // `FamilyStore::purge`). Every node purges; SKIP LOCKED lets nodes that purge at the same
-            // time take different rows instead of queueing on each other's row locks.
-            let families = st
-                .execute(
-                    &tx,
-                    "DELETE FROM families WHERE id IN
-                         (SELECT id FROM families WHERE tokens_expire_at < $1 LIMIT $2
-                          FOR UPDATE SKIP LOCKED)",
-                    &[&request.before.0, &limit],
-                )
-                .await?;
-            let sessions = st
-                .execute(
-                    &tx,
-                    "DELETE FROM operator_sessions WHERE hash IN
-                         (SELECT hash FROM operator_sessions WHERE expires_at < $1 LIMIT $2
-                          FOR UPDATE SKIP LOCKED)",
-                    &[&request.before.0, &limit],
-                )
-                .await?;
+            let bounded: [&(dyn ToSql + Sync); 2] = [&request.before.0, &limit];
+            let families = st.execute(&tx, PURGE_FAMILIES, &bounded).await?;
+            let sessions = st.execute(&tx, PURGE_SESSIONS, &bounded).await?;
             let audit_events = match request.audit_before {
-                Some(before) => {
-                    st.execute(
-                        &tx,
-                        "DELETE FROM audit_events WHERE seq IN
-                             (SELECT seq FROM audit_events WHERE at < $1 LIMIT $2
-                              FOR UPDATE SKIP LOCKED)",
-                        &[&before.0, &limit],
-                    )
-                    .await?
-                }
+                Some(before) => st.execute(&tx, PURGE_AUDIT, &[&before.0, &limit]).await?,
                 None => 0,
             };
             let keys_destroyed = st
@@ -211,6 +182,20 @@ impl FamilyStore for PgStore {
         .await
     }
 }
+
+// Families whose newest token has expired can never be used again; revoked ones are kept
+// until their tokens expire so that reuse of a revoked chain still reads as reuse in logs. Each
+// DELETE takes at most `$2` rows through its index (see `FamilyStore::purge`). Every node
+// purges; SKIP LOCKED lets nodes that purge at the same time take different rows instead of
+// queueing on each other's row locks.
+const PURGE_FAMILIES: &str = "DELETE FROM families WHERE id IN
+    (SELECT id FROM families WHERE tokens_expire_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+/// Expired operator sessions, as [`PURGE_FAMILIES`] deletes families.
+const PURGE_SESSIONS: &str = "DELETE FROM operator_sessions WHERE hash IN
+    (SELECT hash FROM operator_sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+/// Audit events older than the retention, as [`PURGE_FAMILIES`] deletes families.
+const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE seq IN
+    (SELECT seq FROM audit_events WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
 /// A family to insert and where its result goes.
 pub(crate) type FamilyJob = (Family, tokio::sync::oneshot::Sender<StoreResult<()>>);
