@@ -64,12 +64,19 @@ impl SubscriberCreate {
     }
 }
 
+/// A create body's schema: the update body `U`'s members, with the string `required` required.
+fn create_schema<U: utoipa::ToSchema>(
+    required: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::openapi::schemas::raw(json!({ "allOf": [
+        schema_ref(&U::name()),
+        { "required": [required], "properties": { required: { "type": "string" } } },
+    ] }))
+}
+
 impl utoipa::PartialSchema for SubscriberCreate {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::openapi::schemas::raw(json!({ "allOf": [
-            schema_ref("SubscriberRequest"),
-            { "required": ["email"], "properties": { "email": { "type": "string" } } },
-        ] }))
+        create_schema::<SubscriberUpdate>("email")
     }
 }
 
@@ -80,10 +87,7 @@ impl utoipa::ToSchema for SubscriberCreate {
             utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
         )>,
     ) {
-        out.push((
-            <SubscriberUpdate as utoipa::ToSchema>::name().into_owned(),
-            <SubscriberUpdate as utoipa::PartialSchema>::schema(),
-        ));
+        crate::openapi::schemas::add::<SubscriberUpdate>(out);
     }
 }
 
@@ -408,10 +412,7 @@ impl RoomCreate {
 
 impl utoipa::PartialSchema for RoomCreate {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::openapi::schemas::raw(json!({ "allOf": [
-            schema_ref("ConferenceRoomRequest"),
-            { "required": ["name"], "properties": { "name": { "type": "string" } } },
-        ] }))
+        create_schema::<RoomUpdate>("name")
     }
 }
 
@@ -422,10 +423,7 @@ impl utoipa::ToSchema for RoomCreate {
             utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
         )>,
     ) {
-        out.push((
-            <RoomUpdate as utoipa::ToSchema>::name().into_owned(),
-            <RoomUpdate as utoipa::PartialSchema>::schema(),
-        ));
+        crate::openapi::schemas::add::<RoomUpdate>(out);
     }
 }
 
