@@ -133,6 +133,10 @@ struct ServeArgs {
     /// Failed logins from one address, over all accounts, that block the address (at least 1).
     #[arg(long, env = "TESSERA_LOGIN_ADDRESS_FAILURES", default_value = "30", value_parser = at_least_one)]
     login_address_failures: NonZeroUsize,
+    /// Proxies (address blocks, comma-separated, e.g. `10.0.0.0/8,192.0.2.7`) whose
+    /// `X-Forwarded-For` or `Forwarded` header names the client; none by default.
+    #[arg(long, env = "TESSERA_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: tessera_server::proxies::TrustedProxies,
     /// Seconds cached credentials, address ownership and session families are trusted (0
     /// turns caching off). Changes made through another node or `tessera admin` show within
     /// this plus one second; changes made through this node show at once.
@@ -442,6 +446,7 @@ impl ServeArgs {
             lockout_window: self.lockout_window_seconds,
             lockout: self.lockout_seconds,
             login_address_failures: self.login_address_failures,
+            trusted_proxies: self.trusted_proxies,
             cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
             audit_retention_days: self.audit_retention_days,
             public_url: self.public_url,

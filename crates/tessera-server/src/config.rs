@@ -262,6 +262,9 @@ pub struct Config {
     /// Failed logins from one address, over all accounts, within the window, that block the
     /// address for `lockout`.
     pub login_address_failures: NonZeroUsize,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client (none by
+    /// default: the TCP peer is the client).
+    pub trusted_proxies: crate::proxies::TrustedProxies,
     /// How long cached credentials, address ownership and session families are trusted (zero
     /// turns the caches off). Changes made through this node show at once; changes made by
     /// another node or by `tessera admin` show within this plus one second.
@@ -294,6 +297,7 @@ impl Default for Config {
             lockout_window: Duration::from_secs(180),
             lockout: Duration::from_secs(900),
             login_address_failures: NonZeroUsize::new(30).expect("not zero"),
+            trusted_proxies: Default::default(),
             cache_ttl: Duration::from_secs(tessera_core::cache::DEFAULT_TTL.unsigned_abs()),
             audit_retention_days: 90,
             public_url: None,

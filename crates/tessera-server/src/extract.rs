@@ -72,6 +72,25 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
+/// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded
+/// (set by the `request_id` middleware from `--trusted-proxies`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // Always set by the middleware under Tessera's own accept loop; a router served any
+        // other way (a test's) has no peer, and its requests share the unspecified address.
+        Ok(parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .unwrap_or(ClientAddr(std::net::Ipv4Addr::UNSPECIFIED.into())))
+    }
+}
+
 /// A path parameter. A path that cannot be read as one (its id is not UTF-8 once
 /// percent-decoded, say) names nothing, so it is the dialect's 404 like any unknown id, not
 /// axum's plain-text 400.

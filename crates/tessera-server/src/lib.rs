@@ -14,6 +14,7 @@ pub mod json_body;
 pub mod metrics;
 pub mod oauth2;
 pub mod openapi;
+pub mod proxies;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

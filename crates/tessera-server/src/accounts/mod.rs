@@ -8,10 +8,8 @@
 
 mod manage;
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -28,7 +26,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::{FabricError, V1Error};
-use crate::extract::RawBody;
+use crate::extract::{ClientAddr, RawBody};
 use crate::json_body::JsonError;
 use crate::openapi::schemas::{
     add, id_object, raw, schema_ref, string, AccountsErrorBody, V1TooLarge, UUID_PATTERN,
@@ -332,11 +330,11 @@ impl ToSchema for AccountsTokenPair {
     ))]
 async fn create_token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     V1Json(body): V1Json,
 ) -> axum::response::Response {
     let mut who = None;
-    match login(&state, peer, body, &mut who).await {
+    match login(&state, client, body, &mut who).await {
         Ok(answer) => answer.into_response(),
         Err(e) => {
             let mut r = e.into_response();
@@ -350,11 +348,10 @@ async fn create_token(
 
 async fn login(
     state: &AppState,
-    peer: SocketAddr,
+    addr: std::net::IpAddr,
     body: Option<Value>,
     who: &mut Option<String>,
 ) -> Result<Json<Value>, V1Error> {
-    let addr = peer.ip();
     let tokens = match TokenCreationSpec::read(body)? {
         TokenCreationSpec::ApiKey(key) => {
             *who = Some("api key".into());

@@ -1,8 +1,6 @@
 //! Fabric token endpoints T1–T5 (fabric-api.md §3–§5).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{json, Map, Value};
@@ -20,7 +18,7 @@ use uuid::Uuid;
 
 use super::{subscriber_patch, token_answer, token_pair};
 use crate::error::{FabricError, FieldError};
-use crate::extract::{AnyAuth, Caller, ExpiryWindow, Fields, JsonBody, ProjectAuth};
+use crate::extract::{AnyAuth, Caller, ClientAddr, ExpiryWindow, Fields, JsonBody, ProjectAuth};
 use crate::openapi::schemas::{
     expiry, or_null, password, profile_properties, raw, FabricBadJson, FabricErrorBody,
     FabricTooLarge, FabricUnauthorized, FabricValidationErrors, NOT_BLANK,
@@ -532,12 +530,12 @@ impl EmbedRequest {
     ))]
 pub(crate) async fn embed_token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, FabricError> {
     state
         .embed_limiter
-        .check(peer.ip())
+        .check(client)
         .map_err(FabricError::TooManyRequests)?;
     let request = EmbedRequest::read(body)?;
     let tokens = state.service.grant_embed(&request.token).await?;

@@ -800,3 +800,56 @@ async fn tokens_signed_before_subkeys_keep_working_until_they_expire() {
     assert_eq!(users_as(&issued_before).await, StatusCode::UNAUTHORIZED);
     assert_eq!(users_as(&access).await, StatusCode::OK);
 }
+
+/// Behind a trusted proxy, failures from one forwarded client lock that client only, not the
+/// proxy's address or the other clients behind it (issue 20: every client used to be the
+/// balancer, so one attacker locked an account for everybody).
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_lockout_is_per_forwarded_client() {
+    let app = spawn_with(|c| c.trusted_proxies = "127.0.0.0/8".parse().unwrap()).await;
+    app.operator("admin@local", Role::Admin, false).await;
+    let login = |from: &str, password: &str| {
+        let body = json!({"username": "admin@local", "password": password});
+        let rb = app.accounts().raw(Method::POST, accounts_path::TOKENS);
+        rb.header("X-Forwarded-For", format!("198.51.100.77, {from}"))
+            .json(&body)
+            .send()
+    };
+    for _ in 0..5 {
+        let r = login("203.0.113.5", "guess").await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // 203.0.113.5 is locked out (answered like bad credentials)...
+    let r = login("203.0.113.5", PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // ...but not another client behind the same proxy, nor the proxy's own address, and the
+    // address left of the client's (its own claim, 198.51.100.77) was not what was counted.
+    let r = login("203.0.113.6", PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (s, _) = app.accounts().login("admin@local", PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+/// A peer that is not a trusted proxy cannot escape its lockout by rotating
+/// `X-Forwarded-For` (by default no proxy is trusted).
+#[tokio::test]
+async fn an_untrusted_peer_cannot_escape_its_lockout_with_forwarding_headers() {
+    let app = spawn_app().await;
+    app.operator("admin@local", Role::Admin, false).await;
+    let login = |n: u32, password: &str| {
+        let body = json!({"username": "admin@local", "password": password});
+        let rb = app.accounts().raw(Method::POST, accounts_path::TOKENS);
+        rb.header("X-Forwarded-For", format!("203.0.113.{n}"))
+            .header("Forwarded", format!("for=198.51.100.{n}"))
+            .json(&body)
+            .send()
+    };
+    for n in 0..5 {
+        assert_eq!(
+            login(n, "guess").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = login(99, PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "still locked");
+}
