@@ -73,22 +73,35 @@ impl FromRequest<AppState> for JsonBody {
 }
 
 /// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded
-/// (set by the `request_id` middleware from `--trusted-proxies`).
+/// (`--trusted-proxies`, `proxies.rs`). Read only by the handlers that key on it (logins, the
+/// embed exchange), so token grants do not pay for it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // Always set by the middleware under Tessera's own accept loop; a router served any
-        // other way (a test's) has no peer, and its requests share the unspecified address.
-        Ok(parts
-            .extensions
-            .get::<ClientAddr>()
-            .copied()
-            .unwrap_or(ClientAddr(std::net::Ipv4Addr::UNSPECIFIED.into())))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Tessera's accept loop always records the peer; a router served any other way (a
+        // test's) has none, and its requests share the unspecified address.
+        let client = client_address(state, &parts.extensions, &parts.headers);
+        Ok(ClientAddr(
+            client.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        ))
     }
+}
+
+/// The client of a request with `extensions` and `headers`, if its peer is known.
+pub fn client_address(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
+    Some(state.config.trusted_proxies.client(peer.0.ip(), headers))
 }
 
 /// A path parameter. A path that cannot be read as one (its id is not UTF-8 once

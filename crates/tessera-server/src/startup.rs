@@ -356,7 +356,7 @@ async fn read_whole(
 /// Gives every request an id (the caller's, if it is short and plain, else a new one), puts it
 /// on the response and in the request's tracing span, logs the outcome and counts it in the
 /// metrics by route template (never the raw path, which would make label sets unbounded).
-async fn request_id(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&REQUEST_ID)
@@ -380,16 +380,9 @@ async fn request_id(State(state): State<AppState>, mut req: Request, next: Next)
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .cloned();
-    // The client, behind trusted proxies if any (`proxies.rs`): what the lockout, the limits,
-    // the audit trail and this log see.
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| state.config.trusted_proxies.client(c.0.ip(), req.headers()));
-    if let Some(client) = client {
-        req.extensions_mut()
-            .insert(crate::extract::ClientAddr(client));
-    }
+    // The client, behind trusted proxies if any: the address the lockout and the limits see
+    // (`extract::ClientAddr`), computed here for the refusal log only.
+    let client = crate::extract::client_address(&state, req.extensions(), req.headers());
     let span = tracing::info_span!("request", %method, path = %path, request_id = %id);
     let watch = Stopwatch::start();
     let accounts = error::is_accounts_path(req.uri().path());
