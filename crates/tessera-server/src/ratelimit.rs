@@ -49,12 +49,9 @@ enum ClientKey {
 
 impl ClientKey {
     fn of(ip: IpAddr) -> Self {
-        match ip {
+        match crate::proxies::canonical(ip) {
             IpAddr::V4(v4) => ClientKey::V4(v4.to_bits()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => ClientKey::V4(v4.to_bits()),
-                None => ClientKey::V6((v6.to_bits() >> 64) as u64),
-            },
+            IpAddr::V6(v6) => ClientKey::V6((v6.to_bits() >> 64) as u64),
         }
     }
 }
