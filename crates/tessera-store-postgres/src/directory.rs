@@ -135,11 +135,6 @@ impl DirectoryStore for PgStore {
     }
 
     async fn list_resources(&self, listing: ResourceListing) -> StoreResult<PageOf<Resource>> {
-        let ResourceListing {
-            project,
-            kind,
-            page,
-        } = listing;
         let items = self
             .fetch_all(
                 "list_resources",
@@ -152,15 +147,15 @@ impl DirectoryStore for PgStore {
                      ORDER BY r.id LIMIT $4"
                 ),
                 &[
-                    &project.0,
-                    &kind.map(ResourceKind::as_str),
-                    &page.after,
-                    &(page.size as i64 + 1),
+                    &listing.project.0,
+                    &listing.kind.map(ResourceKind::as_str),
+                    &listing.page.after,
+                    &(listing.page.size as i64 + 1),
                 ],
                 resource_row,
             )
             .await?;
-        Ok(page_of(items, page.size))
+        Ok(page_of(items, listing.page.size))
     }
 
     async fn update_subscriber(&self, update: SubscriberUpdate) -> StoreResult<Resource> {

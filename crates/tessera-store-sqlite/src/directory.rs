@@ -123,11 +123,6 @@ impl DirectoryStore for SqliteStore {
     }
 
     async fn list_resources(&self, listing: ResourceListing) -> StoreResult<PageOf<Resource>> {
-        let ResourceListing {
-            project,
-            kind,
-            page,
-        } = listing;
         self.read("list_resources", move |c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {RESOURCE_COLS} FROM resources r LEFT JOIN subscribers s ON s.id = r.id
@@ -136,14 +131,14 @@ impl DirectoryStore for SqliteStore {
             ))?;
             let rows = st.query_map(
                 params![
-                    project.to_string(),
-                    kind.map(|k| k.as_str()),
-                    page.after.map(|u| u.to_string()),
-                    page.size as i64 + 1
+                    listing.project.to_string(),
+                    listing.kind.map(|k| k.as_str()),
+                    listing.page.after.map(|u| u.to_string()),
+                    listing.page.size as i64 + 1
                 ],
                 resource_row,
             )?;
-            page_of(rows.collect::<rusqlite::Result<Vec<_>>>()?, page.size)
+            page_of(rows.collect::<rusqlite::Result<Vec<_>>>()?, listing.page.size)
         })
         .await
     }
