@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tessera_core::ids::ProjectId;
 use tessera_core::keyring::KeyPurpose;
 use tessera_core::maintenance::pending_key;
-use tessera_core::model::{AuditEvent, AuditFilter, AuditPage};
+use tessera_core::model::{AuditEvent, AuditFilter};
 
 use crate::helpers::*;
 
@@ -240,22 +240,10 @@ async fn cleanup_returns_the_families_table_to_its_live_size() {
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
-/// The first 100 audit events of a project, oldest first, read from the store itself.
+/// A project's audit events, oldest first, as the store holds them.
 async fn audit_of(app: &TestApp, project: ProjectId) -> Vec<AuditEvent> {
-    let all = AuditFilter {
-        project: Some(project),
-        since: tessera_core::UnixTime(0),
-    };
-    let first = AuditPage {
-        offset: 0,
-        limit: 100,
-    };
-    app.admin
-        .stores
-        .audit
-        .audit_events(all, first)
-        .await
-        .unwrap()
+    let since = tessera_core::UnixTime(0);
+    app.admin.audit_tail(Some(project), since).await.unwrap()
 }
 
 /// The project's audit actions once `issued` `token.issued` events have been written (the

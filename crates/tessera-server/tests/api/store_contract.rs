@@ -1709,6 +1709,19 @@ async fn populate(s: &Stores) -> Populated {
 }
 
 /// Every table of `s`, for comparing whole installations.
+/// Every audit event of the installation (the tests write far fewer than a page).
+async fn all_audit_events(s: &Stores) -> Vec<AuditEvent> {
+    let all = AuditFilter {
+        project: None,
+        since: UnixTime(0),
+    };
+    let page = AuditPage {
+        offset: 0,
+        limit: 100,
+    };
+    s.audit.audit_events(all, page).await.unwrap()
+}
+
 async fn dump(s: &Stores) -> Vec<(String, Vec<ExportRow>)> {
     s.transfer
         .export_all()
@@ -1801,34 +1814,7 @@ pub async fn moves_intact(from: &Stores, to: &Stores, spare: &Stores) {
         to.operators.list_operators().await.unwrap(),
         from.operators.list_operators().await.unwrap()
     );
-    assert_eq!(
-        to.audit
-            .audit_events(
-                AuditFilter {
-                    project: None,
-                    since: UnixTime(0)
-                },
-                AuditPage {
-                    offset: 0,
-                    limit: 100
-                }
-            )
-            .await
-            .unwrap(),
-        from.audit
-            .audit_events(
-                AuditFilter {
-                    project: None,
-                    since: UnixTime(0)
-                },
-                AuditPage {
-                    offset: 0,
-                    limit: 100
-                }
-            )
-            .await
-            .unwrap()
-    );
+    assert_eq!(all_audit_events(&to).await, all_audit_events(&from).await);
     // New audit events come after the imported ones.
     let later = AuditEvent {
         at: START,
