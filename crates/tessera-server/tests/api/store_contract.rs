@@ -1814,7 +1814,7 @@ pub async fn moves_intact(from: &Stores, to: &Stores, spare: &Stores) {
         to.operators.list_operators().await.unwrap(),
         from.operators.list_operators().await.unwrap()
     );
-    assert_eq!(all_audit_events(&to).await, all_audit_events(&from).await);
+    assert_eq!(all_audit_events(to).await, all_audit_events(from).await);
     // New audit events come after the imported ones.
     let later = AuditEvent {
         at: START,
